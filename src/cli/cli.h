@@ -1,0 +1,36 @@
+/* The command-line layer: the only code that prints errors and picks exit codes. */
+#ifndef TD_CLI_CLI_H
+#define TD_CLI_CLI_H
+
+#include <stdbool.h>
+
+#include "snapshot/snapshot.h"
+#include "util/error.h"
+
+/* Exit codes of docs/CLI.md. */
+enum {
+	TD_EXIT_OK = 0,
+	TD_EXIT_FINDINGS = 1,
+	TD_EXIT_FAILED = 2,
+	TD_EXIT_USAGE = 64,
+};
+
+/* Prints err on stderr and returns its exit code; frees err. */
+int td_cli_fail(struct td_error *err);
+
+/* Prints a usage error and returns TD_EXIT_USAGE. */
+int td_cli_usage(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * TARGET is a pid (all digits) or a core file path. Takes a snapshot of it.
+ * The TASKDBG_TEST_PAUSE_MS environment variable (tests only) holds a live
+ * target stopped that long, so tests can signal taskdbg mid-stop.
+ */
+struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret);
+
+/* Signal handlers that detach from a live target on every way out. */
+void td_cli_install_signal_handlers(void);
+
+int td_cmd_bt(int argc, char **argv);
+
+#endif

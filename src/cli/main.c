@@ -1,0 +1,107 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "config.h"
+
+static const char main_help[] =
+	"usage: taskdbg COMMAND [OPTIONS] TARGET\n"
+	"\n"
+	"A debugger for async runtimes that needs nothing from its target.\n"
+	"TARGET is a process id (all digits) or the path of a core file.\n"
+	"\n"
+	"commands:\n"
+	"  bt        every thread's stack, then exit\n"
+	"  tasks     every async task: state, future, await chain      (not yet built: issue #3)\n"
+	"  diagnose  run every detector, print findings                 (not yet built: issue #4)\n"
+	"  run       run a Lua diagnosis script against TARGET          (not yet built: issue #3)\n"
+	"  attach    interactive session on a live process              (not yet built)\n"
+	"  core      interactive session on a core dump                 (not yet built)\n"
+	"\n"
+	"Run `taskdbg COMMAND --help` for a command's options.\n"
+	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
+
+int td_cli_fail(struct td_error *err)
+{
+	fprintf(stderr, "taskdbg: %s\n", err->message);
+	int code = err->kind == TD_ERR_USAGE ? TD_EXIT_USAGE : TD_EXIT_FAILED;
+	td_error_destroy(err);
+	return code;
+}
+
+int td_cli_usage(const char *command, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "taskdbg%s%s: ", command ? " " : "", command ? command : "");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nRun `taskdbg %s%s--help` for usage.\n", command ? command : "",
+		command ? " " : "");
+	return TD_EXIT_USAGE;
+}
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret)
+{
+	struct td_snapshot_options opts = { .exe = exe };
+	const char *pause = getenv("TASKDBG_TEST_PAUSE_MS");
+	if (pause)
+		opts.pause_stopped_ms = (unsigned)strtoul(pause, NULL, 10);
+	if (all_digits(target)) {
+		long pid = strtol(target, NULL, 10);
+		if (pid <= 0 || pid > 0x3fffffff)
+			return td_error_format(TD_ERR_TARGET, "no process with id %s\n"
+					       "Check the id with `ps -e`.", target);
+		if (exe)
+			return td_error_format(TD_ERR_USAGE, "--exe is for core files; a live "
+					       "process's executable is found from /proc");
+		return td_snapshot_take_live((pid_t)pid, &opts, ret);
+	}
+	return td_snapshot_open_core(target, &opts, ret);
+}
+
+static int not_built(const char *command, const char *issue)
+{
+	fprintf(stderr, "taskdbg: `%s` is not built yet (%s); `taskdbg bt TARGET` works today.\n",
+		command, issue);
+	return TD_EXIT_FAILED;
+}
+
+int main(int argc, char **argv)
+{
+	td_cli_install_signal_handlers();
+	if (argc < 2) {
+		fputs(main_help, stderr);
+		return TD_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		fputs(main_help, stdout);
+		return TD_EXIT_OK;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("taskdbg %s\n", TD_VERSION);
+		return TD_EXIT_OK;
+	}
+	if (!strcmp(cmd, "bt"))
+		return td_cmd_bt(argc - 1, argv + 1);
+	if (!strcmp(cmd, "tasks") || !strcmp(cmd, "run"))
+		return not_built(cmd, "issue #3");
+	if (!strcmp(cmd, "diagnose"))
+		return not_built(cmd, "issue #4");
+	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
+		return not_built(cmd, "the interactive REPL comes after issue #3");
+	return td_cli_usage(NULL, "unknown command '%s'", cmd);
+}

@@ -1,0 +1,38 @@
+/*
+ * Never leave a target stopped: whatever ends taskdbg (Ctrl-C, kill, hangup,
+ * a crash of our own), detach first, then die as the signal says.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "target/live.h"
+
+static const int fatal_signals[] = {
+	SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE,
+	SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS,
+};
+
+static void on_fatal_signal(int sig)
+{
+	td_live_emergency_detach();
+	/* SA_RESETHAND restored the default action: die of the same signal. */
+	raise(sig);
+}
+
+void td_cli_install_signal_handlers(void)
+{
+	/* A stack overflow must still reach the handler. */
+	static char altstack[64 * 1024];
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	sigaltstack(&ss, NULL);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_fatal_signal;
+	sa.sa_flags = SA_RESETHAND | SA_ONSTACK | SA_NODEFER;
+	sigfillset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
+		sigaction(fatal_signals[i], &sa, NULL);
+}

@@ -1,0 +1,157 @@
+#include "debuginfo/modules.h"
+
+#include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *debuginfo_path = NULL;
+
+static const Dwfl_Callbacks live_callbacks = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+static const Dwfl_Callbacks core_callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.debuginfo_path = &debuginfo_path,
+};
+
+struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
+{
+	Dwfl *dwfl = dwfl_begin(&live_callbacks);
+	if (!dwfl)
+		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
+	dwfl_report_begin(dwfl);
+	int r = dwfl_linux_proc_report(dwfl, pid);
+	if (dwfl_report_end(dwfl, NULL, NULL) != 0 || r != 0) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET,
+			"cannot read the memory map of process %d: %s",
+			(int)pid, r > 0 ? strerror(r) : dwfl_errmsg(-1));
+		dwfl_end(dwfl);
+		return err;
+	}
+	*ret = dwfl;
+	return NULL;
+}
+
+struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret)
+{
+	Dwfl *dwfl = dwfl_begin(&core_callbacks);
+	if (!dwfl)
+		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
+	dwfl_report_begin(dwfl);
+	int n = dwfl_core_file_report(dwfl, core->elf, exe);
+	if (dwfl_report_end(dwfl, NULL, NULL) != 0 || n < 0) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET,
+			"cannot find the modules of core file %s: %s", core->path, dwfl_errmsg(-1));
+		dwfl_end(dwfl);
+		return err;
+	}
+	*ret = dwfl;
+	return NULL;
+}
+
+const char *td_module_path(Dwfl_Module *mod)
+{
+	const char *name, *mainfile = NULL;
+	name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, &mainfile, NULL);
+	return mainfile ? mainfile : name;
+}
+
+static void hex(const unsigned char *bits, int len, char *out, size_t size)
+{
+	size_t o = 0;
+	for (int i = 0; i < len && o + 3 <= size; i++)
+		o += (size_t)snprintf(out + o, size - o, "%02x", bits[i]);
+	if (o < size)
+		out[o] = '\0';
+}
+
+/* The build-id of an ELF file on disk, as hex; false if none or unreadable. */
+static bool file_build_id(const char *path, char *out, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	elf_version(EV_CURRENT);
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	bool ok = false;
+	if (elf) {
+		const void *bits;
+		ssize_t len = dwelf_elf_gnu_build_id(elf, &bits);
+		if (len > 0) {
+			hex(bits, (int)len, out, size);
+			ok = true;
+		}
+		elf_end(elf);
+	}
+	close(fd);
+	return ok;
+}
+
+struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *what,
+				      const char *exe_override, Dwfl_Module **ret)
+{
+	Dwfl_Module *mod = entry ? dwfl_addrmodule(dwfl, entry) : NULL;
+	if (!mod)
+		return td_error_format(TD_ERR_TARGET,
+			"cannot tell which file is the executable of %s (no entry point in its notes)\n"
+			"Pass the executable with --exe PATH.", what);
+	const char *name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	const char *wanted = exe_override ? exe_override : name;
+	/* The build-id the target's memory holds: what really ran. */
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int len = dwfl_module_build_id(mod, &bits, &vaddr);
+	char want_id[128] = "", have_id[128] = "";
+	if (len > 0)
+		hex(bits, len, want_id, sizeof(want_id));
+	/* libdwfl may find the original by path and never read --exe: check it. */
+	if (exe_override && want_id[0] && file_build_id(exe_override, have_id, sizeof(have_id)) &&
+	    strcmp(want_id, have_id) != 0)
+		return td_error_format(TD_ERR_TARGET,
+			"%s does not match %s: the program that ran had build-id %s, "
+			"but this file has build-id %s\n"
+			"Pass the binary that ran with --exe PATH.",
+			exe_override, what, want_id, have_id);
+	GElf_Addr bias;
+	Elf *elf = dwfl_module_getelf(mod, &bias);
+	if (!elf) {
+		struct stat st;
+		if (stat(wanted, &st) != 0)
+			return td_error_format(TD_ERR_TARGET,
+				"the executable of %s, %s, is not there (%s)\n"
+				"Copy it back, or pass the binary that ran with --exe PATH.",
+				what, wanted, strerror(errno));
+		if (want_id[0] && file_build_id(wanted, have_id, sizeof(have_id)) &&
+		    strcmp(want_id, have_id) != 0)
+			return td_error_format(TD_ERR_TARGET,
+				"%s does not match %s: the program that ran had build-id %s, "
+				"but this file has build-id %s\n"
+				"It was probably rebuilt since. Pass the binary that ran with --exe PATH.",
+				wanted, what, want_id, have_id);
+		return td_error_format(TD_ERR_TARGET, "cannot read the executable %s of %s: %s\n"
+				       "Pass the binary that ran with --exe PATH.",
+				       wanted, what, dwfl_errmsg(-1));
+	}
+	Dwarf_Addr dbias;
+	if (!dwfl_module_getdwarf(mod, &dbias))
+		return td_error_format(TD_ERR_TARGET,
+			"%s has no debug info (DWARF), so taskdbg cannot name its functions, "
+			"lines or types\n"
+			"Rebuild it with debug info (Rust: `[profile.release] debug = true`; C: -g), "
+			"or install its separate debug file (under /usr/lib/debug, found by build-id).",
+			td_module_path(mod));
+	if (ret)
+		*ret = mod;
+	return NULL;
+}

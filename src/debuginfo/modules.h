@@ -1,0 +1,33 @@
+/*
+ * The modules (executable and shared libraries) of a target, through libdwfl,
+ * and the checks that the executable is there, is the right one and has
+ * debug info. Nothing here touches the target's threads.
+ */
+#ifndef TD_DEBUGINFO_MODULES_H
+#define TD_DEBUGINFO_MODULES_H
+
+#include <elfutils/libdwfl.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "target/core.h"
+#include "util/error.h"
+
+/* Reports the modules mapped in a live process (from /proc/PID/maps). */
+struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret);
+
+/* Reports the modules of a core; exe, if not NULL, overrides the core's notes. */
+struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret);
+
+/*
+ * Finds the executable's module (the one holding the entry point) and checks
+ * that its file was found, matches the target's build-id, and has DWARF.
+ * what names the target in messages ("process 123", "core file core.1").
+ */
+struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *what,
+				      const char *exe_override, Dwfl_Module **ret);
+
+/* The file name of a module's ELF file, or its reported name. */
+const char *td_module_path(Dwfl_Module *mod);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * From a code address to what a person reads in a stack: function names with
+ * inline frames expanded (innermost first), source files and lines. Results
+ * are cached per address, since worker threads share most of their frames.
+ */
+#ifndef TD_DEBUGINFO_SYMBOLIZE_H
+#define TD_DEBUGINFO_SYMBOLIZE_H
+
+#include <elfutils/libdwfl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+struct td_frame {
+	uint64_t pc;           /* the unwound address of the physical frame */
+	const char *function;  /* NULL if unknown; owned by the symbolizer */
+	const char *file;      /* as recorded in DWARF, or NULL; owned by libdw */
+	int line;              /* 0 if unknown */
+	bool inlined;          /* an inline frame inside the next (outer) frame */
+	const char *module;    /* file name of the module, or NULL */
+};
+
+struct td_symbolizer;
+
+/* The symbolizer borrows dwfl, which must outlive it. */
+struct td_error *td_symbolizer_create(Dwfl *dwfl, struct td_symbolizer **ret);
+
+/*
+ * The frames of one physical frame at pc (inline frames first, the real
+ * function last). is_activation is false for return addresses, which are
+ * looked up at pc - 1 so the call, not the next line, is named. *ret stays
+ * valid until the symbolizer is destroyed. Returns the frame count (>= 1).
+ */
+size_t td_symbolize(struct td_symbolizer *sym, uint64_t pc, bool is_activation,
+		    const struct td_frame **ret);
+
+/*
+ * Symbolizes many addresses at once into the cache, shared libraries on a
+ * helper thread (with a private Dwfl) while this thread does main_module.
+ * Opening a library's debug info can cost tens of milliseconds (libc's is
+ * compressed), so the two halves overlap. td_symbolize then hits the cache.
+ */
+void td_symbolize_prefetch(struct td_symbolizer *sym, Dwfl_Module *main_module,
+			   const uint64_t *pcs, const bool *activation, size_t n);
+
+void td_symbolizer_destroy(struct td_symbolizer *sym);
+
+#endif

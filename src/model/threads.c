@@ -1,0 +1,153 @@
+#include "model/threads.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+#include "util/timing.h"
+
+const char *td_thread_role_name(enum td_thread_role role)
+{
+	switch (role) {
+	case TD_ROLE_MAIN: return "main";
+	case TD_ROLE_WORKER: return "worker";
+	case TD_ROLE_BLOCKING: return "blocking";
+	default: return "other";
+	}
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/*
+ * tokio runs its workers on blocking-pool threads, so a worker's stack has
+ * both the worker loop and the pool's loop: the worker loop decides.
+ */
+static enum td_thread_role guess_role(const struct td_snapshot *snap, const struct td_thread_view *v)
+{
+	bool pool = false;
+	for (size_t i = 0; i < v->nframes; i++) {
+		const char *fn = v->frames[i].function;
+		if (has_prefix(fn, "tokio::runtime::scheduler::multi_thread::worker::run") ||
+		    has_prefix(fn, "tokio::runtime::thread_pool::worker::run"))
+			return TD_ROLE_WORKER;
+		if (has_prefix(fn, "tokio::runtime::blocking::pool::Inner::run"))
+			pool = true;
+	}
+	if (pool)
+		return TD_ROLE_BLOCKING;
+	if (v->thread->tid == snap->pid)
+		return TD_ROLE_MAIN;
+	return TD_ROLE_OTHER;
+}
+
+/*
+ * A sleep or wait that was interrupted once (by any debugger's stop) goes on
+ * as restart_syscall, which says nothing. The libc wrapper on top of the stack
+ * still names the call the program made.
+ */
+static long resolve_restart(const struct td_thread_view *v)
+{
+	static const struct { const char *symbol; long nr; } wrappers[] = {
+		{ "clock_nanosleep", SYS_clock_nanosleep },
+		{ "nanosleep", SYS_nanosleep },
+		{ "futex", SYS_futex },
+		{ "ppoll", SYS_ppoll },
+		{ "poll", SYS_poll },
+	};
+	long nr = v->thread->syscall;
+	if (nr != SYS_restart_syscall || v->nframes == 0 || !v->frames[0].function)
+		return nr;
+	for (size_t i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
+		if (strstr(v->frames[0].function, wrappers[i].symbol))
+			return wrappers[i].nr;
+	return nr;
+}
+
+struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread_list **ret)
+{
+	struct td_error *err;
+	struct td_thread_list *list = calloc(1, sizeof(*list));
+	if (!list)
+		return &td_enomem;
+	list->threads = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*list->threads));
+	if (!list->threads) {
+		err = &td_enomem;
+		goto fail;
+	}
+	list->count = snap->nthreads;
+	if ((err = td_unwind_all(snap, &list->stacks)))
+		goto fail;
+	td_timing_mark("unwind");
+	if ((err = td_symbolizer_create(snap->dwfl, &list->sym)))
+		goto fail;
+	{
+		size_t total = 0, at = 0;
+		for (size_t i = 0; i < snap->nthreads; i++)
+			total += list->stacks[i].count;
+		uint64_t *pcs = malloc((total ? total : 1) * sizeof(*pcs));
+		bool *act = malloc((total ? total : 1) * sizeof(*act));
+		if (pcs && act) {
+			for (size_t i = 0; i < snap->nthreads; i++)
+				for (size_t j = 0; j < list->stacks[i].count; j++, at++) {
+					pcs[at] = list->stacks[i].pcs[j];
+					act[at] = list->stacks[i].activation[j];
+				}
+			td_symbolize_prefetch(list->sym, snap->exe_module, pcs, act, total);
+		}
+		free(pcs);
+		free(act);
+	}
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		struct td_thread_view *v = &list->threads[i];
+		const struct td_stack *s = &list->stacks[i];
+		v->thread = &snap->threads[i];
+		v->unwind_error = s->error;
+		v->truncated = s->truncated;
+		size_t cap = 0;
+		for (size_t j = 0; j < s->count; j++) {
+			const struct td_frame *frames;
+			size_t n = td_symbolize(list->sym, s->pcs[j], s->activation[j], &frames);
+			if (v->nframes + n > cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				while (ncap < v->nframes + n)
+					ncap *= 2;
+				struct td_frame *grown = realloc(v->frames, ncap * sizeof(*grown));
+				if (!grown) {
+					err = &td_enomem;
+					goto fail;
+				}
+				v->frames = grown;
+				cap = ncap;
+			}
+			for (size_t k = 0; k < n; k++) {
+				v->frames[v->nframes] = frames[k];
+				/* The physical frame's own pc, not that of a cache twin. */
+				v->frames[v->nframes].pc = s->pcs[j];
+				v->nframes++;
+			}
+		}
+		v->role = guess_role(snap, v);
+		v->syscall = resolve_restart(v);
+	}
+	td_timing_mark("symbolize");
+	*ret = list;
+	return NULL;
+fail:
+	td_thread_list_destroy(list);
+	return err;
+}
+
+void td_thread_list_destroy(struct td_thread_list *list)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < list->count; i++)
+		free(list->threads[i].frames);
+	free(list->threads);
+	td_stacks_destroy(list->stacks, list->count);
+	td_symbolizer_destroy(list->sym);
+	free(list);
+}

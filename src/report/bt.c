@@ -1,0 +1,134 @@
+#include "report/bt.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "target/syscalls.h"
+
+static struct json_object *json_string_or_null(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *json_address(uint64_t addr)
+{
+	char buf[24];
+	snprintf(buf, sizeof(buf), "0x%" PRIx64, addr);
+	return json_object_new_string(buf);
+}
+
+struct json_object *td_report_target_json(const struct td_snapshot *snap)
+{
+	struct json_object *t = json_object_new_object();
+	bool live = snap->kind == TD_SNAPSHOT_LIVE;
+	json_object_object_add(t, "kind", json_object_new_string(live ? "process" : "core"));
+	json_object_object_add(t, "pid", json_object_new_int(snap->pid));
+	if (!live)
+		json_object_object_add(t, "core", json_string_or_null(snap->core_path));
+	json_object_object_add(t, "exe", json_string_or_null(snap->exe));
+	json_object_object_add(t, "name", json_string_or_null(snap->comm));
+	json_object_object_add(t, "threads", json_object_new_int((int)snap->nthreads));
+	if (live)
+		json_object_object_add(t, "stopped_us",
+				       json_object_new_int64((int64_t)(snap->stopped_ns / 1000)));
+	return t;
+}
+
+struct json_object *td_report_thread_json(const struct td_thread_view *v)
+{
+	const struct td_snapshot_thread *t = v->thread;
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "tid", json_object_new_int(t->tid));
+	json_object_object_add(o, "name", t->has_name ? json_object_new_string(t->name) : NULL);
+	char state[2] = { t->state, '\0' };
+	json_object_object_add(o, "state", t->state ? json_object_new_string(state) : NULL);
+	json_object_object_add(o, "role", json_object_new_string(td_thread_role_name(v->role)));
+	json_object_object_add(o, "syscall", json_string_or_null(td_syscall_name(v->syscall)));
+	/* Filled from the runtime's structures once task discovery (issue #3) lands. */
+	json_object_object_add(o, "task", NULL);
+	struct json_object *frames = json_object_new_array();
+	for (size_t i = 0; i < v->nframes; i++) {
+		const struct td_frame *f = &v->frames[i];
+		struct json_object *fo = json_object_new_object();
+		json_object_object_add(fo, "pc", json_address(f->pc));
+		json_object_object_add(fo, "function", json_string_or_null(f->function));
+		json_object_object_add(fo, "file", json_string_or_null(f->file));
+		json_object_object_add(fo, "line", f->line ? json_object_new_int(f->line) : NULL);
+		json_object_object_add(fo, "inlined", json_object_new_boolean(f->inlined));
+		json_object_object_add(fo, "module", json_string_or_null(f->module));
+		json_object_array_add(frames, fo);
+	}
+	json_object_object_add(o, "frames", frames);
+	if (v->unwind_error)
+		json_object_object_add(o, "unwind_error", json_object_new_string(v->unwind_error));
+	if (v->truncated)
+		json_object_object_add(o, "truncated", json_object_new_boolean(true));
+	return o;
+}
+
+void td_report_bt_json(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)
+{
+	struct json_object *root = json_object_new_object();
+	json_object_object_add(root, "target", td_report_target_json(snap));
+	struct json_object *threads = json_object_new_array();
+	for (size_t i = 0; i < list->count; i++)
+		json_object_array_add(threads, td_report_thread_json(&list->threads[i]));
+	json_object_object_add(root, "threads", threads);
+	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), out);
+	fputc('\n', out);
+	json_object_put(root);
+}
+
+static const char *state_word(char state)
+{
+	switch (state) {
+	case 'R': return "running";
+	case 'S': return "sleeping";
+	case 'D': return "uninterruptible";
+	case 'T': return "stopped";
+	case 't': return "traced";
+	case 'Z': return "zombie";
+	default: return NULL;
+	}
+}
+
+void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)
+{
+	if (snap->kind == TD_SNAPSHOT_LIVE)
+		fprintf(out, "process %d (%s), %zu threads, stopped for %.3f ms\n",
+			(int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads,
+			(double)snap->stopped_ns / 1e6);
+	else
+		fprintf(out, "core %s of process %d (%s), %zu threads\n",
+			snap->core_path, (int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads);
+	for (size_t i = 0; i < list->count; i++) {
+		const struct td_thread_view *v = &list->threads[i];
+		const struct td_snapshot_thread *t = v->thread;
+		fprintf(out, "\nthread %d", (int)t->tid);
+		if (t->has_name)
+			fprintf(out, " \"%s\"", t->name);
+		fprintf(out, " (%s", td_thread_role_name(v->role));
+		if (state_word(t->state))
+			fprintf(out, ", %s", state_word(t->state));
+		const char *sc = td_syscall_name(v->syscall);
+		if (sc)
+			fprintf(out, ", in %s()", sc);
+		fputs(")\n", out);
+		for (size_t j = 0; j < v->nframes; j++) {
+			const struct td_frame *f = &v->frames[j];
+			fprintf(out, "  #%-3zu 0x%016" PRIx64 " in %s", j, f->pc,
+				f->function ? f->function : "??");
+			if (f->inlined)
+				fputs(" [inlined]", out);
+			if (f->file)
+				fprintf(out, " at %s:%d", f->file, f->line);
+			else if (f->module)
+				fprintf(out, " from %s", f->module);
+			fputc('\n', out);
+		}
+		if (v->truncated)
+			fprintf(out, "  ... more than %d frames, the rest cut\n", TD_MAX_FRAMES);
+		if (v->unwind_error)
+			fprintf(out, "  (stack ends early: %s)\n", v->unwind_error);
+	}
+}

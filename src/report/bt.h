@@ -1,0 +1,21 @@
+/* `taskdbg bt` output: the human text and the JSON of docs/CLI.md. */
+#ifndef TD_REPORT_BT_H
+#define TD_REPORT_BT_H
+
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "model/threads.h"
+#include "snapshot/snapshot.h"
+
+/* The "target" object every JSON output starts with. Caller owns the result. */
+struct json_object *td_report_target_json(const struct td_snapshot *snap);
+
+/* One THREAD object of CLI.md. Caller owns the result. */
+struct json_object *td_report_thread_json(const struct td_thread_view *v);
+
+void td_report_bt_json(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);
+void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);
+
+#endif

@@ -1,0 +1,305 @@
+#include "snapshot/snapshot.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "debuginfo/modules.h"
+#include "target/live.h"
+#include "target/procfs.h"
+#include "target/syscalls.h"
+#include "util/timing.h"
+
+/* Below the stack pointer the x86_64 ABI lets leaf functions keep data. */
+#define TD_RED_ZONE 128
+/* Stack copied when the stack's mapping is unknown (a thread born meanwhile). */
+#define TD_STACK_COPY_UNKNOWN (64 * 1024)
+/*
+ * Buffer space prepared (and touched) per thread before the stop: copying into
+ * fresh pages would take a page fault per 4 KiB while the target waits.
+ */
+#define TD_STACK_ARENA_PER_THREAD (32 * 1024)
+#define TD_STACK_ARENA_MAX (16 * 1024 * 1024)
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static struct td_snapshot *snapshot_new(enum td_snapshot_kind kind)
+{
+	struct td_snapshot *snap = calloc(1, sizeof(*snap));
+	if (snap)
+		snap->kind = kind;
+	return snap;
+}
+
+/*
+ * Copies every thread's stack, from below its stack pointer up to the end of
+ * the stack's mapping (where glibc also keeps the thread's TLS), in one
+ * process_vm_readv for all threads.
+ */
+static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps, size_t nmaps)
+{
+	size_t arena_used = 0;
+	size_t n = snap->nthreads;
+	struct iovec *local = calloc(n, sizeof(*local)), *remote = calloc(n, sizeof(*remote));
+	if (!local || !remote)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		uint64_t sp = t->regs.rsp;
+		uint64_t lo = sp > TD_RED_ZONE ? sp - TD_RED_ZONE : 0;
+		const struct td_mapping *m = td_mapping_find(maps, nmaps, sp);
+		uint64_t hi = m ? m->hi : sp + TD_STACK_COPY_UNKNOWN;
+		if (m && lo < m->lo)
+			lo = m->lo;
+		if (hi - lo > TD_STACK_COPY_MAX)
+			hi = lo + TD_STACK_COPY_MAX;
+		size_t size = hi - lo;
+		if (snap->stack_arena && snap->stack_arena_size - arena_used >= size) {
+			t->stack = snap->stack_arena + arena_used;
+			arena_used += (size + 63) & ~(size_t)63;
+		} else {
+			t->stack = malloc(size);
+			t->stack_owned = true;
+		}
+		if (!t->stack)
+			continue;
+		t->stack_addr = lo;
+		t->stack_len = hi - lo;
+		local[i] = (struct iovec){ t->stack, t->stack_len };
+		remote[i] = (struct iovec){ (void *)(uintptr_t)lo, t->stack_len };
+	}
+	/* One call for all; if any range faults, fall back to one call per thread. */
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += local[i].iov_len;
+	ssize_t got = n ? process_vm_readv(snap->pid, local, n, remote, n, 0) : 0;
+	if (got < 0 || (size_t)got != total) {
+		for (size_t i = 0; i < n; i++) {
+			struct td_snapshot_thread *t = &snap->threads[i];
+			if (t->stack)
+				t->stack_len = td_live_read(snap->pid, t->stack_addr, t->stack, t->stack_len);
+		}
+	}
+out:
+	free(local);
+	free(remote);
+}
+
+struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_options *opts,
+				       struct td_snapshot **ret)
+{
+	struct td_error *err;
+	struct td_proc_status status;
+	if ((err = td_proc_check(pid, &status)))
+		return err;
+
+	struct td_snapshot *snap = snapshot_new(TD_SNAPSHOT_LIVE);
+	if (!snap)
+		return &td_enomem;
+	snap->pid = pid;
+	snap->comm = strdup(status.name);
+	struct td_mapping *maps = NULL;
+	size_t nmaps = 0;
+	struct td_live *live = NULL;
+	struct td_snapshot_thread *pre = NULL;
+
+	/* Everything that can be done without stopping the process comes first. */
+	char exe_link[64], exe[4096];
+	snprintf(exe_link, sizeof(exe_link), "/proc/%d/exe", (int)pid);
+	ssize_t len = readlink(exe_link, exe, sizeof(exe) - 1);
+	if (len < 0) {
+		err = errno == EACCES || errno == EPERM
+			? td_error_format(TD_ERR_TARGET,
+				"permission denied to inspect process %d (%s, owned by uid %u)\n"
+				"Run taskdbg as the same user as the process, or as root.",
+				(int)pid, status.name, (unsigned)status.uid)
+			: td_error_format(TD_ERR_TARGET, "cannot read %s: %s", exe_link, strerror(errno));
+		goto fail;
+	}
+	exe[len] = '\0';
+	snap->exe = strdup(exe);
+	td_timing_mark("proc checks");
+	if ((err = td_modules_report_live(pid, &snap->dwfl)))
+		goto fail;
+	td_timing_mark("report modules");
+	char what[64];
+	snprintf(what, sizeof(what), "process %d", (int)pid);
+	if ((err = td_modules_check_exe(snap->dwfl, td_proc_entry_point(pid), what, NULL,
+					&snap->exe_module)))
+		goto fail;
+	td_timing_mark("check executable");
+	if ((err = td_proc_read_maps(pid, &maps, &nmaps)))
+		goto fail;
+	/* Names and states as they are before the stop (during it, all read 't'). */
+	pid_t *pre_tids = NULL;
+	size_t npre = 0;
+	if ((err = td_proc_list_threads(pid, &pre_tids, &npre)))
+		goto fail;
+	pre = calloc(npre ? npre : 1, sizeof(*pre));
+	if (!pre) {
+		free(pre_tids);
+		err = &td_enomem;
+		goto fail;
+	}
+	for (size_t i = 0; i < npre; i++) {
+		pre[i].tid = pre_tids[i];
+		pre[i].has_name = td_proc_thread_info(pid, pre_tids[i], pre[i].name, &pre[i].state);
+	}
+	free(pre_tids);
+
+	td_timing_mark("threads and maps");
+	/* Stack buffers, touched now so the copy during the stop does not fault. */
+	snap->stack_arena_size = npre * TD_STACK_ARENA_PER_THREAD + TD_STACK_ARENA_PER_THREAD;
+	if (snap->stack_arena_size > TD_STACK_ARENA_MAX)
+		snap->stack_arena_size = TD_STACK_ARENA_MAX;
+	snap->stack_arena = malloc(snap->stack_arena_size);
+	if (snap->stack_arena)
+		memset(snap->stack_arena, 0, snap->stack_arena_size);
+	else
+		snap->stack_arena_size = 0;
+	/* The stop: as short as we can make it. */
+	uint64_t t0 = now_ns();
+	if ((err = td_live_stop(pid, &live)))
+		goto fail;
+	snap->threads = calloc(live->count, sizeof(*snap->threads));
+	if (!snap->threads) {
+		err = &td_enomem;
+		goto fail;
+	}
+	snap->nthreads = live->count;
+	for (size_t i = 0; i < live->count; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		t->tid = live->threads[i].tid;
+		if ((err = td_live_get_regs(live, i, &t->regs)))
+			goto fail;
+		t->syscall = td_syscall_blocked_in(&t->regs);
+	}
+	copy_stacks(snap, maps, nmaps);
+	if (opts && opts->pause_stopped_ms)
+		usleep(opts->pause_stopped_ms * 1000u);
+	td_live_detach(live);
+	snap->stopped_ns = now_ns() - t0;
+	td_live_destroy(live);
+	live = NULL;
+
+	td_timing_mark("stop, copy, detach");
+	/* Threads born during the attach get their name and state now. */
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		const struct td_snapshot_thread *p = NULL;
+		for (size_t j = 0; j < npre && !p; j++)
+			if (pre[j].tid == t->tid && pre[j].has_name)
+				p = &pre[j];
+		if (p) {
+			memcpy(t->name, p->name, sizeof(t->name));
+			t->state = p->state;
+			t->has_name = true;
+		} else {
+			t->has_name = td_proc_thread_info(pid, t->tid, t->name, &t->state);
+		}
+	}
+	free(pre);
+	free(maps);
+	*ret = snap;
+	return NULL;
+
+fail:
+	td_live_destroy(live);
+	free(pre);
+	free(maps);
+	td_snapshot_destroy(snap);
+	return err;
+}
+
+struct td_error *td_snapshot_open_core(const char *path, const struct td_snapshot_options *opts,
+				       struct td_snapshot **ret)
+{
+	struct td_error *err;
+	struct td_snapshot *snap = snapshot_new(TD_SNAPSHOT_CORE);
+	if (!snap)
+		return &td_enomem;
+	if ((err = td_core_open(path, &snap->core)))
+		goto fail;
+	struct td_core *core = snap->core;
+	snap->pid = core->pid;
+	snap->core_path = strdup(path);
+	snap->comm = strdup(core->fname);
+	if ((err = td_modules_report_core(core, opts ? opts->exe : NULL, &snap->dwfl)))
+		goto fail;
+	char what[4200 + 16];
+	snprintf(what, sizeof(what), "core file %s", path);
+	Dwfl_Module *exe_mod;
+	if ((err = td_modules_check_exe(snap->dwfl, core->entry, what, opts ? opts->exe : NULL, &exe_mod)))
+		goto fail;
+	snap->exe = strdup(td_module_path(exe_mod));
+	snap->exe_module = exe_mod;
+
+	snap->threads = calloc(core->nthreads, sizeof(*snap->threads));
+	if (!snap->threads) {
+		err = &td_enomem;
+		goto fail;
+	}
+	snap->nthreads = core->nthreads;
+	for (size_t i = 0; i < core->nthreads; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		t->tid = core->threads[i].tid;
+		t->regs = core->threads[i].regs;
+		t->syscall = td_syscall_blocked_in(&t->regs);
+		/* A core records only the process's name (that of its main thread). */
+		if (t->tid == core->pid && core->fname[0]) {
+			snprintf(t->name, sizeof(t->name), "%s", core->fname);
+			t->has_name = true;
+		}
+	}
+	*ret = snap;
+	return NULL;
+fail:
+	td_snapshot_destroy(snap);
+	return err;
+}
+
+size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size_t len)
+{
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		if (addr >= t->stack_addr && addr - t->stack_addr < t->stack_len) {
+			size_t off = (size_t)(addr - t->stack_addr);
+			size_t n = t->stack_len - off < len ? t->stack_len - off : len;
+			memcpy(buf, t->stack + off, n);
+			if (n == len)
+				return n;
+			return n + td_snapshot_read(snap, addr + n, (char *)buf + n, len - n);
+		}
+	}
+	if (snap->kind == TD_SNAPSHOT_CORE)
+		return td_core_read(snap->core, addr, buf, len);
+	/* Not copied during the stop: read it now from the running process. */
+	return td_live_read(snap->pid, addr, buf, len);
+}
+
+void td_snapshot_destroy(struct td_snapshot *snap)
+{
+	if (!snap)
+		return;
+	for (size_t i = 0; i < snap->nthreads; i++)
+		if (snap->threads[i].stack_owned)
+			free(snap->threads[i].stack);
+	free(snap->stack_arena);
+	free(snap->threads);
+	if (snap->dwfl)
+		dwfl_end(snap->dwfl);
+	td_core_destroy(snap->core);
+	free(snap->exe);
+	free(snap->core_path);
+	free(snap->comm);
+	free(snap);
+}

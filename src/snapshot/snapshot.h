@@ -1,0 +1,77 @@
+/*
+ * A frozen view of a target: every thread's registers and the top of its
+ * stack, and a way to read the rest of memory. A live process is stopped only
+ * while this is copied; everything after (unwinding, symbols, analysis) works
+ * on the copy while the process runs again. A core file is a snapshot already.
+ * Both kinds answer through the same functions.
+ */
+#ifndef TD_SNAPSHOT_SNAPSHOT_H
+#define TD_SNAPSHOT_SNAPSHOT_H
+
+#include <elfutils/libdwfl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "target/core.h"
+#include "util/error.h"
+
+/* Upper bound of the stack copied per thread while the target is stopped. */
+#define TD_STACK_COPY_MAX (1024 * 1024)
+
+struct td_snapshot_thread {
+	pid_t tid;
+	char name[16];
+	bool has_name;
+	char state;                 /* from /proc before the stop; '\0' in a core */
+	long syscall;               /* system call it is blocked in, or -1 */
+	struct user_regs_struct regs;
+	uint64_t stack_addr;        /* the copied range of its stack */
+	size_t stack_len;
+	unsigned char *stack;       /* in the snapshot's arena, or malloc'd if stack_owned */
+	bool stack_owned;
+};
+
+enum td_snapshot_kind { TD_SNAPSHOT_LIVE, TD_SNAPSHOT_CORE };
+
+struct td_snapshot {
+	enum td_snapshot_kind kind;
+	pid_t pid;
+	char *exe;                  /* path of the executable */
+	struct td_snapshot_thread *threads;
+	size_t nthreads;
+	uint64_t stopped_ns;        /* live: how long the process stayed stopped */
+	Dwfl *dwfl;                 /* modules; owned */
+	Dwfl_Module *exe_module;    /* the executable's module in dwfl */
+	struct td_core *core;       /* core snapshots; owned */
+	char *core_path;
+	char *comm;                 /* process name */
+	unsigned char *stack_arena; /* buffers for the stack copies */
+	size_t stack_arena_size;
+};
+
+struct td_snapshot_options {
+	const char *exe;            /* core: the executable, overriding the notes */
+	unsigned pause_stopped_ms;  /* tests only: hold the target stopped this long */
+};
+
+/*
+ * Stops pid, copies what later work needs, and lets it run again. Checks
+ * first (process exists, not traced, has debug info) so a target that cannot
+ * be analysed is never stopped.
+ */
+struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_options *opts,
+				       struct td_snapshot **ret);
+
+/* Opens a core file as a snapshot. */
+struct td_error *td_snapshot_open_core(const char *path, const struct td_snapshot_options *opts,
+				       struct td_snapshot **ret);
+
+/* Reads target memory as of the snapshot where it was copied; returns bytes read. */
+size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size_t len);
+
+void td_snapshot_destroy(struct td_snapshot *snap);
+
+#endif

@@ -1,0 +1,140 @@
+#include "snapshot/unwind.h"
+
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct unwind_state {
+	struct td_snapshot *snap;
+	size_t next;        /* thread iterator for next_thread */
+};
+
+static pid_t next_thread(Dwfl *dwfl, void *dwfl_arg, void **thread_argp)
+{
+	struct unwind_state *st = dwfl_arg;
+	if (st->next >= st->snap->nthreads)
+		return 0;
+	struct td_snapshot_thread *t = &st->snap->threads[st->next++];
+	*thread_argp = t;
+	return t->tid;
+}
+
+static bool get_thread(Dwfl *dwfl, pid_t tid, void *dwfl_arg, void **thread_argp)
+{
+	struct unwind_state *st = dwfl_arg;
+	for (size_t i = 0; i < st->snap->nthreads; i++) {
+		if (st->snap->threads[i].tid == tid) {
+			*thread_argp = &st->snap->threads[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
+{
+	struct unwind_state *st = dwfl_arg;
+	uint64_t word;
+	if (td_snapshot_read(st->snap, addr, &word, sizeof(word)) != sizeof(word))
+		return false;
+	*result = word;
+	return true;
+}
+
+static bool set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
+{
+	const struct td_snapshot_thread *t = thread_arg;
+	const struct user_regs_struct *r = &t->regs;
+	/* DWARF register numbers 0-16 of x86_64; 16 is the return address (rip). */
+	Dwarf_Word regs[17] = {
+		r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp,
+		r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15, r->rip,
+	};
+	if (!dwfl_thread_state_registers(thread, 0, 17, regs))
+		return false;
+	dwfl_thread_state_register_pc(thread, r->rip);
+	return true;
+}
+
+static const Dwfl_Thread_Callbacks callbacks = {
+	.next_thread = next_thread,
+	.get_thread = get_thread,
+	.memory_read = memory_read,
+	.set_initial_registers = set_initial_registers,
+};
+
+struct frame_collector {
+	struct td_stack *stack;
+	size_t capacity;
+};
+
+static int collect_frame(Dwfl_Frame *frame, void *arg)
+{
+	struct frame_collector *c = arg;
+	struct td_stack *s = c->stack;
+	Dwarf_Addr pc;
+	bool activation;
+	if (!dwfl_frame_pc(frame, &pc, &activation))
+		return DWARF_CB_ABORT;
+	if (s->count == TD_MAX_FRAMES) {
+		s->truncated = true;
+		return DWARF_CB_ABORT;
+	}
+	if (s->count == c->capacity) {
+		size_t cap = c->capacity ? c->capacity * 2 : 32;
+		uint64_t *pcs = realloc(s->pcs, cap * sizeof(*pcs));
+		if (pcs)
+			s->pcs = pcs;
+		bool *act = realloc(s->activation, cap * sizeof(*act));
+		if (act)
+			s->activation = act;
+		if (!pcs || !act)
+			return DWARF_CB_ABORT;
+		c->capacity = cap;
+	}
+	s->pcs[s->count] = pc;
+	s->activation[s->count] = activation;
+	s->count++;
+	/* A zero return address is how the outermost frame ends (clone, _start). */
+	return pc == 0 ? DWARF_CB_ABORT : DWARF_CB_OK;
+}
+
+struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
+{
+	struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
+	if (!stacks)
+		return &td_enomem;
+	struct unwind_state st = { .snap = snap };
+	if (!dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, &st)) {
+		struct td_error *err = td_error_format(TD_ERR_INTERNAL,
+			"cannot set up unwinding: %s", dwfl_errmsg(-1));
+		free(stacks);
+		return err;
+	}
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		struct frame_collector c = { .stack = &stacks[i] };
+		int r = dwfl_getthread_frames(snap->dwfl, snap->threads[i].tid, collect_frame, &c);
+		if (r != 0 && r != DWARF_CB_ABORT && stacks[i].count < 2) {
+			const char *msg = dwfl_errmsg(-1);
+			stacks[i].error = strdup(msg ? msg : "unwinding failed");
+		}
+		/* Drop a trailing zero pc: it marks the end, it is not a frame. */
+		if (stacks[i].count && stacks[i].pcs[stacks[i].count - 1] == 0)
+			stacks[i].count--;
+	}
+	*ret = stacks;
+	return NULL;
+}
+
+void td_stacks_destroy(struct td_stack *stacks, size_t count)
+{
+	if (!stacks)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		free(stacks[i].pcs);
+		free(stacks[i].activation);
+		free(stacks[i].error);
+	}
+	free(stacks);
+}

@@ -1,0 +1,225 @@
+#include "target/procfs.h"
+
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A process never has more threads than this in practice; bounds our lists. */
+#define TD_MAX_THREADS 65536
+#define TD_MAX_MAPPINGS 1048576
+
+static ssize_t read_small_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	while (len + 1 < size) {
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+struct td_error *td_proc_check(pid_t pid, struct td_proc_status *ret)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (read_small_file(path, buf, sizeof(buf)) < 0) {
+		if (errno == ENOENT || errno == ESRCH)
+			return td_error_format(TD_ERR_TARGET,
+				"no process with id %d\n"
+				"Check the id with `ps -e` or `pgrep NAME`; the process may have exited.",
+				(int)pid);
+		return td_error_format(TD_ERR_TARGET, "cannot read %s: %s", path, strerror(errno));
+	}
+	struct td_proc_status st = {0};
+	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		if (!strncmp(line, "Name:\t", 6))
+			sscanf(line + 6, "%15[^\n]", st.name);
+		else if (!strncmp(line, "State:\t", 7))
+			st.state = line[7];
+		else if (!strncmp(line, "Tgid:\t", 6))
+			st.tgid = (pid_t)atoi(line + 6);
+		else if (!strncmp(line, "TracerPid:\t", 11))
+			st.tracer_pid = (pid_t)atoi(line + 11);
+		else if (!strncmp(line, "Uid:\t", 5))
+			st.uid = (uid_t)strtoul(line + 5, NULL, 10);
+	}
+	if (st.state == 'Z' || st.state == 'X')
+		return td_error_format(TD_ERR_TARGET,
+			"process %d (%s) is a zombie: it has exited and only waits for its parent to reap it\n"
+			"There is nothing left to inspect. If it crashed, look for its core file and run "
+			"`taskdbg bt CORE`.", (int)pid, st.name);
+	if (st.tgid && st.tgid != pid)
+		return td_error_format(TD_ERR_TARGET,
+			"%d is a thread of process %d, not a process\n"
+			"Run `taskdbg bt %d`: it shows every thread of the process.",
+			(int)pid, (int)st.tgid, (int)st.tgid);
+	if (st.tracer_pid) {
+		char tname[64] = "?", tpath[64];
+		snprintf(tpath, sizeof(tpath), "/proc/%d/comm", (int)st.tracer_pid);
+		if (read_small_file(tpath, tname, sizeof(tname)) > 0)
+			tname[strcspn(tname, "\n")] = '\0';
+		return td_error_format(TD_ERR_TARGET,
+			"process %d (%s) is already traced by process %d (%s)\n"
+			"Only one debugger can trace a process at a time: detach %s first "
+			"(in gdb: `detach`), then run taskdbg again.",
+			(int)pid, st.name, (int)st.tracer_pid, tname, tname);
+	}
+	if (ret)
+		*ret = st;
+	return NULL;
+}
+
+static int compare_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+	return (x > y) - (x < y);
+}
+
+struct td_error *td_proc_list_threads(pid_t pid, pid_t **ret, size_t *count_ret)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return td_error_format(TD_ERR_TARGET,
+			"no process with id %d\nCheck the id with `ps -e`; the process may have exited.",
+			(int)pid);
+	size_t count = 0, cap = 64;
+	pid_t *tids = malloc(cap * sizeof(*tids));
+	if (!tids) {
+		closedir(dir);
+		return &td_enomem;
+	}
+	struct dirent *ent;
+	while ((ent = readdir(dir))) {
+		if (ent->d_name[0] < '0' || ent->d_name[0] > '9')
+			continue;
+		if (count == TD_MAX_THREADS)
+			break;
+		if (count == cap) {
+			pid_t *grown = realloc(tids, 2 * cap * sizeof(*tids));
+			if (!grown) {
+				free(tids);
+				closedir(dir);
+				return &td_enomem;
+			}
+			tids = grown;
+			cap *= 2;
+		}
+		tids[count++] = (pid_t)atoi(ent->d_name);
+	}
+	closedir(dir);
+	qsort(tids, count, sizeof(*tids), compare_pid);
+	*ret = tids;
+	*count_ret = count;
+	return NULL;
+}
+
+bool td_proc_thread_info(pid_t pid, pid_t tid, char name[16], char *state_ret)
+{
+	char path[96], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	if (read_small_file(path, buf, sizeof(buf)) <= 0)
+		return false;
+	/* "tid (comm) S ...": comm may itself contain ") ", so split at the last ')'. */
+	char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+	if (!open || !close || close < open || close[1] != ' ')
+		return false;
+	size_t len = (size_t)(close - open - 1);
+	if (len > 15)
+		len = 15;
+	memcpy(name, open + 1, len);
+	name[len] = '\0';
+	*state_ret = close[2];
+	return true;
+}
+
+static int compare_mapping(const void *a, const void *b)
+{
+	const struct td_mapping *x = a, *y = b;
+	return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+struct td_error *td_proc_read_maps(pid_t pid, struct td_mapping **ret, size_t *count_ret)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return td_error_format(TD_ERR_TARGET, "cannot read %s: %s\n"
+				       "Run taskdbg as the process's user or as root.",
+				       path, strerror(errno));
+	size_t count = 0, cap = 256;
+	struct td_mapping *maps = malloc(cap * sizeof(*maps));
+	char line[4096 + 256];
+	while (maps && fgets(line, sizeof(line), f) && count < TD_MAX_MAPPINGS) {
+		unsigned long long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3)
+			continue;
+		if (count == cap) {
+			struct td_mapping *grown = realloc(maps, 2 * cap * sizeof(*maps));
+			if (!grown) {
+				free(maps);
+				maps = NULL;
+				break;
+			}
+			maps = grown;
+			cap *= 2;
+		}
+		maps[count++] = (struct td_mapping){ lo, hi, perms[0] == 'r' };
+	}
+	fclose(f);
+	if (!maps)
+		return &td_enomem;
+	qsort(maps, count, sizeof(*maps), compare_mapping);
+	*ret = maps;
+	*count_ret = count;
+	return NULL;
+}
+
+const struct td_mapping *td_mapping_find(const struct td_mapping *maps, size_t count,
+					 uint64_t addr)
+{
+	size_t lo = 0, hi = count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (addr < maps[mid].lo)
+			hi = mid;
+		else if (addr >= maps[mid].hi)
+			lo = mid + 1;
+		else
+			return &maps[mid];
+	}
+	return NULL;
+}
+
+uint64_t td_proc_entry_point(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/auxv", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	Elf64_auxv_t aux[128];
+	ssize_t n = read(fd, aux, sizeof(aux));
+	close(fd);
+	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(aux[0]); i++)
+		if (aux[i].a_type == AT_ENTRY)
+			return aux[i].a_un.a_val;
+	return 0;
+}

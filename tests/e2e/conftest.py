@@ -1,0 +1,182 @@
+"""Shared helpers for end-to-end tests: real processes, real cores, real taskdbg.
+
+Every live target is checked after use: still running, no thread left stopped,
+no tracer left attached.
+"""
+import json
+import os
+import pathlib
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("TASKDBG_BUILD", ROOT / "build")).resolve()
+TASKDBG = BUILD / "taskdbg"
+C_FIXTURES = BUILD / "tests"
+RUST_FIXTURES = BUILD / "rust-fixtures" / "release"
+C_SOURCE = ROOT / "tests" / "fixtures" / "c" / "threads.c"
+RUST_SOURCE_DIR = ROOT / "tests" / "fixtures" / "rust" / "src" / "bin"
+
+
+def marker_lines(path):
+    """Line numbers of `// @name` markers in a source file: {name: line}."""
+    lines = {}
+    for number, text in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
+        m = re.search(r"//\s*@(\w+)", text)
+        if m:
+            lines[m.group(1)] = number
+    return lines
+
+
+def thread_states(pid):
+    states = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        states[int(task.name)] = stat[stat.rindex(")") + 2]
+    return states
+
+
+def tracer_of(pid):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return None
+
+
+def assert_untouched(pid):
+    """The target runs on: alive, no thread stopped, no tracer attached."""
+    # A thread caught between two states gets a moment to settle.
+    for _ in range(50):
+        states = thread_states(pid)
+        if states and not any(s in "tT" for s in states.values()) and tracer_of(pid) == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} left stopped or traced: states {states}, "
+                         f"tracer {tracer_of(pid)}")
+
+
+class Target:
+    """A fixture process started for a test, waited for until it prints 'ready'."""
+
+    def __init__(self, argv, cwd=None, ready="ready", env=None):
+        self.proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, cwd=cwd, text=True, env=env)
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline()
+        if not line.startswith(ready):
+            self.stop()
+            raise RuntimeError(f"fixture {argv[0]} did not start: {line!r}")
+        self.ready_line = line.strip()
+
+    def readline(self):
+        return self.proc.stdout.readline().strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def run(*args, env=None, timeout=60, user=None):
+    """Runs taskdbg with args; returns the CompletedProcess (text)."""
+    cmd = [str(TASKDBG)] + [str(a) for a in args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
+    full_env = dict(os.environ)
+    full_env.pop("TASKDBG_TEST_PAUSE_MS", None)
+    if env:
+        full_env.update(env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def bt_json(target, *extra):
+    r = run("bt", "--json", *extra, target)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def thread_by(doc, **want):
+    found = [t for t in doc["threads"] if all(t.get(k) == v for k, v in want.items())]
+    assert len(found) == 1, f"want one thread with {want}, found {len(found)}"
+    return found[0]
+
+
+def thread_with_function(doc, function):
+    found = [t for t in doc["threads"] if any(f["function"] == function for f in t["frames"])]
+    assert len(found) == 1, f"want one thread running {function}, found {len(found)}"
+    return found[0]
+
+
+def assert_frames(thread, expected):
+    """expected: list of (function, file_suffix, line, inlined-or-None), which must
+    appear as consecutive frames of thread, in this order."""
+    frames = thread["frames"]
+    names = [f["function"] for f in frames]
+    first = expected[0][0]
+    assert first in names, f"{first} not in stack of {thread['tid']}: {names}"
+    start = names.index(first)
+    for offset, (function, file_suffix, line, inlined) in enumerate(expected):
+        assert start + offset < len(frames), f"stack ends before {function}"
+        f = frames[start + offset]
+        assert f["function"] == function, f"frame {start + offset}: {f['function']} != {function}"
+        assert f["file"] is not None and f["file"].endswith(file_suffix), f
+        assert f["line"] == line, f"{function}: line {f['line']} != {line}"
+        if inlined is not None:
+            assert f["inlined"] is inlined, f"{function}: inlined {f['inlined']} != {inlined}"
+
+
+def gcore(pid, directory):
+    """A core of a running process made by gdb's gcore (which detaches after)."""
+    prefix = pathlib.Path(directory) / "gcore"
+    r = subprocess.run(["gcore", "-o", str(prefix), str(pid)], capture_output=True, text=True,
+                       timeout=120)
+    path = pathlib.Path(f"{prefix}.{pid}")
+    assert r.returncode == 0 and path.exists(), r.stderr
+    return path
+
+
+def kernel_core(argv, directory):
+    """Runs argv (which aborts once in place) and returns the core the kernel wrote."""
+    pattern = pathlib.Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    if pattern.startswith("|") or "/" in pattern:
+        pytest.skip(f"core_pattern {pattern!r} does not write cores into the working directory")
+
+    def allow_cores():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    proc = subprocess.run([str(a) for a in argv], cwd=directory, preexec_fn=allow_cores,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGABRT, proc
+    cores = [p for p in pathlib.Path(directory).iterdir() if p.name.startswith("core")]
+    assert len(cores) == 1, f"no kernel core in {directory} (core_pattern {pattern!r})"
+    return cores[0], proc
+
+
+@pytest.fixture(scope="module")
+def c_threads():
+    t = Target([C_FIXTURES / "fixture-threads"])
+    yield t
+    assert_untouched(t.pid)
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def rust_stacks():
+    t = Target([RUST_FIXTURES / "stacks"])
+    yield t
+    assert_untouched(t.pid)
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("cores")
