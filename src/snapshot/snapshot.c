@@ -256,7 +256,10 @@ struct td_error *td_snapshot_open_core(const char *path, const struct td_snapsho
 		t->syscall = td_syscall_blocked_in(&t->regs);
 		/* A core records only the process's name (that of its main thread). */
 		if (t->tid == core->pid && core->fname[0]) {
-			snprintf(t->name, sizeof(t->name), "%s", core->fname);
+			/* pr_fname holds the kernel's comm: at most 15 bytes. */
+			size_t len = strnlen(core->fname, sizeof(t->name) - 1);
+			memcpy(t->name, core->fname, len);
+			t->name[len] = '\0';
 			t->has_name = true;
 		}
 	}

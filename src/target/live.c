@@ -7,6 +7,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "target/procfs.h"
 
@@ -58,12 +59,25 @@ static struct td_error *add_thread(struct td_live *live, pid_t tid, struct td_li
 	return NULL;
 }
 
-static struct td_error *seize_error(struct td_live *live, pid_t tid, int err)
+/*
+ * Why seizing tid failed. The kernel answers EPERM for a thread that is
+ * exiting, too: a thread that is dying or gone is not an error (*gone).
+ */
+static struct td_error *seize_error(struct td_live *live, pid_t tid, int err, bool *gone)
 {
 	struct td_proc_status st;
-	struct td_error *why = td_proc_check(live->pid, &st);
+	*gone = !td_proc_read_status(live->pid, tid, &st) || st.state == 'Z' || st.state == 'X';
+	if (*gone)
+		return NULL;
+	/* The first thread seized is the main one: the process-wide checks fit. */
+	struct td_error *why = tid == live->pid ? td_proc_check(live->pid, NULL) : NULL;
 	if (why)
-		return why;  /* exited, became a zombie or got traced meanwhile */
+		return why;
+	if (st.tracer_pid && st.tracer_pid != getpid())
+		return td_error_format(TD_ERR_TARGET,
+			"thread %d of process %d is traced by process %d\n"
+			"Only one debugger can trace a process at a time: detach that one first.",
+			(int)tid, (int)live->pid, (int)st.tracer_pid);
 	if (err == EPERM)
 		return td_error_format(TD_ERR_TARGET,
 			"permission denied to trace process %d (%s, owned by uid %u)\n"
@@ -137,7 +151,8 @@ static struct td_error *seize(struct td_live *live, pid_t tid)
 	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
 		if (errno == ESRCH)  /* exited between listing and seizing */
 			return NULL;
-		return seize_error(live, tid, errno);
+		bool gone;
+		return seize_error(live, tid, errno, &gone);
 	}
 	struct td_live_thread *t;
 	struct td_error *err = add_thread(live, tid, &t);

@@ -32,18 +32,12 @@ static ssize_t read_small_file(const char *path, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
-struct td_error *td_proc_check(pid_t pid, struct td_proc_status *ret)
+bool td_proc_read_status(pid_t pid, pid_t tid, struct td_proc_status *ret)
 {
-	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (read_small_file(path, buf, sizeof(buf)) < 0) {
-		if (errno == ENOENT || errno == ESRCH)
-			return td_error_format(TD_ERR_TARGET,
-				"no process with id %d\n"
-				"Check the id with `ps -e` or `pgrep NAME`; the process may have exited.",
-				(int)pid);
-		return td_error_format(TD_ERR_TARGET, "cannot read %s: %s", path, strerror(errno));
-	}
+	char path[96], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+	if (read_small_file(path, buf, sizeof(buf)) < 0)
+		return false;
 	struct td_proc_status st = {0};
 	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (!strncmp(line, "Name:\t", 6))
@@ -56,6 +50,22 @@ struct td_error *td_proc_check(pid_t pid, struct td_proc_status *ret)
 			st.tracer_pid = (pid_t)atoi(line + 11);
 		else if (!strncmp(line, "Uid:\t", 5))
 			st.uid = (uid_t)strtoul(line + 5, NULL, 10);
+	}
+	*ret = st;
+	return true;
+}
+
+struct td_error *td_proc_check(pid_t pid, struct td_proc_status *ret)
+{
+	struct td_proc_status st;
+	if (!td_proc_read_status(pid, pid, &st)) {
+		if (errno == ENOENT || errno == ESRCH)
+			return td_error_format(TD_ERR_TARGET,
+				"no process with id %d\n"
+				"Check the id with `ps -e` or `pgrep NAME`; the process may have exited.",
+				(int)pid);
+		return td_error_format(TD_ERR_TARGET, "cannot read /proc/%d/status: %s",
+				       (int)pid, strerror(errno));
 	}
 	if (st.state == 'Z' || st.state == 'X')
 		return td_error_format(TD_ERR_TARGET,

@@ -20,6 +20,9 @@ struct td_proc_status {
 	char name[16];
 };
 
+/* The status of one thread (tid == pid: the process), as it is; false if gone. */
+bool td_proc_read_status(pid_t pid, pid_t tid, struct td_proc_status *ret);
+
 /*
  * Fails with a message that says what to do when the process does not exist,
  * is a zombie, is a thread rather than a process, or is traced already.

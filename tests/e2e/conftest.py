@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("TASKDBG_BUILD", ROOT / "build")).resolve()
 TASKDBG = BUILD / "taskdbg"
 C_FIXTURES = BUILD / "tests"
-RUST_FIXTURES = BUILD / "rust-fixtures" / "release"
+RUST_FIXTURES = pathlib.Path(os.environ.get("TASKDBG_RUST_TARGET", BUILD / "rust-fixtures")).resolve() / "release"
 C_SOURCE = ROOT / "tests" / "fixtures" / "c" / "threads.c"
 RUST_SOURCE_DIR = ROOT / "tests" / "fixtures" / "rust" / "src" / "bin"
 
