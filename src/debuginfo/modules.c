@@ -98,6 +98,22 @@ static bool file_build_id(const char *path, char *out, size_t size)
 	return ok;
 }
 
+/* True if path has a build-id (put in have_id) and it is not want_id. */
+static bool build_id_differs(const char *path, const char *want_id, char *have_id, size_t size)
+{
+	return want_id[0] && file_build_id(path, have_id, size) && strcmp(want_id, have_id) != 0;
+}
+
+static struct td_error *mismatch_error(const char *path, const char *what, const char *want_id,
+				       const char *have_id)
+{
+	return td_error_format(TD_ERR_TARGET,
+		"%s does not match %s: the program that ran had build-id %s, "
+		"but this file has build-id %s\n"
+		"It was probably rebuilt since. Pass the binary that ran with --exe PATH.",
+		path, what, want_id, have_id);
+}
+
 struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *what,
 				      const char *exe_override, Dwfl_Module **ret)
 {
@@ -116,13 +132,8 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 	if (len > 0)
 		hex(bits, len, want_id, sizeof(want_id));
 	/* libdwfl may find the original by path and never read --exe: check it. */
-	if (exe_override && want_id[0] && file_build_id(exe_override, have_id, sizeof(have_id)) &&
-	    strcmp(want_id, have_id) != 0)
-		return td_error_format(TD_ERR_TARGET,
-			"%s does not match %s: the program that ran had build-id %s, "
-			"but this file has build-id %s\n"
-			"Pass the binary that ran with --exe PATH.",
-			exe_override, what, want_id, have_id);
+	if (exe_override && build_id_differs(exe_override, want_id, have_id, sizeof(have_id)))
+		return mismatch_error(exe_override, what, want_id, have_id);
 	GElf_Addr bias;
 	Elf *elf = dwfl_module_getelf(mod, &bias);
 	if (!elf) {
@@ -132,13 +143,8 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 				"the executable of %s, %s, is not there (%s)\n"
 				"Copy it back, or pass the binary that ran with --exe PATH.",
 				what, wanted, strerror(errno));
-		if (want_id[0] && file_build_id(wanted, have_id, sizeof(have_id)) &&
-		    strcmp(want_id, have_id) != 0)
-			return td_error_format(TD_ERR_TARGET,
-				"%s does not match %s: the program that ran had build-id %s, "
-				"but this file has build-id %s\n"
-				"It was probably rebuilt since. Pass the binary that ran with --exe PATH.",
-				wanted, what, want_id, have_id);
+		if (build_id_differs(wanted, want_id, have_id, sizeof(have_id)))
+			return mismatch_error(wanted, what, want_id, have_id);
 		return td_error_format(TD_ERR_TARGET, "cannot read the executable %s of %s: %s\n"
 				       "Pass the binary that ran with --exe PATH.",
 				       wanted, what, dwfl_errmsg(-1));
