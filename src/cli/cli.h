@@ -28,9 +28,17 @@ int td_cli_usage(const char *command, const char *fmt, ...) __attribute__((forma
  */
 struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret);
 
+/* The same, with work to do while a live target is stopped (see td_snapshot_options). */
+struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
+				      struct td_error *(*before_stop)(struct td_snapshot *, void *),
+				      struct td_error *(*while_stopped)(struct td_snapshot *, void *),
+				      void *arg, struct td_snapshot **ret);
+
 /* Signal handlers that detach from a live target on every way out. */
 void td_cli_install_signal_handlers(void);
 
 int td_cmd_bt(int argc, char **argv);
+int td_cmd_run(int argc, char **argv);
+int td_cmd_tasks(int argc, char **argv);
 
 #endif

@@ -14,9 +14,9 @@ static const char main_help[] =
 	"\n"
 	"commands:\n"
 	"  bt        every thread's stack, then exit\n"
-	"  tasks     every async task: state, future, await chain      (not yet built: issue #3)\n"
+	"  tasks     every async task: state, future, await chain\n"
 	"  diagnose  run every detector, print findings                 (not yet built: issue #4)\n"
-	"  run       run a Lua diagnosis script against TARGET          (not yet built: issue #3)\n"
+	"  run       run a Lua diagnosis script against TARGET\n"
 	"  attach    interactive session on a live process              (not yet built)\n"
 	"  core      interactive session on a core dump                 (not yet built)\n"
 	"\n"
@@ -55,7 +55,17 @@ static bool all_digits(const char *s)
 
 struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret)
 {
-	struct td_snapshot_options opts = { .exe = exe };
+	return td_cli_snapshot_with(target, exe, NULL, NULL, NULL, ret);
+}
+
+struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
+				      struct td_error *(*before_stop)(struct td_snapshot *, void *),
+				      struct td_error *(*while_stopped)(struct td_snapshot *, void *),
+				      void *arg, struct td_snapshot **ret)
+{
+	struct td_snapshot_options opts = {
+		.exe = exe, .before_stop = before_stop, .while_stopped = while_stopped,
+		.while_stopped_arg = arg };
 	const char *pause = getenv("TASKDBG_TEST_PAUSE_MS");
 	if (pause)
 		opts.pause_stopped_ms = (unsigned)strtoul(pause, NULL, 10);
@@ -97,8 +107,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "bt"))
 		return td_cmd_bt(argc - 1, argv + 1);
-	if (!strcmp(cmd, "tasks") || !strcmp(cmd, "run"))
-		return not_built(cmd, "issue #3");
+	if (!strcmp(cmd, "run"))
+		return td_cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "tasks"))
+		return td_cmd_tasks(argc - 1, argv + 1);
 	if (!strcmp(cmd, "diagnose"))
 		return not_built(cmd, "issue #4");
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))

@@ -302,13 +302,9 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 				free((char *)f.function);
 		}
 	}
-	if (count == 0 && !push_frame(&frames, &count, &cap, base)) {
-		static struct td_frame unknown;
-		unknown = base;
-		*frames_ret = &unknown;
-		*count_ret = 1;
-		return;
-	}
+	if (count == 0)
+		push_frame(&frames, &count, &cap, base);
+	/* Out of memory: no frames (count 0); callers show the bare address. */
 	*frames_ret = frames;
 	*count_ret = count;
 }
@@ -359,12 +355,9 @@ size_t td_symbolize(struct td_symbolizer *sym, uint64_t pc, bool is_activation,
 		e->key = key;
 		sym->used++;
 	} else if (!e->key) {
-		/* Table full and could not grow: answer without caching. */
-		static struct td_frame *frames;
-		static size_t count;
-		symbolize_uncached(&sym->main, pc, adj, &frames, &count);
-		*ret = frames;
-		return count;
+		/* Table full and could not grow (out of memory): no frames. */
+		*ret = NULL;
+		return 0;
 	}
 	/* The cached frames carry the pc of their first lookup; same adjusted pc, same frames. */
 	*ret = e->frames;
@@ -465,19 +458,19 @@ void td_symbolize_prefetch(struct td_symbolizer *sym, Dwfl_Module *main_module,
 		Dwfl_Module *mod = dwfl_addrmodule(sym->main.dwfl, adj);
 		bool helped = false;
 		if (mod && mod != main_module) {
-			bool known = false;
+			bool known = false, bad = false;
 			for (size_t j = 0; j < nreported && !known; j++)
 				known = reported[j] == mod;
-			bool bad = false;
 			for (size_t j = 0; j < nrefused && !bad; j++)
 				bad = refused[j] == mod;
 			if (!known && !bad) {
-				if (helper_report(&sym->helper, mod))
+				known = helper_report(&sym->helper, mod);
+				if (known)
 					reported[nreported++] = mod;
 				else
 					refused[nrefused++] = mod;
 			}
-			helped = !bad && (known || reported[nreported - 1] == mod);
+			helped = known;
 		}
 		if (helped) {
 			job.pcs[job.n] = pcs[i];
@@ -526,6 +519,20 @@ out:
 	free(mine);
 	free(reported);
 	free(refused);
+}
+
+bool td_symbolizer_function_at(struct td_symbolizer *sym, Dwfl_Module *mod, uint64_t addr,
+			       Dwarf_Die *ret)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, &bias);
+	if (!cudie)
+		return false;
+	Dwarf_Die chain[1];
+	if (scope_chain(&sym->main, mod, cudie, addr - bias, chain, 1) < 1)
+		return false;
+	*ret = chain[0];
+	return true;
 }
 
 void td_symbolizer_destroy(struct td_symbolizer *sym)

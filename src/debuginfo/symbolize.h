@@ -6,6 +6,7 @@
 #ifndef TD_DEBUGINFO_SYMBOLIZE_H
 #define TD_DEBUGINFO_SYMBOLIZE_H
 
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,7 +32,8 @@ struct td_error *td_symbolizer_create(Dwfl *dwfl, struct td_symbolizer **ret);
  * The frames of one physical frame at pc (inline frames first, the real
  * function last). is_activation is false for return addresses, which are
  * looked up at pc - 1 so the call, not the next line, is named. *ret stays
- * valid until the symbolizer is destroyed. Returns the frame count (>= 1).
+ * valid until the symbolizer is destroyed. Returns the frame count: at least
+ * 1, or 0 only when memory ran out.
  */
 size_t td_symbolize(struct td_symbolizer *sym, uint64_t pc, bool is_activation,
 		    const struct td_frame **ret);
@@ -44,6 +46,10 @@ size_t td_symbolize(struct td_symbolizer *sym, uint64_t pc, bool is_activation,
  */
 void td_symbolize_prefetch(struct td_symbolizer *sym, Dwfl_Module *main_module,
 			   const uint64_t *pcs, const bool *activation, size_t n);
+
+/* The DW_TAG_subprogram (concrete, out of line) whose code holds addr in mod. */
+bool td_symbolizer_function_at(struct td_symbolizer *sym, Dwfl_Module *mod, uint64_t addr,
+			       Dwarf_Die *ret);
 
 void td_symbolizer_destroy(struct td_symbolizer *sym);
 

@@ -16,9 +16,23 @@ const char *td_thread_role_name(enum td_thread_role role)
 	}
 }
 
+/*
+ * Whether a frame's function is path: "a::B::f" matches the legacy demangling
+ * "a::B::f" and the v0 one "<a::B>::f" alike.
+ */
 static bool has_prefix(const char *s, const char *prefix)
 {
-	return s && strncmp(s, prefix, strlen(prefix)) == 0;
+	if (!s)
+		return false;
+	while (*prefix) {
+		if (*s == '<' || *s == '>') {
+			s++;
+			continue;
+		}
+		if (*s++ != *prefix++)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -58,11 +72,15 @@ static long resolve_restart(const struct td_thread_view *v)
 		{ "poll", SYS_poll },
 	};
 	long nr = v->thread->syscall;
-	if (nr != SYS_restart_syscall || v->nframes == 0 || !v->frames[0].function)
+	if (nr != SYS_restart_syscall)
 		return nr;
-	for (size_t i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
-		if (strstr(v->frames[0].function, wrappers[i].symbol))
-			return wrappers[i].nr;
+	/* The wrapper may sit under glibc's generic syscall() (Rust parks so). */
+	for (size_t f = 0; f < v->nframes && f < 3; f++) {
+		const char *fn = v->frames[f].function;
+		for (size_t i = 0; fn && i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
+			if (strstr(fn, wrappers[i].symbol))
+				return wrappers[i].nr;
+	}
 	return nr;
 }
 

@@ -54,6 +54,8 @@ static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps,
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
+		if (!t->stopped)
+			continue;
 		uint64_t sp = t->regs.rsp;
 		uint64_t lo = sp > TD_RED_ZONE ? sp - TD_RED_ZONE : 0;
 		const struct td_mapping *m = td_mapping_find(maps, nmaps, sp);
@@ -81,12 +83,12 @@ static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps,
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += local[i].iov_len;
-	ssize_t got = n ? process_vm_readv(snap->pid, local, n, remote, n, 0) : 0;
+	ssize_t got = n ? process_vm_readv(snap->mem_pid, local, n, remote, n, 0) : 0;
 	if (got < 0 || (size_t)got != total) {
 		for (size_t i = 0; i < n; i++) {
 			struct td_snapshot_thread *t = &snap->threads[i];
 			if (t->stack)
-				t->stack_len = td_live_read(snap->pid, t->stack_addr, t->stack, t->stack_len);
+				t->stack_len = td_live_read(snap->mem_pid, t->stack_addr, t->stack, t->stack_len);
 		}
 	}
 out:
@@ -113,8 +115,12 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	struct td_snapshot_thread *pre = NULL;
 
 	/* Everything that can be done without stopping the process comes first. */
+	pid_t proc_tid = td_proc_live_thread(pid);  /* the leader, unless it exited */
+	if (!proc_tid)
+		proc_tid = pid;
+	snap->mem_pid = proc_tid;
 	char exe_link[64], exe[4096];
-	snprintf(exe_link, sizeof(exe_link), "/proc/%d/exe", (int)pid);
+	snprintf(exe_link, sizeof(exe_link), "/proc/%d/exe", (int)proc_tid);
 	ssize_t len = readlink(exe_link, exe, sizeof(exe) - 1);
 	if (len < 0) {
 		err = errno == EACCES || errno == EPERM
@@ -128,16 +134,16 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	exe[len] = '\0';
 	snap->exe = strdup(exe);
 	td_timing_mark("proc checks");
-	if ((err = td_modules_report_live(pid, &snap->dwfl)))
+	if ((err = td_modules_report_live(proc_tid, &snap->dwfl)))
 		goto fail;
 	td_timing_mark("report modules");
 	char what[64];
 	snprintf(what, sizeof(what), "process %d", (int)pid);
-	if ((err = td_modules_check_exe(snap->dwfl, td_proc_entry_point(pid), what, NULL,
+	if ((err = td_modules_check_exe(snap->dwfl, td_proc_entry_point(proc_tid), what, NULL,
 					&snap->exe_module)))
 		goto fail;
 	td_timing_mark("check executable");
-	if ((err = td_proc_read_maps(pid, &maps, &nmaps)))
+	if ((err = td_proc_read_maps(proc_tid, &maps, &nmaps)))
 		goto fail;
 	/* Names and states as they are before the stop (during it, all read 't'). */
 	pid_t *pre_tids = NULL;
@@ -157,6 +163,8 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	free(pre_tids);
 
 	td_timing_mark("threads and maps");
+	if (opts && opts->before_stop && (err = opts->before_stop(snap, opts->while_stopped_arg)))
+		goto fail;
 	/* Stack buffers, touched now so the copy during the stop does not fault. */
 	snap->stack_arena_size = npre * TD_STACK_ARENA_PER_THREAD + TD_STACK_ARENA_PER_THREAD;
 	if (snap->stack_arena_size > TD_STACK_ARENA_MAX)
@@ -179,11 +187,17 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	for (size_t i = 0; i < live->count; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
 		t->tid = live->threads[i].tid;
+		t->syscall = -1;
+		t->stopped = live->threads[i].stopped;
+		if (!t->stopped)
+			continue;  /* uninterruptible: it would not stop; nothing to read */
 		if ((err = td_live_get_regs(live, i, &t->regs)))
 			goto fail;
 		t->syscall = td_syscall_blocked_in(&t->regs);
 	}
 	copy_stacks(snap, maps, nmaps);
+	if (opts && opts->while_stopped && (err = opts->while_stopped(snap, opts->while_stopped_arg)))
+		goto fail;
 	if (opts && opts->pause_stopped_ms)
 		usleep(opts->pause_stopped_ms * 1000u);
 	td_live_detach(live);
@@ -252,6 +266,7 @@ struct td_error *td_snapshot_open_core(const char *path, const struct td_snapsho
 	for (size_t i = 0; i < core->nthreads; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
 		t->tid = core->threads[i].tid;
+		t->stopped = true;
 		t->regs = core->threads[i].regs;
 		t->syscall = td_syscall_blocked_in(&t->regs);
 		/* A core records only the process's name (that of its main thread). */
@@ -263,6 +278,10 @@ struct td_error *td_snapshot_open_core(const char *path, const struct td_snapsho
 			t->has_name = true;
 		}
 	}
+	if (opts && opts->before_stop && (err = opts->before_stop(snap, opts->while_stopped_arg)))
+		goto fail;
+	if (opts && opts->while_stopped && (err = opts->while_stopped(snap, opts->while_stopped_arg)))
+		goto fail;
 	*ret = snap;
 	return NULL;
 fail:
@@ -286,7 +305,7 @@ size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size
 	if (snap->kind == TD_SNAPSHOT_CORE)
 		return td_core_read(snap->core, addr, buf, len);
 	/* Not copied during the stop: read it now from the running process. */
-	return td_live_read(snap->pid, addr, buf, len);
+	return td_live_read(snap->mem_pid, addr, buf, len);
 }
 
 void td_snapshot_destroy(struct td_snapshot *snap)

@@ -26,6 +26,7 @@ struct td_snapshot_thread {
 	char name[16];
 	bool has_name;
 	char state;                 /* from /proc before the stop; '\0' in a core */
+	bool stopped;               /* false: it would not stop (uninterruptible); no registers */
 	long syscall;               /* system call it is blocked in, or -1 */
 	struct user_regs_struct regs;
 	uint64_t stack_addr;        /* the copied range of its stack */
@@ -39,6 +40,7 @@ enum td_snapshot_kind { TD_SNAPSHOT_LIVE, TD_SNAPSHOT_CORE };
 struct td_snapshot {
 	enum td_snapshot_kind kind;
 	pid_t pid;
+	pid_t mem_pid;              /* live: a living thread, whose address space is read */
 	char *exe;                  /* path of the executable */
 	struct td_snapshot_thread *threads;
 	size_t nthreads;
@@ -48,6 +50,7 @@ struct td_snapshot {
 	struct td_core *core;       /* core snapshots; owned */
 	char *core_path;
 	char *comm;                 /* process name */
+	size_t unwind_next;         /* libdwfl's thread iterator (snapshot/unwind.c) */
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 };
@@ -55,6 +58,20 @@ struct td_snapshot {
 struct td_snapshot_options {
 	const char *exe;            /* core: the executable, overriding the notes */
 	unsigned pause_stopped_ms;  /* tests only: hold the target stopped this long */
+	/*
+	 * Work that needs the target's memory consistent (walking a runtime's
+	 * structures): called while a live target is stopped, after registers and
+	 * stacks are copied; for a core, once it is open. An error aborts the
+	 * snapshot (the target is resumed first).
+	 */
+	struct td_error *(*while_stopped)(struct td_snapshot *snap, void *arg);
+	void *while_stopped_arg;
+	/*
+	 * Work to do before a live target is stopped, once its modules are known
+	 * (threads are not yet): resolving types and offsets, so the stop is short.
+	 * For a core, called just before while_stopped. Same arg.
+	 */
+	struct td_error *(*before_stop)(struct td_snapshot *snap, void *arg);
 };
 
 /*

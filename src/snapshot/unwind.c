@@ -5,27 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct unwind_state {
-	struct td_snapshot *snap;
-	size_t next;        /* thread iterator for next_thread */
-};
-
+/* libdwfl keeps dwfl_arg for the Dwfl's life: it is the snapshot, which owns the Dwfl. */
 static pid_t next_thread(Dwfl *dwfl, void *dwfl_arg, void **thread_argp)
 {
-	struct unwind_state *st = dwfl_arg;
-	if (st->next >= st->snap->nthreads)
-		return 0;
-	struct td_snapshot_thread *t = &st->snap->threads[st->next++];
-	*thread_argp = t;
-	return t->tid;
+	struct td_snapshot *snap = dwfl_arg;
+	while (snap->unwind_next < snap->nthreads) {
+		struct td_snapshot_thread *t = &snap->threads[snap->unwind_next++];
+		if (!t->stopped)
+			continue;
+		*thread_argp = t;
+		return t->tid;
+	}
+	return 0;
 }
 
 static bool get_thread(Dwfl *dwfl, pid_t tid, void *dwfl_arg, void **thread_argp)
 {
-	struct unwind_state *st = dwfl_arg;
-	for (size_t i = 0; i < st->snap->nthreads; i++) {
-		if (st->snap->threads[i].tid == tid) {
-			*thread_argp = &st->snap->threads[i];
+	struct td_snapshot *snap = dwfl_arg;
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		if (snap->threads[i].tid == tid && snap->threads[i].stopped) {
+			*thread_argp = &snap->threads[i];
 			return true;
 		}
 	}
@@ -34,9 +33,9 @@ static bool get_thread(Dwfl *dwfl, pid_t tid, void *dwfl_arg, void **thread_argp
 
 static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
 {
-	struct unwind_state *st = dwfl_arg;
+	struct td_snapshot *snap = dwfl_arg;
 	uint64_t word;
-	if (td_snapshot_read(st->snap, addr, &word, sizeof(word)) != sizeof(word))
+	if (td_snapshot_read(snap, addr, &word, sizeof(word)) != sizeof(word))
 		return false;
 	*result = word;
 	return true;
@@ -105,8 +104,7 @@ struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
 	struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
 	if (!stacks)
 		return &td_enomem;
-	struct unwind_state st = { .snap = snap };
-	if (!dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, &st)) {
+	if (!dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, snap)) {
 		struct td_error *err = td_error_format(TD_ERR_INTERNAL,
 			"cannot set up unwinding: %s", dwfl_errmsg(-1));
 		free(stacks);
@@ -114,6 +112,11 @@ struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
 	}
 	for (size_t i = 0; i < snap->nthreads; i++) {
 		struct frame_collector c = { .stack = &stacks[i] };
+		if (!snap->threads[i].stopped) {
+			stacks[i].error = strdup("it did not stop within 250 ms (uninterruptible sleep: "
+						 "vfork, FUSE, NFS?), so it was left running and not unwound");
+			continue;
+		}
 		int r = dwfl_getthread_frames(snap->dwfl, snap->threads[i].tid, collect_frame, &c);
 		if (r != 0 && r != DWARF_CB_ABORT && stacks[i].count < 2) {
 			const char *msg = dwfl_errmsg(-1);

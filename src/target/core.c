@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/procfs.h>
@@ -184,18 +185,31 @@ struct td_error *td_core_open(const char *path, struct td_core **ret)
 		err = td_error_format(TD_ERR_TARGET, "%s is a corrupt core file: %s", path, elf_errmsg(-1));
 		goto fail;
 	}
-	uint64_t needed = 0;
 	core->segments = calloc(phnum ? phnum : 1, sizeof(*core->segments));
 	if (!core->segments) {
 		err = &td_enomem;
 		goto fail;
 	}
+	/* Every size checked without overflow: offsets and sizes come from the file. */
+	uint64_t needed = 0;
+	bool corrupt = false;
 	for (size_t i = 0; i < phnum; i++) {
 		GElf_Phdr ph;
-		if (!gelf_getphdr(core->elf, (int)i, &ph))
+		if (!gelf_getphdr(core->elf, (int)i, &ph) ||
+		    (ph.p_type != PT_LOAD && ph.p_type != PT_NOTE))
 			continue;
-		if ((ph.p_type == PT_LOAD || ph.p_type == PT_NOTE) && ph.p_offset + ph.p_filesz > needed)
+		if (ph.p_filesz > UINT64_MAX - ph.p_offset ||
+		    (ph.p_type == PT_LOAD && (ph.p_filesz > ph.p_memsz ||
+					      ph.p_memsz > UINT64_MAX - ph.p_vaddr)))
+			corrupt = true;
+		else if (ph.p_offset + ph.p_filesz > needed)
 			needed = ph.p_offset + ph.p_filesz;
+	}
+	if (corrupt) {
+		err = td_error_format(TD_ERR_TARGET,
+			"core file %s is corrupt: a segment's offset or size is impossible\n"
+			"Make a new core with `ulimit -c unlimited` or `gcore PID`.", path);
+		goto fail;
 	}
 	if (needed > core->size) {
 		err = td_error_format(TD_ERR_TARGET,
@@ -248,7 +262,16 @@ static size_t read_from_mapped_file(struct td_core *core, uint64_t addr, void *b
 	if (!f)
 		return 0;
 	if (f->fd == -1) {
-		f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+		/*
+		 * Paths come from the core: never block on a FIFO, never take a
+		 * terminal, never read a device. Regular files only.
+		 */
+		f->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		struct stat st;
+		if (f->fd >= 0 && (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+			close(f->fd);
+			f->fd = -1;
+		}
 		if (f->fd < 0)
 			f->fd = -2;
 	}

@@ -7,9 +7,13 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "target/procfs.h"
+
+/* A thread that has not stopped this long after PTRACE_INTERRUPT never will soon. */
+#define TD_STOP_DEADLINE_MS 250
 
 /* The attached process, for the emergency path. Written only with signals blocked. */
 static struct td_live *volatile active_live;
@@ -88,40 +92,89 @@ static struct td_error *seize_error(struct td_live *live, pid_t tid, int err, bo
 			       (int)tid, (int)live->pid, strerror(err));
 }
 
-/* Waits for one interrupted thread to report its stop. */
+/* Records what waitpid said of a tracee. Returns true once it is stopped or gone. */
+static bool note_status(struct td_live_thread *t, int status)
+{
+	if (WIFEXITED(status) || WIFSIGNALED(status)) {
+		t->exited = true;
+		t->seized = false;
+		return true;
+	}
+	if (!WIFSTOPPED(status))
+		return false;
+	int event = status >> 16;
+	int sig = WSTOPSIG(status);
+	t->stopped = true;
+	if (event == PTRACE_EVENT_STOP) {
+		/* An interrupt stop reports SIGTRAP; a group-stop its stop signal. */
+		if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+			t->group_stop = true;
+	} else if (event == 0) {
+		/*
+		 * Signal-delivery-stop: a signal arrived before our interrupt.
+		 * It is stopped now; the signal goes back in at detach.
+		 */
+		t->pending_signal = sig;
+	}
+	return true;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Collects the stops of threads [first, count), in whatever order they come
+ * (waitpid(-1): a zombie leader is reported only after its threads, so
+ * waiting on one tid at a time could wait forever). A thread that does not
+ * stop by the deadline (uninterruptible sleep: vfork, FUSE, NFS) is left
+ * out, so it cannot hold the others stopped: it is marked not stopped, its
+ * pending interrupt is cleared when taskdbg detaches or exits.
+ */
+static void wait_stops(struct td_live *live, size_t first)
+{
+	size_t pending = 0;
+	for (size_t i = first; i < live->count; i++)
+		if (live->threads[i].seized && !live->threads[i].stopped)
+			pending++;
+	uint64_t deadline = monotonic_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
+	while (pending > 0) {
+		int status;
+		pid_t tid = waitpid(-1, &status, __WALL | WNOHANG);
+		if (tid > 0) {
+			struct td_live_thread *t = find_thread(live, tid);
+			if (t && !t->stopped && !t->exited && note_status(t, status))
+				pending--;
+			continue;
+		}
+		if (tid < 0 && errno != EINTR)
+			break;  /* ECHILD: nothing left to wait for */
+		if (monotonic_ns() > deadline)
+			break;
+		struct timespec nap = { 0, 20000 };
+		nanosleep(&nap, NULL);
+	}
+}
+
+/* Waits (bounded) for one thread, as when undoing an attach. */
 static void wait_stopped(struct td_live_thread *t)
 {
+	uint64_t deadline = monotonic_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
 	for (;;) {
 		int status;
-		pid_t r = waitpid(t->tid, &status, __WALL);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			t->exited = true;  /* ECHILD: it is gone */
+		pid_t r = waitpid(t->tid, &status, __WALL | WNOHANG);
+		if (r > 0 && note_status(t, status))
+			return;
+		if ((r < 0 && errno != EINTR) || monotonic_ns() > deadline) {
+			if (r < 0 && errno == ECHILD)
+				t->exited = true;
 			return;
 		}
-		if (WIFEXITED(status) || WIFSIGNALED(status)) {
-			t->exited = true;
-			t->seized = false;
-			return;
-		}
-		if (!WIFSTOPPED(status))
-			continue;
-		int event = status >> 16;
-		int sig = WSTOPSIG(status);
-		t->stopped = true;
-		if (event == PTRACE_EVENT_STOP) {
-			/* An interrupt stop reports SIGTRAP; a group-stop its stop signal. */
-			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
-				t->group_stop = true;
-		} else if (event == 0) {
-			/*
-			 * Signal-delivery-stop: a signal arrived before our interrupt.
-			 * It is stopped now; the signal goes back in at detach.
-			 */
-			t->pending_signal = sig;
-		}
-		return;
+		struct timespec nap = { 0, 20000 };
+		nanosleep(&nap, NULL);
 	}
 }
 
@@ -172,6 +225,17 @@ struct td_error *td_live_stop(pid_t pid, struct td_live **ret)
 	if (!live)
 		return &td_enomem;
 	live->pid = pid;
+	/*
+	 * Job control must not suspend taskdbg while the target waits on it
+	 * (Ctrl-Z would leave both stopped): held off until the detach.
+	 */
+	sigset_t job_control;
+	sigemptyset(&job_control);
+	sigaddset(&job_control, SIGTSTP);
+	sigaddset(&job_control, SIGTTIN);
+	sigaddset(&job_control, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &job_control, &live->saved_mask);
+	live->mask_saved = true;
 	{
 		sigset_t old;
 		block_signals(&old);
@@ -184,7 +248,8 @@ struct td_error *td_live_stop(pid_t pid, struct td_live **ret)
 	 * Threads can be created until every thread is stopped. Re-list until a
 	 * listing finds nothing new: once all are stopped, none can appear.
 	 */
-	for (int round = 0; round < 64; round++) {
+	bool settled = false;
+	for (int round = 0; round < 64 && !settled; round++) {
 		pid_t *tids;
 		size_t n;
 		err = td_proc_list_threads(pid, &tids, &n);
@@ -202,8 +267,10 @@ struct td_error *td_live_stop(pid_t pid, struct td_live **ret)
 			}
 		}
 		free(tids);
-		if (first_new == live->count)
+		if (first_new == live->count) {
+			settled = true;
 			break;
+		}
 		for (size_t i = first_new; i < live->count; i++) {
 			struct td_live_thread *t = &live->threads[i];
 			if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0) {
@@ -211,11 +278,15 @@ struct td_error *td_live_stop(pid_t pid, struct td_live **ret)
 				t->exited = true;
 			}
 		}
-		for (size_t i = first_new; i < live->count; i++)
-			if (live->threads[i].seized)
-				wait_stopped(&live->threads[i]);
+		wait_stops(live, first_new);
 	}
 
+	if (!settled) {
+		err = td_error_format(TD_ERR_TARGET,
+			"process %d creates threads faster than taskdbg can stop them; "
+			"nothing was left stopped\nTry again in a quieter moment.", (int)pid);
+		goto fail;
+	}
 	/* Drop threads that exited while we attached. */
 	size_t kept = 0;
 	for (size_t i = 0; i < live->count; i++)
@@ -251,6 +322,10 @@ void td_live_detach(struct td_live *live)
 		return;
 	for (size_t i = 0; i < live->count; i++)
 		detach_thread(&live->threads[i]);
+	if (live->mask_saved) {
+		sigprocmask(SIG_SETMASK, &live->saved_mask, NULL);
+		live->mask_saved = false;
+	}
 }
 
 void td_live_destroy(struct td_live *live)

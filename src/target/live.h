@@ -1,6 +1,10 @@
 /*
  * A live process under ptrace: stop every thread, read registers and memory,
- * and detach leaving it exactly as it was (running, no signal lost or added).
+ * and detach leaving it as it was (running, no signal lost or added). As with
+ * every ptrace stop, system calls that cannot be restarted (epoll_wait,
+ * sigtimedwait, ...) return EINTR in the target; programs retry them.
+ * A thread in uninterruptible sleep that does not stop within 250 ms is left
+ * out (stopped == false) rather than holding the others stopped.
  *
  * Only one struct td_live is active at a time, so that the emergency path
  * (td_live_emergency_detach, called from signal handlers) can find it.
@@ -11,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -29,6 +34,8 @@ struct td_live {
 	pid_t pid;
 	struct td_live_thread *threads;
 	size_t count, capacity;
+	sigset_t saved_mask;   /* before job-control signals were held off */
+	bool mask_saved;
 };
 
 /*

@@ -32,6 +32,25 @@ static ssize_t read_small_file(const char *path, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
+pid_t td_proc_live_thread(pid_t pid)
+{
+	pid_t *tids;
+	size_t n;
+	struct td_error *err = td_proc_list_threads(pid, &tids, &n);
+	if (err) {
+		td_error_destroy(err);
+		return 0;
+	}
+	pid_t live = 0;
+	for (size_t i = 0; i < n && !live; i++) {
+		char name[16], state;
+		if (td_proc_thread_info(pid, tids[i], name, &state) && state != 'Z' && state != 'X')
+			live = tids[i];
+	}
+	free(tids);
+	return live;
+}
+
 bool td_proc_read_status(pid_t pid, pid_t tid, struct td_proc_status *ret)
 {
 	char path[96], buf[4096];
@@ -67,7 +86,11 @@ struct td_error *td_proc_check(pid_t pid, struct td_proc_status *ret)
 		return td_error_format(TD_ERR_TARGET, "cannot read /proc/%d/status: %s",
 				       (int)pid, strerror(errno));
 	}
-	if (st.state == 'Z' || st.state == 'X')
+	/*
+	 * A main thread that called pthread_exit shows as a zombie while the other
+	 * threads run on: the process is a zombie only when every thread is.
+	 */
+	if ((st.state == 'Z' || st.state == 'X') && !td_proc_live_thread(pid))
 		return td_error_format(TD_ERR_TARGET,
 			"process %d (%s) is a zombie: it has exited and only waits for its parent to reap it\n"
 			"There is nothing left to inspect. If it crashed, look for its core file and run "

@@ -20,6 +20,13 @@ struct td_proc_status {
 	char name[16];
 };
 
+/*
+ * A thread of pid that is alive (not a zombie): pid itself unless its main
+ * thread has exited. Its /proc/TID entries (exe, maps, auxv) serve for the
+ * process, which a zombie leader's no longer do. 0 if none.
+ */
+pid_t td_proc_live_thread(pid_t pid);
+
 /* The status of one thread (tid == pid: the process), as it is; false if gone. */
 bool td_proc_read_status(pid_t pid, pid_t tid, struct td_proc_status *ret);
 

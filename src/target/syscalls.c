@@ -24,14 +24,9 @@ long td_syscall_blocked_in(const struct user_regs_struct *regs)
 	long rax = (long)regs->rax;
 	if (nr < 0)
 		return -1;
-	switch (-rax) {
-	case TD_ERESTARTSYS:
-	case TD_ERESTARTNOINTR:
-	case TD_ERESTARTNOHAND:
-	case TD_ERESTART_RESTARTBLOCK:
-	case EINTR:
+	/* Compared as negatives: negating rax could overflow (a crafted core). */
+	if (rax == -TD_ERESTARTSYS || rax == -TD_ERESTARTNOINTR || rax == -TD_ERESTARTNOHAND ||
+	    rax == -TD_ERESTART_RESTARTBLOCK || rax == -EINTR)
 		return nr;
-	default:
-		return -1;
-	}
+	return -1;
 }

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -71,13 +72,17 @@ class Target:
         self.proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, cwd=cwd, text=True, env=env)
         self.pid = self.proc.pid
-        line = self.proc.stdout.readline()
+        ready_now, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready_now else ""
         if not line.startswith(ready):
             self.stop()
             raise RuntimeError(f"fixture {argv[0]} did not start: {line!r}")
         self.ready_line = line.strip()
 
-    def readline(self):
+    def readline(self, timeout=10.0):
+        """The fixture's next line; fails (never hangs) if none comes in time."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, f"fixture {self.pid} printed nothing in {timeout} s"
         return self.proc.stdout.readline().strip()
 
     def stop(self):
@@ -159,6 +164,22 @@ def kernel_core(argv, directory):
     cores = [p for p in pathlib.Path(directory).iterdir() if p.name.startswith("core")]
     assert len(cores) == 1, f"no kernel core in {directory} (core_pattern {pattern!r})"
     return cores[0], proc
+
+
+class TestTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """No test may hang the suite: each gets 120 s."""
+    def expire(signum, frame):
+        raise TestTimeout("test took over 120 s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

@@ -68,8 +68,8 @@ def test_live_json(c_threads):
     check_c_stacks(doc, live=True)
     main = thread_by(doc, tid=c_threads.pid)
     assert main["role"] == "main" and main["name"] == "fixture-threads"
-    assert main["syscall"] == "pause"
-    assert_frames(main, [("main", SRC, L["main_pause"], False)])
+    assert main["syscall"] == "rt_sigsuspend"
+    assert_frames(main, [("main", SRC, L["main_wait"], False)])
     assert_untouched(c_threads.pid)
 
 

@@ -199,3 +199,22 @@ def test_help_and_version():
     assert r.returncode == 0 and "usage: taskdbg bt" in r.stdout
     r = run("--version")
     assert r.returncode == 0 and r.stdout.startswith("taskdbg ")
+
+
+def test_core_with_impossible_segment(c_core, tmp_path):
+    """Offsets and sizes that overflow 64 bits are refused, not followed."""
+    import struct
+    data = bytearray(c_core.read_bytes())
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        p_type, = struct.unpack_from("<I", data, at)
+        if p_type == 1:  # PT_LOAD
+            struct.pack_into("<QQ", data, at + 8 + 0, 1 << 63, 0)  # p_offset (p_vaddr untouched below)
+            struct.pack_into("<Q", data, at + 8, 1 << 63)
+            struct.pack_into("<Q", data, at + 32, (1 << 63) + 0x1000)  # p_filesz
+            break
+    bad = tmp_path / "overflow.core"
+    bad.write_bytes(data)
+    assert_fails(run("bt", bad), "is corrupt: a segment's offset or size is impossible")

@@ -115,3 +115,56 @@ def test_job_control_stopped_process_stays_stopped():
         assert rt_signal_count(target) == 0
     finally:
         target.stop()
+
+
+def test_thread_that_cannot_stop_does_not_hold_the_others():
+    """A thread in uninterruptible sleep (a vfork parent) never stops: taskdbg
+    leaves it out, says so, and the other threads are resumed at once."""
+    target = Target([C_FIXTURES / "fixture-vfork", "8"])
+    try:
+        time.sleep(0.2)
+        doc = bt_json(target.pid)
+        main = [t for t in doc["threads"] if t["tid"] == target.pid][0]
+        assert main["frames"] == []
+        assert "did not stop within 250 ms (uninterruptible sleep" in main["unwind_error"]
+        waiter = [t for t in doc["threads"] if t["tid"] != target.pid][0]
+        assert any(f["function"] == "waiter" for f in waiter["frames"])
+        # Its pending stop is cancelled: once the child exits, it runs again.
+        deadline = time.time() + 30
+        while time.time() < deadline and thread_states(target.pid)[target.pid] == "D":
+            time.sleep(0.1)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+def test_target_killed_while_stopped():
+    """The target dies (SIGKILL) while taskdbg holds it: taskdbg ends, reaps
+    nothing of the target's, and says what happened."""
+    target = Target([C_FIXTURES / "fixture-threads"])
+    env = dict(os.environ, TASKDBG_TEST_PAUSE_MS="1000")
+    proc = subprocess.Popen([str(TASKDBG), "bt", str(target.pid)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until_stopped(target.pid)
+    os.kill(target.pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 2), (proc.returncode, err)
+    # The real parent (this test) still gets to reap it.
+    assert target.proc.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_main_thread_exited():
+    """A process whose main thread called pthread_exit is alive, not a zombie."""
+    target = Target([C_FIXTURES / "fixture-threads", "exit-main"])
+    try:
+        time.sleep(0.1)
+        doc = bt_json(target.pid)
+        names = {t["name"] for t in doc["threads"]}
+        assert {"reader", "sleeper", "chain"} <= names
+        # Whole stacks: memory is read through a living thread.
+        functions = {f["function"] for t in doc["threads"] for f in t["frames"]}
+        assert {"reader_main", "sleeper_main", "level_one", "chain_main"} <= functions
+        states = [s for tid, s in thread_states(target.pid).items() if tid != target.pid]
+        assert "t" not in states and "T" not in states
+    finally:
+        target.stop()

@@ -1,0 +1,366 @@
+-- taskdbg runtime plugin for tokio.
+--
+-- Finds every runtime through each thread's tokio CONTEXT thread-local, walks
+-- each runtime's list of owned tasks, and decodes every task: id, state bits,
+-- future type, the thread polling it, and the chain of .awaits it is suspended
+-- at. It probes field names, never versions; the facts it relies on are in
+-- docs/tokio-layout-notes.md. Everything it reads is bounded.
+
+local M = { name = "tokio" }
+
+local RUNNING, COMPLETE, NOTIFIED, CANCELLED = 0x01, 0x02, 0x04, 0x20
+local MAX_TASKS = 10000000       -- per runtime: a longer list is corrupt or cyclic
+local MAX_AWAIT_DEPTH = 64
+
+-- The fields of v that take space (PhantomData and () take none), by name.
+local function fieldset(v)
+  local set, n, only = {}, 0, nil
+  for _, f in ipairs(td.fields(v)) do
+    set[f.name] = true
+    if f.size ~= 0 then n = n + 1; only = f.name end
+  end
+  return set, n, only
+end
+
+-- Peels std and tokio wrappers (Cell, UnsafeCell, RefCell, MaybeUninit,
+-- ManuallyDrop, mutexes, newtypes) down to the value they hold.
+local function peel(v)
+  for _ = 1, 32 do
+    local f, n, only = fieldset(v)
+    if f.data and (f.raw or f.poison) then v = v.data
+    elseif f.value and f.borrow then v = v.value
+    elseif n == 1 and (only == "value" or only:find("^__%d+$")) then v = v[only]
+    else return v end
+  end
+  return v
+end
+
+local function some(option)
+  local payload, name = td.variant(option)
+  if name == "Some" then return payload.__0 end
+  return nil
+end
+
+-- Arc<T> -> T, NonNull<T> -> *T
+local function arc_data(arc) return td.deref(arc.ptr.pointer).data end
+
+-- The CONTEXT of a thread, if it is initialised and alive.
+local function context(tid)
+  local storage = td.tls("tokio::runtime::context::CONTEXT", tid)
+  if not storage then return nil end
+  local ok, ctx = pcall(function()
+    local _, state = td.variant(peel(storage.state))
+    if state ~= "Alive" then return nil end
+    return peel(td.has(storage, "value") and storage.value or storage.val)
+  end)
+  return ok and ctx or nil
+end
+
+-- The scheduler handle a thread's context holds: Handle value, flavor.
+local function scheduler_handle(ctx)
+  local cell
+  if td.has(ctx, "handle") then cell = ctx.handle
+  elseif td.has(ctx, "current") then cell = ctx.current.handle
+  else return nil end
+  local handle = some(peel(cell))
+  if not handle then return nil end
+  local payload, variant = td.variant(handle)
+  local flavor = ({ MultiThread = "multi_thread", CurrentThread = "current_thread" })[variant]
+  if not flavor then return nil end
+  return arc_data(payload.__0), flavor
+end
+
+local function current_task_id(ctx)
+  if not td.has(ctx, "current_task_id") then return nil end
+  local id = some(peel(ctx.current_task_id))
+  if not id then return nil end
+  return td.uint(peel(id))
+end
+
+-- Is this thread running the scheduler loop (a worker, or current_thread's block_on)?
+local function in_scheduler_loop(tid, flavor)
+  local path = flavor == "multi_thread"
+    and "tokio::runtime::scheduler::multi_thread::worker::CURRENT"
+    or "tokio::runtime::scheduler::current_thread::CURRENT"
+  local storage = td.tls(path, tid)
+  if not storage then return false end
+  local ok, p = pcall(function()
+    return td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
+  end)
+  return ok and p ~= 0
+end
+
+-- The heads of a runtime's owned-task lists (one list, or the shards of a ShardedList).
+local function owned_heads(handle)
+  local owned = handle.shared.owned
+  local heads = {}
+  if td.has(owned, "inner") then
+    heads[1] = peel(owned.inner).list.head
+  elseif td.has(owned, "list") then
+    local sharded = owned.list
+    local lists = sharded.lists
+    local n = td.uint(lists.length)
+    local elem = td.pointee(td.type_of(lists.data_ptr))
+    local base = td.pointer(lists.data_ptr)
+    for i = 0, math.min(n, 65536) - 1 do
+      heads[#heads + 1] = peel(td.value(elem, base + i * td.size(elem))).head
+    end
+  end
+  return heads, td.uint(peel(owned.id))
+end
+
+-- Removes generic arguments: "a::B<c::D>::f" -> "a::B::f".
+local function strip_generics(name)
+  local out, depth = {}, 0
+  for ch in name:gmatch(".") do
+    if ch == "<" then depth = depth + 1
+    elseif ch == ">" then depth = depth - 1
+    elseif depth == 0 then out[#out + 1] = ch end
+  end
+  return table.concat(out)
+end
+
+-- The name a person would call a future (docs/cli-contract.md).
+local function future_name(full)
+  local name = strip_generics(full)
+  return (name:gsub("::{async_fn_env#%d+}$", ""))
+end
+
+local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
+
+local function is_async_body(v)
+  local name = td.type_name(v) or ""
+  return name:find("^{async_") ~= nil and td.is_enum(v)
+end
+
+-- The chain of .awaits, outermost first. Types are kept as handles: their
+-- names are DWARF work that can wait until the target runs again (finish).
+local function await_chain(future)
+  local chain = {}
+  local v = future
+  for _ = 1, MAX_AWAIT_DEPTH do
+    if not is_async_body(v) then break end
+    local payload, state, _, file, line = td.variant(v)
+    local entry = { type = td.type_of(v), state = state, file = file or td.null,
+                    line = line or td.null, awaiting = td.null }
+    local awaitee = td.has(payload, "__awaitee") and payload.__awaitee or nil
+    if awaitee then entry.awaiting_type = td.type_of(awaitee) end
+    chain[#chain + 1] = entry
+    if not awaitee then break end
+    v = awaitee
+  end
+  return chain
+end
+
+local names = {}
+local function cached_path(t)
+  local id = td.id(t)
+  local n = names[id]
+  if not n then n = type_path(t); names[id] = n end
+  return n
+end
+
+-- Layout facts resolved once per program.
+local layout
+local function resolve_layout()
+  if layout then return layout end
+  local vt = td.find_type("tokio::runtime::task::raw::Vtable")
+  local trailer = td.find_type("tokio::runtime::task::core::Trailer")
+  local header = td.find_type("tokio::runtime::task::core::Header")
+  assert(vt and trailer and header, "tokio's task types are not in the debug info")
+  local owned_off, pointers = td.offset(trailer, "owned")
+  local inner_off, inner = 0, pointers
+  if not pcall(function() inner_off, inner = td.offset(pointers, "next") end) then
+    -- Pointers { inner: UnsafeCell<PointersInner { prev, next }> }
+    inner_off, inner = td.offset(pointers, "inner")
+    local off2, t2 = td.offset(inner, "value")
+    inner_off, inner = inner_off + off2, t2
+  end
+  local next_off = td.offset(inner, "next")
+  layout = {
+    state = td.offset(header, "state"),
+    vtable = td.offset(header, "vtable"),
+    poll = td.offset(vt, "poll"),
+    trailer_offset = td.offset(vt, "trailer_offset"),
+    id_offset = td.offset(vt, "id_offset"),
+    next = owned_off + inner_off + next_off,
+    cells = nil,   -- Cell<T,S> types by the id of T, found on first use
+  }
+  return layout
+end
+
+local function cell_types()
+  if layout.cells then return layout.cells end
+  local cells = {}
+  td.each_type("tokio::runtime::task::core", "Cell<", function(t)
+    local T = td.template(t, "T")
+    if T then cells[td.id(T)] = t end
+    return false
+  end)
+  layout.cells = cells
+  return cells
+end
+
+-- Every instance of raw::poll<T, S> by address: a vtable's poll pointer names
+-- its task's future type T and scheduler S.
+local function poll_functions()
+  if layout.polls then return layout.polls end
+  local polls = {}
+  td.each_function("tokio::runtime::task::raw", "poll", function(f)
+    if f.T then polls[f.address] = f end
+    return false
+  end)
+  layout.polls = polls
+  return polls
+end
+
+-- What a task's vtable tells: its future's Cell type, once per vtable.
+local vtables = {}
+local function vtable_info(addr)
+  local info = vtables[addr]
+  if info then return info end
+  local poll = td.read(addr + layout.poll)
+  local fn = poll_functions()[poll] or td.function_at(poll)
+  info = {
+    trailer_offset = td.read(addr + layout.trailer_offset),
+    id_offset = td.read(addr + layout.id_offset),
+  }
+  if fn and fn.T then
+    info.cell = cell_types()[td.id(fn.T)]
+    info.future = fn.T
+    info.scheduler = fn.S
+  end
+  vtables[addr] = info
+  return info
+end
+
+local function state_name(bits)
+  if bits & COMPLETE ~= 0 then return "complete" end
+  if bits & CANCELLED ~= 0 then return "cancelled" end
+  if bits & RUNNING ~= 0 then return "running" end
+  if bits & NOTIFIED ~= 0 then return "notified" end
+  return "idle"
+end
+
+local function decode_task(header, running_on)
+  local bits = td.read(header + layout.state)
+  local info = vtable_info(td.read(header + layout.vtable))
+  local id = td.read(header + info.id_offset)
+  local task = {
+    id = id,
+    state = state_name(bits),
+    state_bits = bits,
+    refs = bits >> 6,
+    address = string.format("0x%x", header),
+    future_type = info.future,
+    running_on = running_on[id] or td.null,
+    spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
+    backtrace = setmetatable({}, { __array = true }),
+  }
+  if info.cell and task.state ~= "complete" then
+    local ok, err = pcall(function()
+      local cell = td.value(info.cell, header)
+      local stage = cell.core.stage          -- CoreStage { stage: UnsafeCell<Stage<T>> }
+      if td.has(stage, "stage") then stage = stage.stage end
+      stage = peel(stage)
+      local payload, variant = td.variant(stage)
+      if variant == "Running" then
+        task.backtrace = setmetatable(await_chain(payload.__0), { __array = true })
+      end
+    end)
+    if not ok then task.error = tostring(err) end
+  end
+  return task, td.read(header + info.trailer_offset + layout.next)
+end
+
+local TLS_ROOTS = {
+  "tokio::runtime::context::CONTEXT",
+  "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
+  "tokio::runtime::scheduler::current_thread::CURRENT",
+}
+
+-- Before the target is stopped: resolve every type and offset the walk needs.
+-- Reads no target memory (it would be stale).
+function M.prepare()
+  for _, path in ipairs(TLS_ROOTS) do td.find_tls(path) end
+  if td.find_type("tokio::runtime::task::raw::Vtable") then
+    resolve_layout()
+    cell_types()
+    poll_functions()
+  end
+end
+
+local result
+
+-- While the target is stopped: read what the model needs, and nothing more.
+function M.snapshot()
+  result = M.walk()
+end
+
+-- After the target runs again: names, from DWARF alone.
+function M.finish()
+  for _, rt in ipairs(result.runtimes) do
+    for _, task in ipairs(rt.tasks) do
+      task.future = task.future_type and cached_path(task.future_type) or "?"
+      task.name = future_name(task.future)
+      task.future_type = nil
+      for _, aw in ipairs(task.backtrace) do
+        aw.name = future_name(cached_path(aw.type))
+        aw.type = nil
+        if aw.awaiting_type then aw.awaiting = cached_path(aw.awaiting_type) end
+        aw.awaiting_type = nil
+      end
+    end
+  end
+  return result
+end
+
+function M.walk()
+  local runtimes, by_handle = {}, {}
+  local running_on = {}
+  for _, t in ipairs(td.threads()) do
+    local ctx = context(t.tid)
+    if ctx then
+      local ok, handle, flavor = pcall(scheduler_handle, ctx)
+      if ok and handle then
+        local key = td.addr(handle)
+        local rt = by_handle[key]
+        if not rt then
+          rt = { id = #runtimes + 1, flavor = flavor, handle = handle,
+                 workers = setmetatable({}, { __array = true }),
+                 tasks = setmetatable({}, { __array = true }),
+                 address = string.format("0x%x", key) }
+          runtimes[#runtimes + 1] = rt
+          by_handle[key] = rt
+        end
+        if in_scheduler_loop(t.tid, flavor) then rt.workers[#rt.workers + 1] = t.tid end
+      end
+      local okid, id = pcall(current_task_id, ctx)
+      if okid and id then running_on[id] = t.tid end
+    end
+  end
+  if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
+  resolve_layout()
+  for _, rt in ipairs(runtimes) do
+    local heads, owner = owned_heads(rt.handle)
+    rt.owner_id = owner
+    local seen = {}
+    for _, head in ipairs(heads) do
+      local first = some(head)
+      local p = first and td.pointer(first.pointer) or 0
+      local n = 0
+      while p ~= 0 and not seen[p] and n < MAX_TASKS do
+        seen[p] = true
+        n = n + 1
+        local task, next = decode_task(p, running_on)
+        rt.tasks[#rt.tasks + 1] = task
+        p = next
+      end
+    end
+    table.sort(rt.tasks, function(a, b) return a.id < b.id end)
+    rt.handle = nil
+  end
+  return { runtimes = runtimes }
+end
+
+return M

@@ -1,0 +1,72 @@
+/* taskdbg run SCRIPT.lua TARGET [ARG...]: a Lua diagnosis script against a target. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "lua/binding.h"
+#include "value/program.h"
+
+static const char run_help[] =
+	"usage: taskdbg run [--exe PATH] SCRIPT.lua TARGET [ARG...]\n"
+	"\n"
+	"Run a Lua script against TARGET, in the same sandbox as runtime plugins (see\n"
+	"docs/plugins.md): the `td` table reads the target; `args` holds the ARGs. The\n"
+	"script runs while a live target is stopped. If it returns a table, that table\n"
+	"is printed as JSON.\n";
+
+struct run_job {
+	const char *script;
+	char **args;
+	int nargs;
+	struct json_object *result;
+};
+
+static struct td_error *run_while_stopped(struct td_snapshot *snap, void *arg)
+{
+	struct run_job *job = arg;
+	struct td_program *prog;
+	struct td_error *err = td_program_create(snap, &prog);
+	if (err)
+		return err;
+	struct td_lua *lua;
+	if (!(err = td_lua_create(prog, &lua))) {
+		err = td_lua_run_script(lua, job->script, job->args, job->nargs, &job->result);
+		td_lua_destroy(lua);
+	}
+	td_program_destroy(prog);
+	return err;
+}
+
+int td_cmd_run(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "exe", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *exe = NULL;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+		switch (c) {
+		case 'e': exe = optarg; break;
+		case 'h': fputs(run_help, stdout); return TD_EXIT_OK;
+		default: return td_cli_usage("run", "unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (argc - optind < 2)
+		return td_cli_usage("run", "SCRIPT.lua and TARGET are needed");
+	struct run_job job = { argv[optind], argv + optind + 2, argc - optind - 2, NULL };
+	struct td_snapshot *snap;
+	struct td_error *err = td_cli_snapshot_with(argv[optind + 1], exe, NULL, run_while_stopped, &job, &snap);
+	if (err)
+		return td_cli_fail(err);
+	if (job.result) {
+		puts(json_object_to_json_string_ext(job.result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(job.result);
+	}
+	td_snapshot_destroy(snap);
+	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;
+}

@@ -1,0 +1,932 @@
+#include "lua/binding.h"
+
+#include <dwarf.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "value/value.h"
+
+/* Budgets of one plugin call. */
+#define TD_LUA_MEMORY_MAX (512u * 1024u * 1024u)
+#define TD_LUA_INSTRUCTIONS_MAX 1000000000ull
+#define TD_LUA_HOOK_EVERY 10000
+/* Wall-clock limits: a call made while the target is stopped, and any other. */
+#define TD_LUA_STOPPED_MS 2000
+#define TD_LUA_OTHER_MS 60000
+/* Depth of Lua tables converted to JSON. */
+#define TD_LUA_JSON_DEPTH 32
+
+struct td_lua {
+	lua_State *L;
+	struct td_program *prog;
+	char *plugin_path;
+	size_t memory;
+	unsigned long long instructions;
+	uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
+	unsigned limit_ms;         /* for the message */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Starts the budgets of one call. */
+static void budget_start(struct td_lua *lua, unsigned limit_ms)
+{
+	lua->instructions = 0;
+	lua->limit_ms = limit_ms;
+	lua->deadline_ns = now_ns() + (uint64_t)limit_ms * 1000000u;
+}
+
+static const char VALUE_MT[] = "taskdbg.Value";
+/* td.null: a value for tables that stands for JSON null (Lua tables cannot hold nil). */
+static char null_sentinel;
+static const char TYPE_MT[] = "taskdbg.Type";
+
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct td_lua *lua = ud;
+	if (!ptr)
+		osize = 0;
+	if (nsize == 0) {
+		free(ptr);
+		lua->memory -= osize;
+		return NULL;
+	}
+	if (nsize > osize && lua->memory + (nsize - osize) > TD_LUA_MEMORY_MAX)
+		return NULL;  /* Lua raises "not enough memory" */
+	void *p = realloc(ptr, nsize);
+	if (p)
+		lua->memory = lua->memory - osize + nsize;
+	return p;
+}
+
+static struct td_lua *get_lua(lua_State *L)
+{
+	struct td_lua *lua;
+	lua_getallocf(L, (void **)&lua);
+	return lua;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	struct td_lua *lua = get_lua(L);
+	lua->instructions += TD_LUA_HOOK_EVERY;
+	if (lua->instructions > TD_LUA_INSTRUCTIONS_MAX)
+		luaL_error(L, "instruction budget exhausted (a loop that never ends?)");
+	if (lua->deadline_ns && now_ns() > lua->deadline_ns)
+		luaL_error(L, "time budget exhausted: over %d ms%s", (int)lua->limit_ms,
+			   lua->limit_ms == TD_LUA_STOPPED_MS ? " with the target stopped" : "");
+}
+
+/* Raises a Lua error from a td_error (and frees it). */
+static int raise(lua_State *L, struct td_error *err)
+{
+	lua_pushstring(L, err->message);
+	td_error_destroy(err);
+	return lua_error(L);
+}
+
+static void push_value(lua_State *L, const struct td_value *v)
+{
+	struct td_value *u = lua_newuserdatauv(L, sizeof(*u), 0);
+	*u = *v;
+	luaL_setmetatable(L, VALUE_MT);
+}
+
+static void push_type(lua_State *L, Dwarf_Die *type)
+{
+	Dwarf_Die *u = lua_newuserdatauv(L, sizeof(*u), 0);
+	*u = *type;
+	td_type_strip(u);
+	luaL_setmetatable(L, TYPE_MT);
+}
+
+static struct td_value *check_value(lua_State *L, int i)
+{
+	return luaL_checkudata(L, i, VALUE_MT);
+}
+
+static Dwarf_Die *check_type(lua_State *L, int i)
+{
+	return luaL_checkudata(L, i, TYPE_MT);
+}
+
+static uint64_t check_addr(lua_State *L, int i)
+{
+	return (uint64_t)luaL_checkinteger(L, i);
+}
+
+/* v.field, v[index] */
+static int value_index(lua_State *L)
+{
+	struct td_value *v = check_value(L, 1);
+	struct td_value r;
+	struct td_error *err;
+	if (lua_type(L, 2) == LUA_TNUMBER)
+		err = td_value_index(v, (uint64_t)luaL_checkinteger(L, 2), &r);
+	else
+		err = td_value_member(v, luaL_checkstring(L, 2), &r);
+	if (err)
+		return raise(L, err);
+	push_value(L, &r);
+	return 1;
+}
+
+static int value_tostring(lua_State *L)
+{
+	struct td_value *v = check_value(L, 1);
+	const char *name = td_type_name(&v->type);
+	lua_pushfstring(L, "<%s at 0x%I>", name ? name : "value", (lua_Integer)v->address);
+	return 1;
+}
+
+static int type_tostring(lua_State *L)
+{
+	const char *name = td_type_name(check_type(L, 1));
+	lua_pushstring(L, name ? name : "(unnamed type)");
+	return 1;
+}
+
+/* td.addr(v) */
+static int l_addr(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)check_value(L, 1)->address);
+	return 1;
+}
+
+/* td.deref(v): follows a pointer */
+static int l_deref(lua_State *L)
+{
+	struct td_value r;
+	struct td_error *err = td_value_deref(check_value(L, 1), &r);
+	if (err)
+		return raise(L, err);
+	push_value(L, &r);
+	return 1;
+}
+
+/* td.pointer(v): the address a pointer holds */
+static int l_pointer(lua_State *L)
+{
+	uint64_t p;
+	struct td_error *err = td_value_pointer(check_value(L, 1), &p);
+	if (err)
+		return raise(L, err);
+	lua_pushinteger(L, (lua_Integer)p);
+	return 1;
+}
+
+/* td.uint(v) */
+static int l_uint(lua_State *L)
+{
+	uint64_t x;
+	struct td_error *err = td_value_uint(check_value(L, 1), &x);
+	if (err)
+		return raise(L, err);
+	lua_pushinteger(L, (lua_Integer)x);
+	return 1;
+}
+
+/* td.variant(v) -> payload value, variant name, discriminant, decl file, decl line */
+static int l_variant(lua_State *L)
+{
+	struct td_value r;
+	const char *name;
+	uint64_t discr;
+	Dwarf_Die member;
+	struct td_error *err = td_value_variant(check_value(L, 1), &r, &name, &discr, &member);
+	if (err)
+		return raise(L, err);
+	push_value(L, &r);
+	lua_pushstring(L, name);
+	lua_pushinteger(L, (lua_Integer)discr);
+	const char *file = dwarf_decl_file(&member);
+	int line = 0;
+	if (file)
+		lua_pushstring(L, file);
+	else
+		lua_pushnil(L);
+	if (dwarf_decl_line(&member, &line) == 0)
+		lua_pushinteger(L, line);
+	else
+		lua_pushnil(L);
+	return 5;
+}
+
+/* td.is_enum(v): has a variant part */
+static int l_is_enum(lua_State *L)
+{
+	struct td_value *v = check_value(L, 1);
+	Dwarf_Die child;
+	bool found = false;
+	if (dwarf_child(&v->type, &child) == 0) {
+		do
+			found = dwarf_tag(&child) == DW_TAG_variant_part;
+		while (!found && dwarf_siblingof(&child, &child) == 0);
+	}
+	lua_pushboolean(L, found);
+	return 1;
+}
+
+/* td.qualified_name(v or Type) -> "crate::path::Type" */
+static int l_qualified_name(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	char *name = td_type_qualified_name(t);
+	if (name) {
+		lua_pushstring(L, name);
+		free(name);
+	} else {
+		lua_pushnil(L);
+	}
+	return 1;
+}
+
+/* td.has(v, name): does the struct have this field (probe layouts, never versions) */
+static int l_has(lua_State *L)
+{
+	struct td_value *v = check_value(L, 1);
+	Dwarf_Die t;
+	uint64_t off;
+	lua_pushboolean(L, td_type_member(&v->type, luaL_checkstring(L, 2), &t, &off));
+	return 1;
+}
+
+/* td.type_of(v) -> Type */
+static int l_type_of(lua_State *L)
+{
+	push_type(L, &check_value(L, 1)->type);
+	return 1;
+}
+
+/* td.type_name(v or Type) */
+static int l_type_name(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	const char *name = td_type_name(t);
+	if (name)
+		lua_pushstring(L, name);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+/* td.size(Type) */
+static int l_size(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	uint64_t size;
+	if (!td_type_size(t, &size))
+		return luaL_error(L, "type %s has no known size", td_type_name(t) ? td_type_name(t) : "?");
+	lua_pushinteger(L, (lua_Integer)size);
+	return 1;
+}
+
+/* td.offset(Type, field) -> byte offset, field Type */
+static int l_offset(lua_State *L)
+{
+	Dwarf_Die *t = check_type(L, 1);
+	Dwarf_Die ft;
+	uint64_t off;
+	if (!td_type_member(t, luaL_checkstring(L, 2), &ft, &off))
+		return luaL_error(L, "%s has no field %s", td_type_name(t) ? td_type_name(t) : "?",
+				  lua_tostring(L, 2));
+	lua_pushinteger(L, (lua_Integer)off);
+	push_type(L, &ft);
+	return 2;
+}
+
+/* td.pointee(Type) -> Type pointed to */
+static int l_pointee(lua_State *L)
+{
+	Dwarf_Die r;
+	if (!td_die_type(check_type(L, 1), &r))
+		return luaL_error(L, "not a typed pointer");
+	push_type(L, &r);
+	return 1;
+}
+
+/* td.value(Type, addr) */
+static int l_value(lua_State *L)
+{
+	struct td_value v;
+	td_value_init(&v, get_lua(L)->prog, check_type(L, 1), check_addr(L, 2));
+	push_value(L, &v);
+	return 1;
+}
+
+/* td.cast(v, Type) */
+static int l_cast(lua_State *L)
+{
+	struct td_value v;
+	td_value_init(&v, get_lua(L)->prog, check_type(L, 2), check_value(L, 1)->address);
+	push_value(L, &v);
+	return 1;
+}
+
+/* td.find_type(path) -> Type or nil */
+static int l_find_type(lua_State *L)
+{
+	Dwarf_Die die;
+	const char *path = luaL_checkstring(L, 1);
+	struct td_program *prog = get_lua(L)->prog;
+	if (td_program_find(prog, path, DW_TAG_structure_type, &die) ||
+	    td_program_find(prog, path, DW_TAG_union_type, &die) ||
+	    td_program_find(prog, path, DW_TAG_base_type, &die)) {
+		push_type(L, &die);
+		return 1;
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* td.each_type(namespace, prefix, fn(Type) -> stop?) */
+struct each_arg {
+	lua_State *L;
+	int fn;
+};
+
+static bool each_type_cb(Dwarf_Die *die, void *arg)
+{
+	struct each_arg *a = arg;
+	lua_pushvalue(a->L, a->fn);
+	push_type(a->L, die);
+	lua_call(a->L, 1, 1);
+	bool stop = lua_toboolean(a->L, -1);
+	lua_pop(a->L, 1);
+	return !stop;
+}
+
+static int l_each_type(lua_State *L)
+{
+	const char *ns = luaL_checkstring(L, 1), *prefix = luaL_checkstring(L, 2);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	struct each_arg a = { L, 3 };
+	td_program_each_in_namespace(get_lua(L)->prog, ns, DW_TAG_structure_type, prefix,
+				     each_type_cb, &a);
+	return 0;
+}
+
+/* Pushes {name=..., T=Type, ...} for the template type parameters of a function. */
+static void push_template_params(lua_State *L, Dwarf_Die fn)
+{
+	Dwarf_Die die = fn;
+	for (int hop = 0; hop < 4; hop++) {
+		Dwarf_Die child;
+		if (dwarf_child(&die, &child) == 0) {
+			do {
+				if (dwarf_tag(&child) == DW_TAG_template_type_parameter) {
+					Dwarf_Die t;
+					const char *n = dwarf_diename(&child);
+					if (n && td_die_type(&child, &t)) {
+						push_type(L, &t);
+						lua_setfield(L, -2, n);
+					}
+				}
+			} while (dwarf_siblingof(&child, &child) == 0);
+		}
+		Dwarf_Attribute attr;
+		if (!dwarf_formref_die(dwarf_attr(&die, DW_AT_abstract_origin, &attr), &die) &&
+		    !dwarf_formref_die(dwarf_attr(&die, DW_AT_specification, &attr), &die))
+			break;
+	}
+}
+
+/* td.each_function(namespace, prefix, fn({address=, T=, S=...}) -> stop?) */
+struct each_fn_arg {
+	lua_State *L;
+	int fn;
+	uint64_t bias;
+};
+
+static bool each_function_cb(Dwarf_Die *die, void *arg)
+{
+	struct each_fn_arg *a = arg;
+	Dwarf_Addr low;
+	if (dwarf_lowpc(die, &low) != 0)
+		return true;  /* a declaration or an inline-only instance: no code of its own */
+	lua_pushvalue(a->L, a->fn);
+	lua_newtable(a->L);
+	lua_pushinteger(a->L, (lua_Integer)(low + a->bias));
+	lua_setfield(a->L, -2, "address");
+	push_template_params(a->L, *die);
+	lua_call(a->L, 1, 1);
+	bool stop = lua_toboolean(a->L, -1);
+	lua_pop(a->L, 1);
+	return !stop;
+}
+
+static int l_each_function(lua_State *L)
+{
+	const char *ns = luaL_checkstring(L, 1), *prefix = luaL_checkstring(L, 2);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	struct each_fn_arg a = { L, 3, td_program_bias(get_lua(L)->prog) };
+	td_program_each_in_namespace(get_lua(L)->prog, ns, DW_TAG_subprogram, prefix,
+				     each_function_cb, &a);
+	return 0;
+}
+
+/* td.tls(path, tid) -> Value or nil, why */
+static int l_tls(lua_State *L)
+{
+	struct td_lua *lua = get_lua(L);
+	Dwarf_Die var, type;
+	if (!td_program_find_tls(lua->prog, luaL_checkstring(L, 1), &var) ||
+	    !td_die_type(&var, &type)) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "no thread-local %s", lua_tostring(L, 1));
+		return 2;
+	}
+	uint64_t addr;
+	struct td_error *err = td_program_tls_address(lua->prog, &var, (pid_t)luaL_checkinteger(L, 2), &addr);
+	if (err) {
+		lua_pushnil(L);
+		lua_pushstring(L, err->message);
+		td_error_destroy(err);
+		return 2;
+	}
+	struct td_value v;
+	td_value_init(&v, lua->prog, &type, addr);
+	push_value(L, &v);
+	return 1;
+}
+
+/* td.find_tls(path) -> true if the thread-local exists (resolves it ahead of td.tls) */
+static int l_find_tls(lua_State *L)
+{
+	Dwarf_Die var;
+	lua_pushboolean(L, td_program_find_tls(get_lua(L)->prog, luaL_checkstring(L, 1), &var));
+	return 1;
+}
+
+/* td.read(addr, size) -> unsigned integer (size 1, 2, 4, 8) */
+static int l_read(lua_State *L)
+{
+	uint64_t x;
+	struct td_error *err = td_program_read_uint(get_lua(L)->prog, check_addr(L, 1),
+						    (size_t)luaL_optinteger(L, 2, 8), &x);
+	if (err)
+		return raise(L, err);
+	lua_pushinteger(L, (lua_Integer)x);
+	return 1;
+}
+
+/* td.try_read(addr, size) -> integer or nil */
+static int l_try_read(lua_State *L)
+{
+	uint64_t x;
+	struct td_error *err = td_program_read_uint(get_lua(L)->prog, check_addr(L, 1),
+						    (size_t)luaL_optinteger(L, 2, 8), &x);
+	if (err) {
+		td_error_destroy(err);
+		lua_pushnil(L);
+	} else {
+		lua_pushinteger(L, (lua_Integer)x);
+	}
+	return 1;
+}
+
+/* td.function_at(addr) -> {name=, T=Type, S=Type, ...template parameters} or nil */
+static int l_function_at(lua_State *L)
+{
+	struct td_program *prog = get_lua(L)->prog;
+	Dwarf_Die fn;
+	if (!td_program_function_at(prog, check_addr(L, 1), &fn)) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_newtable(L);
+	char *sym = td_program_symbol_at(prog, check_addr(L, 1));
+	if (sym) {
+		lua_pushstring(L, sym);
+		lua_setfield(L, -2, "name");
+		free(sym);
+	}
+	/* Template parameters sit on the function or on its abstract origin / declaration. */
+	push_template_params(L, fn);
+	return 1;
+}
+
+/* td.template(Type, name) -> Type of a template type parameter */
+static int l_template(lua_State *L)
+{
+	Dwarf_Die *t = check_type(L, 1), child;
+	const char *name = luaL_checkstring(L, 2);
+	if (dwarf_child(t, &child) == 0) {
+		do {
+			if (dwarf_tag(&child) == DW_TAG_template_type_parameter) {
+				const char *n = dwarf_diename(&child);
+				Dwarf_Die r;
+				if (n && strcmp(n, name) == 0 && td_die_type(&child, &r)) {
+					push_type(L, &r);
+					return 1;
+				}
+			}
+		} while (dwarf_siblingof(&child, &child) == 0);
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* td.id(Type or v) -> a number naming the type (its DIE offset) */
+static int l_id(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(t));
+	return 1;
+}
+
+/* td.same_type(a, b) */
+static int l_same_type(lua_State *L)
+{
+	lua_pushboolean(L, dwarf_dieoffset(check_type(L, 1)) == dwarf_dieoffset(check_type(L, 2)));
+	return 1;
+}
+
+/* td.decl(v's variant payload Type) -> file, line of the declaration (for SuspendN: the .await) */
+static int l_decl(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	int line;
+	const char *file = dwarf_decl_file(t);
+	if (dwarf_decl_line(t, &line) != 0)
+		line = 0;
+	if (file)
+		lua_pushstring(L, file);
+	else
+		lua_pushnil(L);
+	lua_pushinteger(L, line);
+	return 2;
+}
+
+/* td.fields(v or Type) -> { {name=, type=, offset=}, ... } (variant parts: their variants) */
+static int l_fields(lua_State *L)
+{
+	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
+	Dwarf_Die child;
+	lua_newtable(L);
+	int n = 0;
+	if (dwarf_child(t, &child) != 0)
+		return 1;
+	do {
+		int tag = dwarf_tag(&child);
+		if (tag != DW_TAG_member && tag != DW_TAG_variant_part)
+			continue;
+		lua_createtable(L, 0, 3);
+		const char *name = tag == DW_TAG_variant_part ? "<variants>" : dwarf_diename(&child);
+		lua_pushstring(L, name ? name : "?");
+		lua_setfield(L, -2, "name");
+		Dwarf_Die ft;
+		Dwarf_Attribute attr;
+		Dwarf_Word off;
+		if (tag == DW_TAG_member && td_die_type(&child, &ft)) {
+			const char *tn = td_type_name(&ft);
+			lua_pushstring(L, tn ? tn : (dwarf_tag(&ft) == DW_TAG_pointer_type ? "*" : "?"));
+			lua_setfield(L, -2, "type");
+			uint64_t size;
+			if (td_type_size(&ft, &size)) {
+				lua_pushinteger(L, (lua_Integer)size);
+				lua_setfield(L, -2, "size");
+			}
+		}
+		if (dwarf_attr(&child, DW_AT_data_member_location, &attr) && dwarf_formudata(&attr, &off) == 0) {
+			lua_pushinteger(L, (lua_Integer)off);
+			lua_setfield(L, -2, "offset");
+		}
+		lua_rawseti(L, -2, ++n);
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return 1;
+}
+
+/* td.threads() -> { {tid=, name=, fs_base=}, ... } */
+static int l_threads(lua_State *L)
+{
+	struct td_snapshot *snap = td_program_snapshot(get_lua(L)->prog);
+	lua_createtable(L, (int)snap->nthreads, 0);
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushinteger(L, snap->threads[i].tid);
+		lua_setfield(L, -2, "tid");
+		if (snap->threads[i].has_name) {
+			lua_pushstring(L, snap->threads[i].name);
+			lua_setfield(L, -2, "name");
+		}
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static const luaL_Reg td_functions[] = {
+	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
+	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
+	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
+	{ "pointee", l_pointee }, { "value", l_value }, { "cast", l_cast },
+	{ "find_type", l_find_type }, { "each_type", l_each_type }, { "tls", l_tls },
+	{ "read", l_read }, { "try_read", l_try_read }, { "function_at", l_function_at },
+	{ "template", l_template }, { "same_type", l_same_type }, { "decl", l_decl },
+	{ "threads", l_threads }, { "fields", l_fields }, { "is_enum", l_is_enum },
+	{ "qualified_name", l_qualified_name }, { "id", l_id }, { "find_tls", l_find_tls },
+	{ "each_function", l_each_function },
+	{ NULL, NULL },
+};
+
+struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret)
+{
+	struct td_lua *lua = calloc(1, sizeof(*lua));
+	if (!lua)
+		return &td_enomem;
+	lua->prog = prog;
+	lua->L = lua_newstate(budget_alloc, lua);
+	if (!lua->L) {
+		free(lua);
+		return &td_enomem;
+	}
+	lua_State *L = lua->L;
+	/* Only the harmless libraries; io, os, package, debug are never opened. */
+	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
+	luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
+	lua_pop(L, 5);
+	luaL_newmetatable(L, VALUE_MT);
+	lua_pushcfunction(L, value_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, value_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, TYPE_MT);
+	lua_pushcfunction(L, type_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+	lua_sethook(L, budget_hook, LUA_MASKCOUNT, TD_LUA_HOOK_EVERY);
+	*ret = lua;
+	return NULL;
+}
+
+void td_lua_destroy(struct td_lua *lua)
+{
+	if (!lua)
+		return;
+	lua_close(lua->L);
+	free(lua->plugin_path);
+	free(lua);
+}
+
+/* The environment of one plugin: safe globals and `td`, nothing else. */
+static void push_sandbox(lua_State *L)
+{
+	static const char *const allowed[] = {
+		"assert", "error", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
+		"rawget", "rawlen", "rawset", "select", "setmetatable", "getmetatable",
+		"tonumber", "tostring", "type", "xpcall", "string", "table", "math", "utf8",
+		NULL,
+	};
+	lua_newtable(L);
+	lua_pushglobaltable(L);
+	for (int i = 0; allowed[i]; i++) {
+		lua_getfield(L, -1, allowed[i]);
+		lua_setfield(L, -3, allowed[i]);
+	}
+	lua_pop(L, 1);
+	luaL_newlib(L, td_functions);
+	lua_pushlightuserdata(L, &null_sentinel);
+	lua_setfield(L, -2, "null");
+	lua_setfield(L, -2, "td");
+}
+
+static struct json_object *to_json(lua_State *L, int idx, int depth)
+{
+	idx = lua_absindex(L, idx);
+	switch (lua_type(L, idx)) {
+	case LUA_TLIGHTUSERDATA:
+		return NULL;  /* td.null */
+	case LUA_TBOOLEAN:
+		return json_object_new_boolean(lua_toboolean(L, idx));
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return json_object_new_int64(lua_tointeger(L, idx));
+		return json_object_new_double(lua_tonumber(L, idx));
+	case LUA_TSTRING:
+		return json_object_new_string(lua_tostring(L, idx));
+	case LUA_TTABLE: {
+		if (depth >= TD_LUA_JSON_DEPTH)
+			return NULL;
+		/* A table with [1] (or an empty one marked as array) is an array. */
+		lua_rawgeti(L, idx, 1);
+		bool array = !lua_isnil(L, -1);
+		lua_pop(L, 1);
+		if (!array && lua_getmetatable(L, idx)) {
+			lua_getfield(L, -1, "__array");
+			array = lua_toboolean(L, -1);
+			lua_pop(L, 2);
+		}
+		if (array) {
+			struct json_object *a = json_object_new_array();
+			lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+			for (lua_Integer i = 1; i <= n; i++) {
+				lua_rawgeti(L, idx, i);
+				json_object_array_add(a, to_json(L, -1, depth + 1));
+				lua_pop(L, 1);
+			}
+			return a;
+		}
+		struct json_object *o = json_object_new_object();
+		lua_pushnil(L);
+		while (lua_next(L, idx)) {
+			if (lua_type(L, -2) == LUA_TSTRING)
+				json_object_object_add(o, lua_tostring(L, -2), to_json(L, -1, depth + 1));
+			lua_pop(L, 1);
+		}
+		return o;
+	}
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * Loads a text chunk named after its file's base name: Lua cuts long chunk
+ * names in messages, and "tokio.lua:12: ..." is what a plugin author needs.
+ */
+static int load_text_file(lua_State *L, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		lua_pushfstring(L, "cannot open %s", path);
+		return LUA_ERRFILE;
+	}
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		luaL_addlstring(&b, chunk, n);
+	fclose(f);
+	luaL_pushresult(&b);
+	const char *base = strrchr(path, '/');
+	lua_pushfstring(L, "@%s", base ? base + 1 : path);
+	size_t len;
+	const char *text = lua_tolstring(L, -2, &len);
+	int r = luaL_loadbufferx(L, text, len, lua_tostring(L, -1), "t");
+	lua_remove(L, -2);  /* chunk name */
+	lua_remove(L, -2);  /* text */
+	return r;
+}
+
+static int traceback(lua_State *L)
+{
+	luaL_traceback(L, L, lua_tostring(L, 1), 1);
+	return 1;
+}
+
+struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	lua_pushcfunction(L, traceback);
+	/* Text only: a precompiled chunk could break the VM's invariants. */
+	if (load_text_file(L, path) != LUA_OK) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path, lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	push_sandbox(L);
+	lua_setupvalue(L, -2, 1);  /* the chunk's _ENV */
+	budget_start(lua, TD_LUA_OTHER_MS);
+	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK || !lua_istable(L, -1)) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path,
+			lua_isstring(L, -1) ? lua_tostring(L, -1) : "did not return a table");
+		lua_settop(L, base);
+		return err;
+	}
+	free(lua->plugin_path);
+	lua->plugin_path = strdup(path);
+	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	lua_settop(L, base);
+	return NULL;
+}
+
+struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool target_stopped,
+				    struct json_object **ret)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	const char *path = lua->plugin_path ? lua->plugin_path : "(none)";
+	lua_pushcfunction(L, traceback);
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (!lua_istable(L, -1)) {
+		lua_settop(L, base);
+		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
+	}
+	lua_getfield(L, -1, entry);
+	if (!lua_isfunction(L, -1)) {
+		lua_settop(L, base);
+		if (!ret)
+			return NULL;  /* optional entries (prepare) may be absent */
+		return td_error_format(TD_ERR_TARGET, "plugin %s has no function %s", path, entry);
+	}
+	budget_start(lua, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS);
+	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
+						       path, entry, lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	if (ret)
+		*ret = to_json(L, -1, 0);
+	lua_settop(L, base);
+	return NULL;
+}
+
+struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
+				   struct json_object **ret)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	lua_pushcfunction(L, traceback);
+	if (load_text_file(L, path) != LUA_OK) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s: %s", path, lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	push_sandbox(L);
+	lua_createtable(L, nargs, 0);
+	for (int i = 0; i < nargs; i++) {
+		lua_pushstring(L, args[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "args");
+	lua_setupvalue(L, -2, 1);
+	budget_start(lua, TD_LUA_OTHER_MS);
+	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
+		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path,
+						       lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	*ret = lua_istable(L, -1) ? to_json(L, -1, 0) : NULL;
+	lua_settop(L, base);
+	return NULL;
+}
+
+static bool readable(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret)
+{
+	char exe_dir[4096] = "";
+	ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof(exe_dir) - 1);
+	if (n > 0) {
+		exe_dir[n] = '\0';
+		char *slash = strrchr(exe_dir, '/');
+		if (slash)
+			*slash = '\0';
+	}
+	const char *env = getenv("TASKDBG_PLUGIN_PATH");
+	char source_tree[4200];
+	/* A build directory sits in the source tree: <src>/build/taskdbg -> <src>/plugins. */
+	snprintf(source_tree, sizeof(source_tree), "%s/../plugins", exe_dir);
+	const char *dirs[] = { extra_dir, env, TD_PLUGIN_DIR, exe_dir[0] ? source_tree : NULL };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (!dirs[i] || !dirs[i][0])
+			continue;
+		/* $TASKDBG_PLUGIN_PATH may list several directories, ':'-separated. */
+		char *copy = strdup(dirs[i]);
+		if (!copy)
+			return &td_enomem;
+		for (char *save = NULL, *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+			char *path;
+			if (asprintf(&path, "%s/%s.lua", d, name) < 0) {
+				free(copy);
+				return &td_enomem;
+			}
+			if (readable(path)) {
+				free(copy);
+				*path_ret = path;
+				return NULL;
+			}
+			free(path);
+		}
+		free(copy);
+	}
+	return td_error_format(TD_ERR_TARGET,
+		"no plugin %s.lua found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s and the "
+		"source tree)\nInstall taskdbg (`ninja -C build install`) or pass --plugins DIR.",
+		name, TD_PLUGIN_DIR);
+}

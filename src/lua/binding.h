@@ -1,0 +1,45 @@
+/*
+ * The Lua 5.4 side: runtime plugins and diagnosis scripts see the target
+ * through a `td` table (values, types, threads, reads), in a sandbox: no io,
+ * os, package, debug or load; an instruction budget and a memory budget. A
+ * broken plugin is an error naming the plugin and line, never a crash.
+ */
+#ifndef TD_LUA_BINDING_H
+#define TD_LUA_BINDING_H
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+
+#include "value/program.h"
+
+struct td_lua;
+
+/* The Lua state borrows prog, which must outlive it. */
+struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret);
+void td_lua_destroy(struct td_lua *lua);
+
+/* Runs a plugin file in its own sandboxed environment; it returns its table. */
+struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path);
+
+/*
+ * Calls the loaded plugin's function `entry` ("prepare", "snapshot"); its
+ * result (a Lua table) converted to JSON goes to *ret, owned by the caller
+ * (json_object_put). With ret NULL, a missing entry is no error. With
+ * target_stopped, the call has 2 s of wall-clock time (else 60 s): a plugin
+ * never holds a target stopped for long.
+ */
+struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool target_stopped,
+				    struct json_object **ret);
+
+/*
+ * Runs a user script in the sandbox, with `args` set to its arguments. If it
+ * returns a table, *ret gets it as JSON (else NULL).
+ */
+struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
+				   struct json_object **ret);
+
+/* The directories searched for plugins, in order: --plugins, $TASKDBG_PLUGIN_PATH, install dir, source tree. */
+struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret);
+
+#endif

@@ -1,0 +1,188 @@
+#include "report/tasks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "report/bt.h"
+
+/* More tasks than this in a runtime and the text groups them by where they wait. */
+#define TD_GROUP_ABOVE 50
+
+static struct json_object *runtimes_of(struct json_object *model)
+{
+	struct json_object *r;
+	if (model && json_object_object_get_ex(model, "runtimes", &r) &&
+	    json_object_is_type(r, json_type_array))
+		return r;
+	return NULL;
+}
+
+/* The task id a thread polls now, from the runtime model. */
+static struct json_object *task_on(struct json_object *runtimes, int tid)
+{
+	size_t nr = runtimes ? json_object_array_length(runtimes) : 0;
+	for (size_t i = 0; i < nr; i++) {
+		struct json_object *tasks;
+		if (!json_object_object_get_ex(json_object_array_get_idx(runtimes, i), "tasks", &tasks))
+			continue;
+		for (size_t j = 0; j < json_object_array_length(tasks); j++) {
+			struct json_object *t = json_object_array_get_idx(tasks, j), *on, *id;
+			if (json_object_object_get_ex(t, "running_on", &on) && on &&
+			    json_object_get_int(on) == tid && json_object_object_get_ex(t, "id", &id))
+				return id;
+		}
+	}
+	return NULL;
+}
+
+void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
+			  const struct td_thread_list *list, struct json_object *model)
+{
+	struct json_object *root = json_object_new_object();
+	struct json_object *runtimes = runtimes_of(model);
+	json_object_object_add(root, "target", td_report_target_json(snap));
+	struct json_object *threads = json_object_new_array();
+	for (size_t i = 0; i < list->count; i++) {
+		struct json_object *t = td_report_thread_json(&list->threads[i]);
+		struct json_object *id = task_on(runtimes, list->threads[i].thread->tid);
+		if (id)
+			json_object_object_add(t, "task", json_object_get(id));
+		json_object_array_add(threads, t);
+	}
+	json_object_object_add(root, "threads", threads);
+	json_object_object_add(root, "runtimes",
+			       runtimes ? json_object_get(runtimes) : json_object_new_array());
+	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), out);
+	fputc('\n', out);
+	json_object_put(root);
+}
+
+static const char *str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+static long long num(struct json_object *o, const char *key, long long dflt)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, key, &v) && v ? json_object_get_int64(v) : dflt;
+}
+
+/* The innermost await of a task: where it waits. */
+static struct json_object *innermost(struct json_object *task)
+{
+	struct json_object *bt;
+	if (!json_object_object_get_ex(task, "backtrace", &bt) || !bt ||
+	    json_object_array_length(bt) == 0)
+		return NULL;
+	return json_object_array_get_idx(bt, json_object_array_length(bt) - 1);
+}
+
+static void print_where(FILE *out, struct json_object *aw)
+{
+	if (!aw)
+		return;
+	const char *file = str(aw, "file");
+	if (file)
+		fprintf(out, " at %s:%lld", file, num(aw, "line", 0));
+	const char *awaiting = str(aw, "awaiting");
+	if (awaiting)
+		fprintf(out, " awaiting %s", awaiting);
+}
+
+static void print_task(FILE *out, struct json_object *t, bool chains)
+{
+	fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
+	long long on = num(t, "running_on", -1);
+	if (on >= 0)
+		fprintf(out, " (on thread %lld)", on);
+	if (!chains)
+		print_where(out, innermost(t));
+	fputc('\n', out);
+	struct json_object *bt;
+	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt) {
+		for (size_t i = 0; i < json_object_array_length(bt); i++) {
+			struct json_object *aw = json_object_array_get_idx(bt, i);
+			fprintf(out, "          %zu %s %s", i, str(aw, "name"), str(aw, "state"));
+			print_where(out, aw);
+			fputc('\n', out);
+		}
+	}
+	const char *error = str(t, "error");
+	if (error)
+		fprintf(out, "          (could not decode its future: %s)\n", error);
+}
+
+struct group {
+	char *key;
+	struct json_object *first;
+	size_t count;
+};
+
+static void print_grouped(FILE *out, struct json_object *tasks)
+{
+	size_t n = json_object_array_length(tasks), ngroups = 0;
+	struct group *groups = calloc(n ? n : 1, sizeof(*groups));
+	if (!groups)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *t = json_object_array_get_idx(tasks, i), *aw = innermost(t);
+		char *key;
+		if (asprintf(&key, "%s|%s|%s:%lld", str(t, "state"), str(t, "name"),
+			     aw && str(aw, "file") ? str(aw, "file") : "", aw ? num(aw, "line", 0) : 0) < 0)
+			continue;
+		size_t g = 0;
+		while (g < ngroups && strcmp(groups[g].key, key) != 0)
+			g++;
+		if (g == ngroups)
+			groups[ngroups++] = (struct group){ key, t, 0 };
+		else
+			free(key);
+		groups[g].count++;
+	}
+	for (size_t g = 0; g < ngroups; g++) {
+		struct json_object *t = groups[g].first;
+		fprintf(out, "  %6zu× %-9s %s", groups[g].count, str(t, "state"), str(t, "name"));
+		print_where(out, innermost(t));
+		fprintf(out, "  (e.g. task %lld)\n", num(t, "id", 0));
+		free(groups[g].key);
+	}
+	free(groups);
+}
+
+void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
+			  const struct td_thread_list *list, struct json_object *model,
+			  const struct td_tasks_text_options *opts)
+{
+	(void)list;
+	struct json_object *runtimes = runtimes_of(model);
+	size_t nr = runtimes ? json_object_array_length(runtimes) : 0;
+	if (snap->kind == TD_SNAPSHOT_LIVE)
+		fprintf(out, "process %d (%s), %zu threads, stopped for %.3f ms\n", (int)snap->pid,
+			snap->comm ? snap->comm : "?", snap->nthreads, (double)snap->stopped_ns / 1e6);
+	else
+		fprintf(out, "core %s of process %d (%s)\n", snap->core_path, (int)snap->pid,
+			snap->comm ? snap->comm : "?");
+	if (nr == 0) {
+		fputs("no tokio runtime found: no thread has entered one\n", out);
+		return;
+	}
+	for (size_t i = 0; i < nr; i++) {
+		struct json_object *rt = json_object_array_get_idx(runtimes, i), *tasks, *workers;
+		json_object_object_get_ex(rt, "tasks", &tasks);
+		json_object_object_get_ex(rt, "workers", &workers);
+		size_t nt = tasks ? json_object_array_length(tasks) : 0;
+		fprintf(out, "\nruntime %lld (%s), %zu tasks, workers:", num(rt, "id", 0),
+			str(rt, "flavor"), nt);
+		for (size_t w = 0; workers && w < json_object_array_length(workers); w++)
+			fprintf(out, " %d", json_object_get_int(json_object_array_get_idx(workers, w)));
+		fputc('\n', out);
+		if (nt > TD_GROUP_ABOVE && !opts->all && !opts->chains) {
+			print_grouped(out, tasks);
+			continue;
+		}
+		for (size_t j = 0; j < nt; j++)
+			print_task(out, json_object_array_get_idx(tasks, j), opts->chains);
+	}
+}

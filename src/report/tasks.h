@@ -1,0 +1,25 @@
+/* `taskdbg tasks` output: the JSON of docs/cli-contract.md and a text a person can scan. */
+#ifndef TD_REPORT_TASKS_H
+#define TD_REPORT_TASKS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "model/threads.h"
+#include "snapshot/snapshot.h"
+
+struct td_tasks_text_options {
+	bool chains;   /* every task's whole await chain */
+	bool all;      /* never group */
+};
+
+/* model: {"runtimes": [...]} as the runtime plugin returned it (borrowed). */
+void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
+			  const struct td_thread_list *list, struct json_object *model);
+void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
+			  const struct td_thread_list *list, struct json_object *model,
+			  const struct td_tasks_text_options *opts);
+
+#endif

@@ -1,0 +1,545 @@
+#include "value/program.h"
+
+#include <dwarf.h>
+#include <gelf.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "debuginfo/demangle.h"
+#include "debuginfo/symbolize.h"
+
+#define TD_PAGE_SIZE 4096u
+/* Pages kept; a walk of 100,000 tasks touches a few tens of thousands. */
+#define TD_CACHE_MAX_PAGES (256u * 1024u)
+/* Path components and namespace nesting a lookup follows at most. */
+#define TD_PATH_MAX_COMPONENTS 32
+
+struct page {
+	uint64_t number;     /* page address / TD_PAGE_SIZE, + 1 so 0 means empty */
+	uint32_t valid;      /* bytes readable from the start of the page */
+	unsigned char *data;
+};
+
+/* Lookups by path, remembered: plugins ask for the same few paths per thread. */
+struct path_entry {
+	char *path;
+	int kind;          /* tag, or -1 for a thread-local search */
+	bool found;
+	Dwarf_Die die;
+};
+
+struct td_program {
+	struct td_snapshot *snap;
+	struct path_entry *paths;
+	size_t npaths;
+	Dwfl_Module *exe;
+	Dwarf *dwarf;
+	Dwarf_Addr bias;
+	uint64_t tls_block_size;   /* round_up(PT_TLS.p_memsz, p_align), 0 if no TLS */
+	struct td_symbolizer *sym;
+	struct page *pages;
+	size_t npages, capacity;   /* capacity: power of two */
+};
+
+struct td_error *td_program_create(struct td_snapshot *snap, struct td_program **ret)
+{
+	struct td_program *prog = calloc(1, sizeof(*prog));
+	if (!prog)
+		return &td_enomem;
+	prog->snap = snap;
+	prog->exe = snap->exe_module;
+	prog->dwarf = dwfl_module_getdwarf(prog->exe, &prog->bias);
+	struct td_error *err;
+	if (!prog->dwarf) {
+		err = td_error_format(TD_ERR_TARGET, "%s has no debug info (DWARF)", snap->exe);
+		goto fail;
+	}
+	GElf_Addr ebias;
+	Elf *elf = dwfl_module_getelf(prog->exe, &ebias);
+	size_t phnum = 0;
+	if (elf && elf_getphdrnum(elf, &phnum) == 0) {
+		for (size_t i = 0; i < phnum; i++) {
+			GElf_Phdr ph;
+			if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_TLS) {
+				uint64_t align = ph.p_align ? ph.p_align : 1;
+				prog->tls_block_size = (ph.p_memsz + align - 1) / align * align;
+			}
+		}
+	}
+	if ((err = td_symbolizer_create(snap->dwfl, &prog->sym)))
+		goto fail;
+	prog->capacity = 1024;
+	prog->pages = calloc(prog->capacity, sizeof(*prog->pages));
+	if (!prog->pages) {
+		err = &td_enomem;
+		goto fail;
+	}
+	*ret = prog;
+	return NULL;
+fail:
+	td_program_destroy(prog);
+	return err;
+}
+
+void td_program_forget_memory(struct td_program *prog)
+{
+	for (size_t i = 0; i < prog->capacity; i++) {
+		free(prog->pages[i].data);
+		prog->pages[i] = (struct page){ 0 };
+	}
+	prog->npages = 0;
+}
+
+static struct path_entry *path_cached(struct td_program *prog, const char *path, int kind)
+{
+	for (size_t i = 0; i < prog->npaths; i++)
+		if (prog->paths[i].kind == kind && strcmp(prog->paths[i].path, path) == 0)
+			return &prog->paths[i];
+	return NULL;
+}
+
+static void path_remember(struct td_program *prog, const char *path, int kind, bool found,
+			  Dwarf_Die *die)
+{
+	struct path_entry *grown = realloc(prog->paths, (prog->npaths + 1) * sizeof(*grown));
+	if (!grown)
+		return;
+	prog->paths = grown;
+	char *copy = strdup(path);
+	if (!copy)
+		return;
+	prog->paths[prog->npaths++] = (struct path_entry){ copy, kind, found, found ? *die : (Dwarf_Die){ 0 } };
+}
+
+void td_program_destroy(struct td_program *prog)
+{
+	if (!prog)
+		return;
+	for (size_t i = 0; i < prog->npaths; i++)
+		free(prog->paths[i].path);
+	free(prog->paths);
+	for (size_t i = 0; prog->pages && i < prog->capacity; i++)
+		free(prog->pages[i].data);
+	free(prog->pages);
+	td_symbolizer_destroy(prog->sym);
+	free(prog);
+}
+
+uint64_t td_program_bias(struct td_program *prog)
+{
+	return prog->bias;
+}
+
+struct td_snapshot *td_program_snapshot(struct td_program *prog)
+{
+	return prog->snap;
+}
+
+static struct page *page_slot(struct page *pages, size_t capacity, uint64_t number)
+{
+	size_t mask = capacity - 1;
+	size_t i = (size_t)((number * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+	while (pages[i].number && pages[i].number != number)
+		i = (i + 1) & mask;
+	return &pages[i];
+}
+
+static const struct page *get_page(struct td_program *prog, uint64_t number)
+{
+	struct page *p = page_slot(prog->pages, prog->capacity, number + 1);
+	if (p->number)
+		return p;
+	if (prog->npages >= TD_CACHE_MAX_PAGES) {
+		/* Full: serve this read without caching it. */
+		static unsigned char scratch[TD_PAGE_SIZE];
+		static struct page uncached = { .data = scratch };
+		uncached.valid = (uint32_t)td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, scratch, TD_PAGE_SIZE);
+		return &uncached;
+	}
+	if ((prog->npages + 1) * 2 > prog->capacity) {
+		size_t cap = prog->capacity * 2;
+		struct page *grown = calloc(cap, sizeof(*grown));
+		if (!grown)
+			return NULL;
+		for (size_t i = 0; i < prog->capacity; i++)
+			if (prog->pages[i].number)
+				*page_slot(grown, cap, prog->pages[i].number) = prog->pages[i];
+		free(prog->pages);
+		prog->pages = grown;
+		prog->capacity = cap;
+		p = page_slot(prog->pages, prog->capacity, number + 1);
+	}
+	unsigned char *data = malloc(TD_PAGE_SIZE);
+	if (!data)
+		return NULL;
+	p->number = number + 1;
+	p->data = data;
+	p->valid = (uint32_t)td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, data, TD_PAGE_SIZE);
+	prog->npages++;
+	return p;
+}
+
+struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		uint64_t a = addr + done;
+		if (a < addr)
+			break;  /* wrapped around */
+		const struct page *p = get_page(prog, a / TD_PAGE_SIZE);
+		if (!p)
+			return &td_enomem;
+		size_t off = (size_t)(a % TD_PAGE_SIZE);
+		if (off >= p->valid)
+			break;
+		size_t n = p->valid - off;
+		if (n > len - done)
+			n = len - done;
+		memcpy((char *)buf + done, p->data + off, n);
+		done += n;
+	}
+	if (done < len)
+		return td_error_format(TD_ERR_TARGET, "cannot read %zu bytes at 0x%llx: not mapped in the %s",
+				       len, (unsigned long long)(addr + done),
+				       prog->snap->kind == TD_SNAPSHOT_CORE ? "core" : "process");
+	return NULL;
+}
+
+struct td_error *td_program_read_uint(struct td_program *prog, uint64_t addr, size_t size,
+				      uint64_t *ret)
+{
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		return td_error_format(TD_ERR_INTERNAL, "cannot read an integer of %zu bytes", size);
+	uint64_t v = 0;
+	struct td_error *err = td_program_read(prog, addr, &v, size);
+	if (!err)
+		*ret = v;
+	return err;
+}
+
+/* Splits "a::b<c::d>::e" at top-level "::" into components (in buf). */
+static int split_path(const char *path, char *buf, size_t size, const char **comps, int max)
+{
+	size_t len = strlen(path);
+	if (len + 1 > size)
+		return -1;
+	memcpy(buf, path, len + 1);
+	int n = 0, depth = 0;
+	comps[n++] = buf;
+	for (char *p = buf; *p; p++) {
+		if (*p == '<' || *p == '(' || *p == '[')
+			depth++;
+		else if ((*p == '>' || *p == ')' || *p == ']') && depth > 0)
+			depth--;
+		else if (depth == 0 && p[0] == ':' && p[1] == ':') {
+			if (n == max)
+				return -1;
+			*p = '\0';
+			comps[n++] = p + 2;
+			p++;
+		}
+	}
+	return n;
+}
+
+static bool die_name_is(Dwarf_Die *die, const char *name)
+{
+	const char *n = dwarf_diename(die);
+	return n && strcmp(n, name) == 0;
+}
+
+/* Depth-first along the path: namespaces (and types, for nested items) named comps[0..]. */
+static bool find_in(Dwarf_Die *parent, const char **comps, int n, int tag, Dwarf_Die *ret)
+{
+	Dwarf_Die child;
+	if (dwarf_child(parent, &child) != 0)
+		return false;
+	do {
+		if (!die_name_is(&child, comps[0]))
+			continue;
+		int t = dwarf_tag(&child);
+		if (n == 1) {
+			/* A declaration is not the complete type: keep looking. */
+			if ((tag == 0 || t == tag) && !dwarf_hasattr(&child, DW_AT_declaration)) {
+				*ret = child;
+				return true;
+			}
+		} else if ((t == DW_TAG_namespace || t == DW_TAG_structure_type ||
+			    t == DW_TAG_union_type || t == DW_TAG_enumeration_type) &&
+			   find_in(&child, comps + 1, n - 1, tag, ret)) {
+			return true;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+/* Calls cb for each unit's DIE: units of crate first (rustc names them ".../@/CRATE.hash-cgu.N"). */
+static bool each_unit(struct td_program *prog, const char *crate,
+		      bool (*cb)(Dwarf_Die *cu, void *arg), void *arg)
+{
+	char needle[256];
+	snprintf(needle, sizeof(needle), "/@/%s.", crate ? crate : "");
+	for (int pass = crate ? 0 : 1; pass < 2; pass++) {
+		Dwarf_Off off = 0, next;
+		size_t hsize;
+		while (dwarf_nextcu(prog->dwarf, off, &next, &hsize, NULL, NULL, NULL) == 0) {
+			Dwarf_Die cu;
+			if (dwarf_offdie(prog->dwarf, off + hsize, &cu)) {
+				const char *name = dwarf_diename(&cu);
+				bool ours = name && strstr(name, needle);
+				if ((pass == 0) == ours && !cb(&cu, arg))
+					return true;
+			}
+			off = next;
+		}
+	}
+	return false;
+}
+
+struct find_state {
+	const char **comps;
+	int n, tag;
+	Dwarf_Die *ret;
+	bool found;
+};
+
+static bool find_unit_cb(Dwarf_Die *cu, void *arg)
+{
+	struct find_state *st = arg;
+	st->found = find_in(cu, st->comps, st->n, st->tag, st->ret);
+	return !st->found;
+}
+
+static bool find_uncached(struct td_program *prog, const char *path, int tag, Dwarf_Die *ret);
+
+bool td_program_find(struct td_program *prog, const char *path, int tag, Dwarf_Die *ret)
+{
+	struct path_entry *e = path_cached(prog, path, tag);
+	if (e) {
+		if (e->found)
+			*ret = e->die;
+		return e->found;
+	}
+	bool found = find_uncached(prog, path, tag, ret);
+	path_remember(prog, path, tag, found, ret);
+	return found;
+}
+
+static bool find_uncached(struct td_program *prog, const char *path, int tag, Dwarf_Die *ret)
+{
+	char buf[4096];
+	const char *comps[TD_PATH_MAX_COMPONENTS];
+	int n = split_path(path, buf, sizeof(buf), comps, TD_PATH_MAX_COMPONENTS);
+	if (n <= 0)
+		return false;
+	struct find_state st = { comps, n, tag, ret, false };
+	each_unit(prog, n > 1 ? comps[0] : NULL, find_unit_cb, &st);
+	return st.found;
+}
+
+struct each_state {
+	const char **comps;
+	int n, tag;
+	const char *prefix;
+	bool (*cb)(Dwarf_Die *, void *);
+	void *arg;
+	bool stop;
+};
+
+static void each_in(Dwarf_Die *parent, struct each_state *st, int level)
+{
+	Dwarf_Die child;
+	if (st->stop || dwarf_child(parent, &child) != 0)
+		return;
+	do {
+		if (level < st->n) {
+			if (dwarf_tag(&child) == DW_TAG_namespace && die_name_is(&child, st->comps[level]))
+				each_in(&child, st, level + 1);
+		} else {
+			const char *name = dwarf_diename(&child);
+			if ((st->tag == 0 || dwarf_tag(&child) == st->tag) && name &&
+			    strncmp(name, st->prefix, strlen(st->prefix)) == 0 &&
+			    !dwarf_hasattr(&child, DW_AT_declaration) && !st->cb(&child, st->arg)) {
+				st->stop = true;
+				return;
+			}
+		}
+	} while (!st->stop && dwarf_siblingof(&child, &child) == 0);
+}
+
+static bool each_unit_cb(Dwarf_Die *cu, void *arg)
+{
+	struct each_state *st = arg;
+	each_in(cu, st, 0);
+	return !st->stop;
+}
+
+void td_program_each_in_namespace(struct td_program *prog, const char *ns_path, int tag,
+				  const char *prefix,
+				  bool (*cb)(Dwarf_Die *die, void *arg), void *arg)
+{
+	char buf[4096];
+	const char *comps[TD_PATH_MAX_COMPONENTS];
+	int n = split_path(ns_path, buf, sizeof(buf), comps, TD_PATH_MAX_COMPONENTS);
+	if (n <= 0)
+		return;
+	struct each_state st = { comps, n, tag, prefix ? prefix : "", cb, arg, false };
+	/* Generic instances live in the units that instantiate them: every unit. */
+	each_unit(prog, NULL, each_unit_cb, &st);
+}
+
+/* The constant operand of a one- or two-operation location expression. */
+static bool location_constant(Dwarf_Die *var, unsigned *second_op, uint64_t *ret)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Op *ops;
+	size_t nops;
+	if (!dwarf_attr(var, DW_AT_location, &attr) || dwarf_getlocation(&attr, &ops, &nops) != 0 ||
+	    nops == 0 || nops > 2)
+		return false;
+	switch (ops[0].atom) {
+	case DW_OP_addr: case DW_OP_const1u: case DW_OP_const2u: case DW_OP_const4u:
+	case DW_OP_const8u: case DW_OP_constu:
+		*ret = ops[0].number;
+		break;
+	default:
+		return false;
+	}
+	*second_op = nops == 2 ? ops[1].atom : 0;
+	return true;
+}
+
+static bool has_tls_location(Dwarf_Die *var)
+{
+	uint64_t offset;
+	unsigned op;
+	return location_constant(var, &op, &offset) &&
+	       (op == DW_OP_GNU_push_tls_address || op == DW_OP_form_tls_address);
+}
+
+/* A thread-local variable with a location anywhere below die (bounded depth). */
+static bool find_tls_below(Dwarf_Die *die, int depth, Dwarf_Die *ret)
+{
+	Dwarf_Die child;
+	if (depth > 6 || dwarf_child(die, &child) != 0)
+		return false;
+	do {
+		int tag = dwarf_tag(&child);
+		if (tag == DW_TAG_variable && has_tls_location(&child)) {
+			*ret = child;
+			return true;
+		}
+		if (tag == DW_TAG_namespace && find_tls_below(&child, depth + 1, ret))
+			return true;
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+struct tls_state {
+	const char **comps;
+	int n;
+	Dwarf_Die *ret;
+	bool found;
+};
+
+static void tls_in(Dwarf_Die *parent, struct tls_state *st, int level)
+{
+	Dwarf_Die child;
+	if (st->found || dwarf_child(parent, &child) != 0)
+		return;
+	do {
+		if (!die_name_is(&child, st->comps[level]))
+			continue;
+		if (level + 1 < st->n) {
+			if (dwarf_tag(&child) == DW_TAG_namespace)
+				tls_in(&child, st, level + 1);
+		} else if (dwarf_tag(&child) == DW_TAG_variable ? has_tls_location(&child)
+			   : find_tls_below(&child, 0, st->ret)) {
+			if (dwarf_tag(&child) == DW_TAG_variable)
+				*st->ret = child;
+			st->found = true;
+		}
+	} while (!st->found && dwarf_siblingof(&child, &child) == 0);
+}
+
+static bool tls_unit_cb(Dwarf_Die *cu, void *arg)
+{
+	struct tls_state *st = arg;
+	tls_in(cu, st, 0);
+	return !st->found;
+}
+
+static bool find_tls_uncached(struct td_program *prog, const char *path, Dwarf_Die *ret);
+
+bool td_program_find_tls(struct td_program *prog, const char *path, Dwarf_Die *ret)
+{
+	struct path_entry *e = path_cached(prog, path, -1);
+	if (e) {
+		if (e->found)
+			*ret = e->die;
+		return e->found;
+	}
+	bool found = find_tls_uncached(prog, path, ret);
+	path_remember(prog, path, -1, found, ret);
+	return found;
+}
+
+static bool find_tls_uncached(struct td_program *prog, const char *path, Dwarf_Die *ret)
+{
+	char buf[4096];
+	const char *comps[TD_PATH_MAX_COMPONENTS];
+	int n = split_path(path, buf, sizeof(buf), comps, TD_PATH_MAX_COMPONENTS);
+	if (n <= 0)
+		return false;
+	struct tls_state st = { comps, n, ret, false };
+	each_unit(prog, n > 1 ? comps[0] : NULL, tls_unit_cb, &st);
+	return st.found;
+}
+
+struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var, pid_t tid,
+					uint64_t *ret)
+{
+	uint64_t offset;
+	unsigned op;
+	if (!location_constant(var, &op, &offset) ||
+	    (op != DW_OP_GNU_push_tls_address && op != DW_OP_form_tls_address))
+		return td_error_format(TD_ERR_TARGET, "%s is not a thread-local of the executable",
+				       dwarf_diename(var) ? dwarf_diename(var) : "variable");
+	if (!prog->tls_block_size)
+		return td_error_format(TD_ERR_TARGET, "the executable has no TLS segment");
+	for (size_t i = 0; i < prog->snap->nthreads; i++) {
+		if (prog->snap->threads[i].tid == tid) {
+			/* x86_64 variant II: the static TLS block ends at the thread pointer. */
+			*ret = prog->snap->threads[i].regs.fs_base - prog->tls_block_size + offset;
+			return NULL;
+		}
+	}
+	return td_error_format(TD_ERR_TARGET, "no thread %d in the snapshot", (int)tid);
+}
+
+struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret)
+{
+	uint64_t addr;
+	unsigned op;
+	if (!location_constant(var, &op, &addr) || op != 0)
+		return td_error_format(TD_ERR_TARGET, "%s has no static address",
+				       dwarf_diename(var) ? dwarf_diename(var) : "variable");
+	*ret = addr + prog->bias;
+	return NULL;
+}
+
+bool td_program_function_at(struct td_program *prog, uint64_t addr, Dwarf_Die *ret)
+{
+	return td_symbolizer_function_at(prog->sym, prog->exe, addr, ret);
+}
+
+char *td_program_symbol_at(struct td_program *prog, uint64_t addr)
+{
+	GElf_Sym sym;
+	GElf_Off off;
+	const char *name = dwfl_module_addrinfo(prog->exe, addr, &off, &sym, NULL, NULL, NULL);
+	if (!name || off != 0)
+		return NULL;
+	char *d = td_demangle(name);
+	return d ? d : strdup(name);
+}

@@ -1,0 +1,82 @@
+/*
+ * A program: a snapshot seen through the executable's DWARF. Cached memory
+ * reads, globals and thread-locals by qualified name, types by name, the
+ * function at an address. Everything is looked up lazily: nothing walks all
+ * of DWARF up front (a Rust binary's DWARF runs to hundreds of MB).
+ */
+#ifndef TD_VALUE_PROGRAM_H
+#define TD_VALUE_PROGRAM_H
+
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot/snapshot.h"
+#include "util/error.h"
+
+struct td_program;
+
+/* The program borrows snap, which must outlive it. */
+struct td_error *td_program_create(struct td_snapshot *snap, struct td_program **ret);
+void td_program_destroy(struct td_program *prog);
+
+struct td_snapshot *td_program_snapshot(struct td_program *prog);
+
+/* Load bias of the executable: DWARF addresses + bias = addresses in the target. */
+uint64_t td_program_bias(struct td_program *prog);
+
+/* Drops every cached page: what was read before a stop is stale once it begins. */
+void td_program_forget_memory(struct td_program *prog);
+
+/*
+ * Reads len bytes at addr through a page cache; fails (with a message naming
+ * the address) unless all of them could be read.
+ */
+struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *buf, size_t len);
+
+/* Reads an unsigned integer of size 1, 2, 4 or 8 (little-endian). */
+struct td_error *td_program_read_uint(struct td_program *prog, uint64_t addr, size_t size,
+				      uint64_t *ret);
+
+/*
+ * Finds a DIE by its qualified Rust/C++ path ("tokio::runtime::context::CONTEXT")
+ * walking only the namespaces on the path, in the compilation units of the
+ * path's first component (its crate) first. tag 0 accepts any tag. Generic
+ * names match exactly as DWARF spells them. Returns false if not found.
+ */
+bool td_program_find(struct td_program *prog, const char *path, int tag, Dwarf_Die *ret);
+
+/*
+ * Every DIE with the given tag directly inside the namespace path whose name
+ * starts with prefix ("Cell<"), across all units; cb returns false to stop.
+ */
+void td_program_each_in_namespace(struct td_program *prog, const char *ns_path, int tag,
+				  const char *prefix,
+				  bool (*cb)(Dwarf_Die *die, void *arg), void *arg);
+
+/*
+ * A thread-local variable of the executable (one with a TLS location) named by
+ * path, or anywhere inside the namespace path names: Rust's thread_local!
+ * puts the storage at NAME::{constant#0}::{closure#N}::__RUST_STD_INTERNAL_VAL.
+ */
+bool td_program_find_tls(struct td_program *prog, const char *path, Dwarf_Die *ret);
+
+/*
+ * The address of a thread-local variable (a DW_TAG_variable whose location is
+ * a TLS offset) of the main executable in thread tid, from its fs_base.
+ */
+struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var, pid_t tid,
+					uint64_t *ret);
+
+/* The address of a static variable. */
+struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret);
+
+/* The DW_TAG_subprogram whose code holds addr (e.g. a vtable's poll function). */
+bool td_program_function_at(struct td_program *prog, uint64_t addr, Dwarf_Die *ret);
+
+/* The demangled name of the ELF symbol at exactly addr, or NULL (malloc'd). */
+char *td_program_symbol_at(struct td_program *prog, uint64_t addr);
+
+#endif

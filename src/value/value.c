@@ -1,0 +1,268 @@
+#include "value/value.h"
+
+#include <dwarf.h>
+#include <string.h>
+
+/* Typedef chains longer than this are malformed. */
+#define TD_MAX_TYPE_CHAIN 32
+
+void td_type_strip(Dwarf_Die *type)
+{
+	for (int i = 0; i < TD_MAX_TYPE_CHAIN; i++) {
+		switch (dwarf_tag(type)) {
+		case DW_TAG_typedef: case DW_TAG_const_type: case DW_TAG_volatile_type:
+		case DW_TAG_restrict_type: case DW_TAG_atomic_type: {
+			Dwarf_Attribute attr;
+			if (!dwarf_formref_die(dwarf_attr(type, DW_AT_type, &attr), type))
+				return;
+			break;
+		}
+		default:
+			return;
+		}
+	}
+}
+
+const char *td_type_name(Dwarf_Die *type)
+{
+	return dwarf_diename(type);
+}
+
+bool td_type_size(Dwarf_Die *type, uint64_t *ret)
+{
+	Dwarf_Word size;
+	if (dwarf_aggregate_size(type, &size) != 0)
+		return false;
+	*ret = size;
+	return true;
+}
+
+bool td_die_type(Dwarf_Die *die, Dwarf_Die *ret)
+{
+	Dwarf_Attribute attr;
+	if (!dwarf_formref_die(dwarf_attr_integrate(die, DW_AT_type, &attr), ret))
+		return false;
+	td_type_strip(ret);
+	return true;
+}
+
+static bool member_offset(Dwarf_Die *member, uint64_t *ret)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word off = 0;
+	if (dwarf_attr(member, DW_AT_data_member_location, &attr) &&
+	    dwarf_formudata(&attr, &off) != 0)
+		return false;
+	*ret = off;
+	return true;
+}
+
+bool td_type_member(Dwarf_Die *type, const char *name, Dwarf_Die *type_ret, uint64_t *offset_ret)
+{
+	Dwarf_Die child;
+	if (dwarf_child(type, &child) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_member) {
+			const char *n = dwarf_diename(&child);
+			if (n && strcmp(n, name) == 0)
+				return td_die_type(&child, type_ret) && member_offset(&child, offset_ret);
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+void td_value_init(struct td_value *v, struct td_program *prog, Dwarf_Die *type, uint64_t address)
+{
+	v->prog = prog;
+	v->type = *type;
+	td_type_strip(&v->type);
+	v->address = address;
+}
+
+static const char *type_label(const struct td_value *v)
+{
+	const char *name = dwarf_diename((Dwarf_Die *)&v->type);
+	return name ? name : "(unnamed type)";
+}
+
+struct td_error *td_value_member(const struct td_value *v, const char *name, struct td_value *ret)
+{
+	int tag = dwarf_tag((Dwarf_Die *)&v->type);
+	if (tag != DW_TAG_structure_type && tag != DW_TAG_union_type && tag != DW_TAG_class_type)
+		return td_error_format(TD_ERR_TARGET, "%s is not a struct: no field %s",
+				       type_label(v), name);
+	Dwarf_Die type;
+	uint64_t off;
+	if (!td_type_member((Dwarf_Die *)&v->type, name, &type, &off))
+		return td_error_format(TD_ERR_TARGET, "%s has no field %s", type_label(v), name);
+	td_value_init(ret, v->prog, &type, v->address + off);
+	return NULL;
+}
+
+struct td_error *td_value_pointer(const struct td_value *v, uint64_t *ret)
+{
+	int tag = dwarf_tag((Dwarf_Die *)&v->type);
+	if (tag != DW_TAG_pointer_type && tag != DW_TAG_reference_type &&
+	    tag != DW_TAG_rvalue_reference_type)
+		return td_error_format(TD_ERR_TARGET, "%s is not a pointer", type_label(v));
+	return td_program_read_uint(v->prog, v->address, 8, ret);
+}
+
+struct td_error *td_value_deref(const struct td_value *v, struct td_value *ret)
+{
+	uint64_t p;
+	struct td_error *err = td_value_pointer(v, &p);
+	if (err)
+		return err;
+	Dwarf_Die pointee;
+	if (!td_die_type((Dwarf_Die *)&v->type, &pointee))
+		return td_error_format(TD_ERR_TARGET, "cannot follow a pointer to void");
+	if (p == 0)
+		return td_error_format(TD_ERR_TARGET, "null pointer to %s",
+				       dwarf_diename(&pointee) ? dwarf_diename(&pointee) : "value");
+	td_value_init(ret, v->prog, &pointee, p);
+	return NULL;
+}
+
+struct td_error *td_value_uint(const struct td_value *v, uint64_t *ret)
+{
+	uint64_t size;
+	if (!td_type_size((Dwarf_Die *)&v->type, &size))
+		return td_error_format(TD_ERR_TARGET, "%s has no known size", type_label(v));
+	return td_program_read_uint(v->prog, v->address, (size_t)size, ret);
+}
+
+static bool variant_part(Dwarf_Die *type, Dwarf_Die *ret)
+{
+	Dwarf_Die child;
+	if (dwarf_child(type, &child) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_variant_part) {
+			*ret = child;
+			return true;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
+				  const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret)
+{
+	Dwarf_Die part, discr;
+	Dwarf_Attribute attr;
+	if (!variant_part((Dwarf_Die *)&v->type, &part))
+		return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+	if (!dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr))
+		return td_error_format(TD_ERR_TARGET, "%s: variant part without discriminant", type_label(v));
+	Dwarf_Die discr_type;
+	uint64_t discr_off, discr_size, value = 0;
+	if (!td_die_type(&discr, &discr_type) || !member_offset(&discr, &discr_off) ||
+	    !td_type_size(&discr_type, &discr_size))
+		return td_error_format(TD_ERR_TARGET, "%s: unreadable discriminant", type_label(v));
+	struct td_error *err = td_program_read_uint(v->prog, v->address + discr_off,
+						    (size_t)discr_size, &value);
+	if (err)
+		return err;
+	uint64_t mask = discr_size >= 8 ? ~0ull : (1ull << (8 * discr_size)) - 1;
+
+	Dwarf_Die child, match, fallback;
+	bool found = false, have_fallback = false;
+	if (dwarf_child(&part, &child) == 0) {
+		do {
+			if (dwarf_tag(&child) != DW_TAG_variant)
+				continue;
+			Dwarf_Word want;
+			if (dwarf_attr(&child, DW_AT_discr_value, &attr)) {
+				/* Signed forms sign-extend: compare within the discriminant's width. */
+				Dwarf_Sword sw;
+				if (attr.form == DW_FORM_sdata && dwarf_formsdata(&attr, &sw) == 0)
+					want = (Dwarf_Word)sw;
+				else if (dwarf_formudata(&attr, &want) != 0)
+					continue;
+				if ((want & mask) == (value & mask)) {
+					match = child;
+					found = true;
+					break;
+				}
+			} else {
+				/* The dataful variant of a niche-encoded enum has no value. */
+				fallback = child;
+				have_fallback = true;
+			}
+		} while (dwarf_siblingof(&child, &child) == 0);
+	}
+	if (!found && !have_fallback)
+		return td_error_format(TD_ERR_TARGET, "%s: discriminant %llu matches no variant",
+				       type_label(v), (unsigned long long)value);
+	Dwarf_Die variant = found ? match : fallback, member;
+	if (dwarf_child(&variant, &member) != 0)
+		return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
+	while (dwarf_tag(&member) != DW_TAG_member)
+		if (dwarf_siblingof(&member, &member) != 0)
+			return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
+	Dwarf_Die payload_type;
+	uint64_t off;
+	if (!td_die_type(&member, &payload_type) || !member_offset(&member, &off))
+		return td_error_format(TD_ERR_TARGET, "%s: unreadable variant", type_label(v));
+	td_value_init(ret, v->prog, &payload_type, v->address + off);
+	/* Generators name variants "0", "1", ...; their types say "Suspend0". */
+	const char *name = dwarf_diename(&member);
+	if (!name || (name[0] >= '0' && name[0] <= '9'))
+		name = dwarf_diename(&payload_type);
+	*name_ret = name ? name : "?";
+	*discr_ret = value & mask;
+	if (member_ret)
+		*member_ret = member;
+	return NULL;
+}
+
+struct td_error *td_value_index(const struct td_value *v, uint64_t i, struct td_value *ret)
+{
+	if (dwarf_tag((Dwarf_Die *)&v->type) != DW_TAG_array_type)
+		return td_error_format(TD_ERR_TARGET, "%s is not an array", type_label(v));
+	Dwarf_Die elem;
+	uint64_t size;
+	if (!td_die_type((Dwarf_Die *)&v->type, &elem) || !td_type_size(&elem, &size))
+		return td_error_format(TD_ERR_TARGET, "array of unknown element size");
+	td_value_init(ret, v->prog, &elem, v->address + i * size);
+	return NULL;
+}
+
+char *td_type_qualified_name(Dwarf_Die *die)
+{
+	Dwarf_Die cu;
+	if (!dwarf_diecu(die, &cu, NULL, NULL))
+		return NULL;
+	Dwarf_Off target = dwarf_dieoffset(die);
+	/* Siblings come in offset order: descend into the last one starting at or before target. */
+	char buf[4096];
+	size_t len = 0;
+	Dwarf_Die parent = cu;
+	for (int depth = 0; depth < TD_MAX_TYPE_CHAIN; depth++) {
+		Dwarf_Die child, best;
+		bool have = false;
+		if (dwarf_child(&parent, &child) != 0)
+			return NULL;
+		do {
+			if (dwarf_dieoffset(&child) > target)
+				break;
+			best = child;
+			have = true;
+		} while (dwarf_siblingof(&child, &child) == 0);
+		if (!have)
+			return NULL;
+		const char *name = dwarf_diename(&best);
+		if (name) {
+			int n = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "::" : "", name);
+			if (n < 0 || (size_t)n >= sizeof(buf) - len)
+				return NULL;
+			len += (size_t)n;
+		}
+		if (dwarf_dieoffset(&best) == target)
+			return strdup(buf);
+		parent = best;
+	}
+	return NULL;
+}

@@ -1,0 +1,159 @@
+"""`taskdbg tasks` on tests/fixtures/rust/src/bin/tasks.rs: every task's id, state,
+name, await chain (with the line of each .await) and awaited type, live and on
+cores. Runtimes and tasks are created in a fixed order, so ids are exact."""
+import json
+import re
+
+import pytest
+
+from conftest import (C_FIXTURES, RUST_FIXTURES, RUST_SOURCE_DIR, Target, assert_untouched, gcore,
+                      kernel_core, marker_lines, run)
+
+SRC = "src/bin/tasks.rs"
+L = marker_lines(RUST_SOURCE_DIR / "tasks.rs")
+
+
+def chain(*levels):
+    return [{"name": f"tasks::{n}", "state": "Suspend0", "file": SRC, "line": L[m],
+             "awaiting": aw} for n, m, aw in levels]
+
+
+EXPECTED_RT1 = {
+    3: ("idle", "tasks::wait_for_order", chain(
+        ("wait_for_order", "order_await", "tokio::sync::oneshot::Receiver<u32>"))),
+    4: ("idle", "tasks::level1", chain(
+        ("level1", "level1_await", "tasks::level2::{async_fn_env#0}"),
+        ("level2", "level2_await", "tasks::level3::{async_fn_env#0}"),
+        ("level3", "level3_await", "tasks::level4::{async_fn_env#0}"),
+        ("level4", "level4_await", "tasks::level5::{async_fn_env#0}"),
+        ("level5", "level5_await", "tokio::time::sleep::Sleep"))),
+    5: ("idle", "tasks::main::{async_block#1}::{async_block_env#0}", [
+        {"name": "tasks::main::{async_block#1}::{async_block_env#0}", "state": "Suspend0",
+         "file": SRC, "line": L["pending_await"], "awaiting": "core::future::pending::Pending<u32>"}]),
+    6: ("idle", "tasks::supervise", chain(
+        ("supervise", "join_await", "tokio::runtime::task::join::JoinHandle<u32>"))),
+}
+
+
+def tasks_json(target):
+    r = run("tasks", "--json", target)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def check_model(doc, live):
+    rts = doc["runtimes"]
+    assert [(rt["id"], rt["flavor"]) for rt in rts] == [(1, "multi_thread"), (2, "current_thread")]
+    rt1, rt2 = rts
+    assert len(rt1["workers"]) == 2 and len(rt2["workers"]) == 1
+    got = {t["id"]: t for t in rt1["tasks"]}
+    assert sorted(got) == sorted(EXPECTED_RT1)
+    for tid, (state, name, backtrace) in EXPECTED_RT1.items():
+        t = got[tid]
+        assert (t["state"], t["name"]) == (state, name), t
+        assert t["running_on"] is None
+        assert t["future"].startswith(name.replace("tasks::main::", "tasks::main::")), t["future"]
+        assert [{k: aw.get(k) for k in ("name", "state", "file", "line", "awaiting")}
+                for aw in t["backtrace"]] == backtrace, t["backtrace"]
+
+    got2 = {t["id"]: t for t in rt2["tasks"]}
+    assert sorted(got2) == [8, 9]
+    woken, hog = got2[8], got2[9]
+    assert (woken["state"], woken["name"]) == ("notified", "tasks::woken")
+    assert woken["backtrace"][0]["line"] == L["notified_await"]
+    assert woken["backtrace"][0]["awaiting"] == "tokio::sync::notify::Notified"
+    assert (hog["state"], hog["name"]) == ("running", "tasks::hog")
+    # First poll still under way: nothing suspended yet.
+    assert hog["backtrace"][0]["state"] == "Unresumed"
+    current_rt = [t for t in doc["threads"] if t["tid"] == rt2["workers"][0]][0]
+    assert hog["running_on"] == current_rt["tid"]
+    assert current_rt["task"] == 9
+    if live:
+        assert current_rt["name"] == "current-rt"
+    # The thread polling hog is inside it, at the blocking sleep.
+    assert any(f["function"] == "tasks::hog::{async_fn#0}" and f["line"] == L["hog_sleep"]
+               for f in current_rt["frames"])
+    for t in doc["threads"]:
+        if t["tid"] != current_rt["tid"]:
+            assert t["task"] is None
+
+
+@pytest.fixture(scope="module")
+def rust_tasks():
+    t = Target([RUST_FIXTURES / "tasks"])
+    yield t
+    assert_untouched(t.pid)
+    t.stop()
+
+
+def test_live(rust_tasks):
+    doc = tasks_json(rust_tasks.pid)
+    assert doc["target"]["kind"] == "process"
+    check_model(doc, live=True)
+    assert_untouched(rust_tasks.pid)
+
+
+def test_live_text(rust_tasks):
+    r = run("tasks", rust_tasks.pid)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "runtime 1 (multi_thread), 4 tasks, workers:" in out
+    assert "runtime 2 (current_thread), 2 tasks, workers:" in out
+    assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
+                     r"tokio::time::sleep::Sleep$", out, re.M)
+    assert re.search(r"^ +9  running +tasks::hog \(on thread \d+\)", out, re.M)
+    r = run("tasks", "--chains", rust_tasks.pid)
+    assert re.search(rf"^ +3 tasks::level4 Suspend0 at {SRC}:{L['level4_await']} awaiting "
+                     r"tasks::level5::\{async_fn_env#0\}$", r.stdout, re.M)
+
+
+def test_gcore(rust_tasks, module_tmp):
+    core = gcore(rust_tasks.pid, module_tmp)
+    doc = tasks_json(core)
+    assert doc["target"]["kind"] == "core"
+    check_model(doc, live=False)
+
+
+def test_kernel_core(tmp_path):
+    core, _ = kernel_core([RUST_FIXTURES / "tasks", "abort"], tmp_path)
+    doc = tasks_json(core)
+    check_model(doc, live=False)
+
+
+def test_no_tokio_in_process(c_threads):
+    """A process without tokio has no runtime: exit 0, an empty list, said plainly."""
+    doc = tasks_json(c_threads.pid)
+    assert doc["runtimes"] == []
+    r = run("tasks", c_threads.pid)
+    assert r.returncode == 0 and "no tokio runtime found" in r.stdout
+    assert_untouched(c_threads.pid)
+
+
+def test_broken_plugin_is_named(rust_tasks, tmp_path):
+    (tmp_path / "tokio.lua").write_text("local M = {}\nfunction M.snapshot()\n  error('boom')\nend\nreturn M\n")
+    r = run("tasks", "--plugins", tmp_path, rust_tasks.pid)
+    assert r.returncode == 2
+    assert f"plugin {tmp_path}/tokio.lua failed in snapshot: tokio.lua:3: boom" in r.stderr
+    assert_untouched(rust_tasks.pid)
+
+
+@pytest.mark.parametrize("entry,body,phrase", [
+    # While the target is stopped, a runaway plugin gets 2 s, then the target runs on.
+    ("snapshot", "while true do end", "time budget exhausted: over 2000 ms with the target stopped"),
+    ("prepare", "while true do end", "instruction budget exhausted"),
+    ("prepare", "local t = {} for i = 1, 1e5 do t[i] = string.rep('x', 1e6) .. i end",
+     "not enough memory"),
+    ("snapshot", "return io.open('/etc/passwd')", "attempt to index a nil value (global 'io')"),
+    ("snapshot", "return os.execute('true')", "attempt to index a nil value (global 'os')"),
+    ("snapshot", "return require('x')", "attempt to call a nil value (global 'require')"),
+    ("snapshot", "return load('return 1')", "attempt to call a nil value (global 'load')"),
+])
+def test_plugin_sandbox(rust_tasks, tmp_path, entry, body, phrase):
+    text = f"local M = {{}}\nfunction M.{entry}()\n{body}\nend\n"
+    if entry != "snapshot":
+        text += "function M.snapshot() end\n"
+    (tmp_path / "tokio.lua").write_text(text + "return M\n")
+    r = run("tasks", "--plugins", tmp_path, rust_tasks.pid, timeout=300)
+    assert r.returncode == 2
+    assert phrase in r.stderr, r.stderr
+    assert_untouched(rust_tasks.pid)
