@@ -133,23 +133,10 @@ local function is_async_body(v)
   return name:find("^{async_") ~= nil and td.is_enum(v)
 end
 
--- The chain of .awaits, outermost first. Types are kept as handles: their
--- names are DWARF work that can wait until the target runs again (finish).
+-- The chain of .awaits, outermost first, decoded in C (td.await_chain):
+-- entries hold type ids; their names are DWARF work left for finish().
 local function await_chain(future)
-  local chain = {}
-  local v = future
-  for _ = 1, MAX_AWAIT_DEPTH do
-    if not is_async_body(v) then break end
-    local payload, state, _, file, line = td.variant(v)
-    local entry = { type = td.type_of(v), state = state, file = file or td.null,
-                    line = line or td.null, awaiting = td.null }
-    local awaitee = td.has(payload, "__awaitee") and payload.__awaitee or nil
-    if awaitee then entry.awaiting_type = td.type_of(awaitee) end
-    chain[#chain + 1] = entry
-    if not awaitee then break end
-    v = awaitee
-  end
-  return chain
+  return td.await_chain(future)
 end
 
 local names = {}
@@ -228,6 +215,18 @@ local function vtable_info(addr)
   if fn and fn.T then
     info.cell = cell_types()[td.id(fn.T)]
     info.future = fn.T
+    if info.cell then
+      -- Cell { header, core: Core { scheduler, task_id, stage: CoreStage { stage } } }
+      local core_off, core_t = td.offset(info.cell, "core")
+      local stage_off, stage_t = td.offset(core_t, "stage")
+      if pcall(td.offset, stage_t, "stage") then
+        local inner_off, inner_t = td.offset(stage_t, "stage")
+        stage_off, stage_t = stage_off + inner_off, inner_t
+      end
+      local v = peel(td.value(stage_t, 0))   -- UnsafeCell<Stage<T>> -> Stage<T>
+      info.stage_offset = core_off + stage_off + td.addr(v)
+      info.stage_type = td.type_of(v)
+    end
     info.scheduler = fn.S
   end
   vtables[addr] = info
@@ -242,35 +241,57 @@ local function state_name(bits)
   return "idle"
 end
 
-local function decode_task(header, running_on)
-  local bits = td.read(header + layout.state)
-  local info = vtable_info(td.read(header + layout.vtable))
-  local id = td.read(header + info.id_offset)
-  local task = {
-    id = id,
-    state = state_name(bits),
-    state_bits = bits,
-    refs = bits >> 6,
-    address = string.format("0x%x", header),
-    future_type = info.future,
-    running_on = running_on[id] or td.null,
-    spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
-    backtrace = setmetatable({}, { __array = true }),
+-- The tasks of one owned list, from its first header. While the target is
+-- stopped only columns are kept: the list is walked in C (td.walk_list), and
+-- each future's await chain decoded in C (td.await_chain_at), one call a task.
+local function walk_tasks(first, out)
+  local cols, why = td.walk_list{
+    first = first,
+    next = { via = layout.vtable, via_field = layout.trailer_offset, at = layout.next },
+    fields = {
+      state = { at = layout.state },
+      vtable = { at = layout.vtable },
+      id = { via = layout.vtable, via_field = layout.id_offset },
+    },
+    max = MAX_TASKS,
   }
-  if info.cell and task.state ~= "complete" then
-    local ok, err = pcall(function()
-      local cell = td.value(info.cell, header)
-      local stage = cell.core.stage          -- CoreStage { stage: UnsafeCell<Stage<T>> }
-      if td.has(stage, "stage") then stage = stage.stage end
-      stage = peel(stage)
-      local payload, variant = td.variant(stage)
-      if variant == "Running" then
-        task.backtrace = setmetatable(await_chain(payload.__0), { __array = true })
-      end
-    end)
-    if not ok then task.error = tostring(err) end
+  local chains, errors = {}, {}
+  local state, vtable = cols.state, cols.vtable
+  for i, header in ipairs(cols.node) do
+    local info = vtable_info(vtable[i])
+    if info.stage_type and state[i] & COMPLETE == 0 then
+      local chain, err = td.await_chain_at(info.stage_type, header + info.stage_offset)
+      chains[i] = chain
+      if not chain and err ~= "Finished" and err ~= "Consumed" then errors[i] = err end
+    end
   end
-  return task, td.read(header + info.trailer_offset + layout.next)
+  out[#out + 1] = { cols = cols, chains = chains, errors = errors }
+  return why
+end
+
+-- Task records from the columns, after the target runs again.
+local function build_tasks(lists, running_on)
+  local tasks = setmetatable({}, { __array = true })
+  for _, list in ipairs(lists) do
+    local cols = list.cols
+    for i, header in ipairs(cols.node) do
+      local bits, id = cols.state[i], cols.id[i]
+      local info = vtables[cols.vtable[i]]
+      tasks[#tasks + 1] = {
+        id = id,
+        state = state_name(bits),
+        state_bits = bits,
+        refs = bits >> 6,
+        address = header,
+        future_type = info.future,
+        running_on = running_on[id] or td.null,
+        spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
+        chain = list.chains[i],
+        error = list.errors[i],
+      }
+    end
+  end
+  return tasks
 end
 
 local TLS_ROOTS = {
@@ -297,21 +318,51 @@ function M.snapshot()
   result = M.walk()
 end
 
--- After the target runs again: names, from DWARF alone.
+-- After the target runs again: names, from DWARF alone, once per type.
 function M.finish()
+  local full_by_id, short_by_id = {}, {}
+  local function names_of_id(id)
+    local full = full_by_id[id]
+    if not full then
+      full = type_path(td.type_by_id(id))
+      full_by_id[id], short_by_id[id] = full, future_name(full)
+    end
+    return full, short_by_id[id]
+  end
   for _, rt in ipairs(result.runtimes) do
+    rt.tasks = build_tasks(rt.lists, result.running_on)
+    rt.lists = nil
+    -- tokio pushes new tasks at the head: a list is usually newest-first,
+    -- and reversing it is much cheaper than sorting.
+    local tasks, n, descending = rt.tasks, #rt.tasks, true
+    for i = 2, n do
+      if tasks[i - 1].id <= tasks[i].id then descending = false; break end
+    end
+    if descending then
+      for i = 1, n // 2 do tasks[i], tasks[n - i + 1] = tasks[n - i + 1], tasks[i] end
+    else
+      table.sort(tasks, function(a, b) return a.id < b.id end)
+    end
     for _, task in ipairs(rt.tasks) do
-      task.future = task.future_type and cached_path(task.future_type) or "?"
-      task.name = future_name(task.future)
-      task.future_type = nil
-      for _, aw in ipairs(task.backtrace) do
-        aw.name = future_name(cached_path(aw.type))
-        aw.type = nil
-        if aw.awaiting_type then aw.awaiting = cached_path(aw.awaiting_type) end
-        aw.awaiting_type = nil
+      if task.future_type then
+        task.future, task.name = names_of_id(td.id(task.future_type))
+      else
+        task.future, task.name = "?", "?"
       end
+      task.future_type = nil
+      task.address = string.format("0x%x", task.address)
+      local backtrace = setmetatable({}, { __array = true })
+      for i, aw in ipairs(task.chain or {}) do
+        local _, short = names_of_id(aw.type)
+        backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
+                         line = aw.line or td.null,
+                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null }
+      end
+      task.backtrace = backtrace
+      task.chain = nil
     end
   end
+  result.running_on = nil
   return result
 end
 
@@ -344,23 +395,17 @@ function M.walk()
   for _, rt in ipairs(runtimes) do
     local heads, owner = owned_heads(rt.handle)
     rt.owner_id = owner
-    local seen = {}
+    rt.lists = {}
     for _, head in ipairs(heads) do
       local first = some(head)
-      local p = first and td.pointer(first.pointer) or 0
-      local n = 0
-      while p ~= 0 and not seen[p] and n < MAX_TASKS do
-        seen[p] = true
-        n = n + 1
-        local task, next = decode_task(p, running_on)
-        rt.tasks[#rt.tasks + 1] = task
-        p = next
+      if first then
+        local why = walk_tasks(td.pointer(first.pointer), rt.lists)
+        if why then rt.error = why end
       end
     end
-    table.sort(rt.tasks, function(a, b) return a.id < b.id end)
     rt.handle = nil
   end
-  return { runtimes = runtimes }
+  return { runtimes = runtimes, running_on = running_on }
 end
 
 return M

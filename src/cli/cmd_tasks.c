@@ -109,8 +109,9 @@ int td_cmd_tasks(int argc, char **argv)
 	}
 	/* The target runs again: what is left is DWARF work (names). */
 	struct td_thread_list *list = NULL;
-	if ((err = td_lua_call_plugin(job.lua, "finish", false, &job.model)) ||
-	    (err = td_thread_list_build(snap, &list))) {
+	err = td_lua_call_plugin(job.lua, "finish", false, &job.model);
+	td_timing_mark("plugin finish");
+	if (err || (err = td_thread_list_build(snap, &list))) {
 		job_deinit(&job);
 		td_snapshot_destroy(snap);
 		return td_cli_fail(err);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "util/timing.h"
 #include "value/value.h"
 
 /* Budgets of one plugin call. */
@@ -23,6 +24,8 @@
 /* Depth of Lua tables converted to JSON. */
 #define TD_LUA_JSON_DEPTH 32
 
+struct chain_state;
+
 struct td_lua {
 	lua_State *L;
 	struct td_program *prog;
@@ -31,6 +34,8 @@ struct td_lua {
 	unsigned long long instructions;
 	uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
 	unsigned limit_ms;         /* for the message */
+	struct chain_state *chain_cache;  /* td.await_chain's memo, per program */
+	size_t nchain;
 };
 
 static uint64_t now_ns(void)
@@ -610,6 +615,306 @@ static int l_fields(lua_State *L)
 	return 1;
 }
 
+/* Reads an integer field of a spec table; def if absent. */
+static lua_Integer spec_int(lua_State *L, int t, const char *key, lua_Integer def)
+{
+	lua_getfield(L, t, key);
+	lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/*
+ * An address relative to node: node + at, or, with via, node + [[node + via] + via_field] + at
+ * (a per-node offset kept in a table the node points to, as tokio's vtables hold).
+ */
+struct rel_addr {
+	bool via;
+	uint64_t via_off, via_field, at;
+};
+
+static void spec_rel(lua_State *L, int t, struct rel_addr *r)
+{
+	r->via = false;
+	lua_getfield(L, t, "via");
+	if (!lua_isnil(L, -1)) {
+		r->via = true;
+		r->via_off = (uint64_t)luaL_checkinteger(L, -1);
+		r->via_field = (uint64_t)spec_int(L, t, "via_field", 0);
+	}
+	lua_pop(L, 1);
+	r->at = (uint64_t)spec_int(L, t, "at", 0);
+}
+
+static struct td_error *rel_resolve(struct td_program *prog, uint64_t node, const struct rel_addr *r,
+				    uint64_t *ret)
+{
+	uint64_t base = node;
+	if (r->via) {
+		uint64_t table, off;
+		struct td_error *err;
+		if ((err = td_program_read_uint(prog, node + r->via_off, 8, &table)) ||
+		    (err = td_program_read_uint(prog, table + r->via_field, 8, &off)))
+			return err;
+		base = node + off;
+	}
+	*ret = base + r->at;
+	return NULL;
+}
+
+/*
+ * td.walk_list{first=, next={...}, fields={name={...size=}}, max=}
+ *   -> { node={...}, name={...}, ... }, error-or-nil
+ * Follows a singly linked list in C, reading the named fields of every node:
+ * a walk of 100,000 nodes is one call, not one per field. Stops at a null
+ * next, a node seen before (a cycle), max nodes, or an unreadable address
+ * (then the second result says why).
+ */
+#define TD_WALK_MAX_FIELDS 16
+static int l_walk_list(lua_State *L)
+{
+	struct td_program *prog = get_lua(L)->prog;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	uint64_t node = (uint64_t)spec_int(L, 1, "first", 0);
+	lua_Integer max = spec_int(L, 1, "max", 10000000);
+	struct rel_addr next;
+	lua_getfield(L, 1, "next");
+	luaL_checktype(L, -1, LUA_TTABLE);
+	spec_rel(L, lua_gettop(L), &next);
+	lua_pop(L, 1);
+
+	const char *names[TD_WALK_MAX_FIELDS];
+	struct rel_addr rel[TD_WALK_MAX_FIELDS];
+	size_t sizes[TD_WALK_MAX_FIELDS];
+	int nfields = 0;
+	lua_getfield(L, 1, "fields");
+	int fields = lua_gettop(L);
+	if (lua_istable(L, fields)) {
+		lua_pushnil(L);
+		while (lua_next(L, fields) && nfields < TD_WALK_MAX_FIELDS) {
+			names[nfields] = lua_tostring(L, -2);  /* kept alive by the spec table */
+			spec_rel(L, lua_gettop(L), &rel[nfields]);
+			sizes[nfields] = (size_t)spec_int(L, lua_gettop(L), "size", 8);
+			nfields++;
+			lua_pop(L, 1);
+		}
+	}
+	/* Result columns. */
+	lua_newtable(L);
+	int result = lua_gettop(L);
+	lua_newtable(L);
+	int node_col = lua_gettop(L);
+	int cols[TD_WALK_MAX_FIELDS];
+	for (int f = 0; f < nfields; f++) {
+		lua_newtable(L);
+		cols[f] = lua_gettop(L);
+	}
+	/* Cycle check: a set of visited nodes in a Lua table would cost more than the walk. */
+	size_t seen_cap = 1024, seen_n = 0;
+	uint64_t *seen = calloc(seen_cap, sizeof(*seen));
+	struct td_error *err = NULL;
+	lua_Integer count = 0;
+	while (node && count < max && seen) {
+		if (seen_n * 2 >= seen_cap) {
+			uint64_t *grown = calloc(seen_cap * 2, sizeof(*grown));
+			if (!grown)
+				break;
+			for (size_t i = 0; i < seen_cap; i++) {
+				if (!seen[i])
+					continue;
+				size_t j = (size_t)((seen[i] * 0x9E3779B97F4A7C15ull) >> 20) & (seen_cap * 2 - 1);
+				while (grown[j])
+					j = (j + 1) & (seen_cap * 2 - 1);
+				grown[j] = seen[i];
+			}
+			free(seen);
+			seen = grown;
+			seen_cap *= 2;
+		}
+		size_t j = (size_t)((node * 0x9E3779B97F4A7C15ull) >> 20) & (seen_cap - 1);
+		bool cycle = false;
+		while (seen[j]) {
+			if (seen[j] == node) {
+				cycle = true;
+				break;
+			}
+			j = (j + 1) & (seen_cap - 1);
+		}
+		if (cycle) {
+			err = td_error_format(TD_ERR_TARGET, "the list loops back to 0x%llx", (unsigned long long)node);
+			break;
+		}
+		seen[j] = node;
+		seen_n++;
+		count++;
+		lua_pushinteger(L, (lua_Integer)node);
+		lua_rawseti(L, node_col, count);
+		for (int f = 0; f < nfields && !err; f++) {
+			uint64_t addr, v = 0;
+			if (!(err = rel_resolve(prog, node, &rel[f], &addr)))
+				err = td_program_read_uint(prog, addr, sizes[f], &v);
+			lua_pushinteger(L, (lua_Integer)v);
+			lua_rawseti(L, cols[f], count);
+		}
+		uint64_t next_addr;
+		if (err || (err = rel_resolve(prog, node, &next, &next_addr)) ||
+		    (err = td_program_read_uint(prog, next_addr, 8, &node)))
+			break;
+	}
+	free(seen);
+	lua_pushvalue(L, node_col);
+	lua_setfield(L, result, "node");
+	for (int f = 0; f < nfields; f++) {
+		lua_pushvalue(L, cols[f]);
+		lua_setfield(L, result, names[f]);
+	}
+	lua_pushvalue(L, result);
+	if (err) {
+		lua_pushstring(L, err->message);
+		td_error_destroy(err);
+		return 2;
+	}
+	return 1;
+}
+
+/* One decoded state of an async body: cached per (type, discriminant). */
+struct chain_state {
+	Dwarf_Off type;
+	uint64_t discr;
+	const char *name, *file;
+	int line;
+	bool has_awaitee;
+	Dwarf_Die awaitee_type;
+	uint64_t awaitee_off;
+};
+
+static bool is_async_body_type(Dwarf_Die *t)
+{
+	const char *name = dwarf_diename(t);
+	return name && strncmp(name, "{async_", 7) == 0;
+}
+
+/*
+ * td.await_chain(v) -> { {type=id, state=, file=, line=, awaiting=id}, ... }
+ * The chain of .awaits from an async body down, decoded in C: each level is a
+ * discriminant read and a cached lookup of what that state means.
+ */
+#define TD_CHAIN_CACHE 4096
+#define TD_CHAIN_DEPTH 64
+static int push_await_chain(lua_State *L, struct td_value v);
+
+static int l_await_chain(lua_State *L)
+{
+	return push_await_chain(L, *check_value(L, 1));
+}
+
+/*
+ * td.await_chain_at(StageType, addr) -> chain, or nil and the variant name
+ * A task's Stage<T> enum at addr: if Running, the chain of its future (the
+ * payload's first field); one call per task, no values created on the way.
+ * Never raises: an unreadable stage gives nil and the reason.
+ */
+static int l_await_chain_at(lua_State *L)
+{
+	struct td_value stage, payload, future;
+	td_value_init(&stage, get_lua(L)->prog, check_type(L, 1), check_addr(L, 2));
+	const char *name;
+	uint64_t discr;
+	struct td_error *err = td_value_variant(&stage, &payload, &name, &discr, NULL);
+	if (!err && strcmp(name, "Running") != 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, name);
+		return 2;
+	}
+	if (!err)
+		err = td_value_member(&payload, "__0", &future);
+	if (err) {
+		lua_pushnil(L);
+		lua_pushstring(L, err->message);
+		td_error_destroy(err);
+		return 2;
+	}
+	return push_await_chain(L, future);
+}
+
+static int push_await_chain(lua_State *L, struct td_value v)
+{
+	struct td_lua *lua = get_lua(L);
+	if (!lua->chain_cache && !(lua->chain_cache = calloc(TD_CHAIN_CACHE, sizeof(*lua->chain_cache))))
+		return luaL_error(L, "out of memory");
+	struct chain_state *cache = lua->chain_cache;
+	size_t *ncache = &lua->nchain;
+	lua_newtable(L);
+	for (int depth = 1; depth <= TD_CHAIN_DEPTH && is_async_body_type(&v.type); depth++) {
+		struct td_value payload;
+		const char *vname;
+		uint64_t discr;
+		Dwarf_Die member;
+		/* The discriminant first, from the cache when this state was seen before. */
+		struct chain_state *st = NULL;
+		Dwarf_Off toff = dwarf_dieoffset(&v.type);
+		struct td_error *err = td_value_variant(&v, &payload, &vname, &discr, &member);
+		if (err) {
+			lua_pushstring(L, err->message);
+			td_error_destroy(err);
+			lua_setfield(L, -2, "error");
+			break;
+		}
+		for (size_t i = 0; i < *ncache && !st; i++)
+			if (cache[i].type == toff && cache[i].discr == discr)
+				st = &cache[i];
+		struct chain_state fresh;
+		if (!st) {
+			st = *ncache < TD_CHAIN_CACHE ? &cache[(*ncache)++] : &fresh;
+			*st = (struct chain_state){ .type = toff, .discr = discr, .name = vname };
+			st->file = dwarf_decl_file(&member);
+			if (dwarf_decl_line(&member, &st->line) != 0)
+				st->line = 0;
+			uint64_t off;
+			if (td_type_member(&payload.type, "__awaitee", &st->awaitee_type, &off)) {
+				st->has_awaitee = true;
+				st->awaitee_off = payload.address - v.address + off;
+			}
+		}
+		lua_createtable(L, 0, 5);
+		lua_pushinteger(L, (lua_Integer)toff);
+		lua_setfield(L, -2, "type");
+		lua_pushstring(L, st->name);
+		lua_setfield(L, -2, "state");
+		if (st->file) {
+			lua_pushstring(L, st->file);
+			lua_setfield(L, -2, "file");
+		}
+		if (st->line) {
+			lua_pushinteger(L, st->line);
+			lua_setfield(L, -2, "line");
+		}
+		if (st->has_awaitee) {
+			lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(&st->awaitee_type));
+			lua_setfield(L, -2, "awaiting");
+		}
+		lua_rawseti(L, -2, depth);
+		if (!st->has_awaitee)
+			break;
+		struct td_value next;
+		td_value_init(&next, v.prog, &st->awaitee_type, v.address + st->awaitee_off);
+		v = next;
+	}
+	return 1;
+}
+
+/* td.type_by_id(id) -> Type (ids from td.id and td.await_chain) */
+static int l_type_by_id(lua_State *L)
+{
+	Dwarf_Die die;
+	if (!td_program_die_at(get_lua(L)->prog, (uint64_t)luaL_checkinteger(L, 1), &die)) {
+		lua_pushnil(L);
+		return 1;
+	}
+	push_type(L, &die);
+	return 1;
+}
+
 /* td.threads() -> { {tid=, name=, fs_base=}, ... } */
 static int l_threads(lua_State *L)
 {
@@ -638,7 +943,9 @@ static const luaL_Reg td_functions[] = {
 	{ "template", l_template }, { "same_type", l_same_type }, { "decl", l_decl },
 	{ "threads", l_threads }, { "fields", l_fields }, { "is_enum", l_is_enum },
 	{ "qualified_name", l_qualified_name }, { "id", l_id }, { "find_tls", l_find_tls },
-	{ "each_function", l_each_function },
+	{ "each_function", l_each_function }, { "walk_list", l_walk_list },
+	{ "await_chain", l_await_chain }, { "type_by_id", l_type_by_id },
+	{ "await_chain_at", l_await_chain_at },
 	{ NULL, NULL },
 };
 
@@ -681,6 +988,7 @@ void td_lua_destroy(struct td_lua *lua)
 	if (!lua)
 		return;
 	lua_close(lua->L);
+	free(lua->chain_cache);
 	free(lua->plugin_path);
 	free(lua);
 }
@@ -845,8 +1153,11 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 		lua_settop(L, base);
 		return err;
 	}
-	if (ret)
+	if (ret) {
+		td_timing_mark("plugin call");
 		*ret = to_json(L, -1, 0);
+		td_timing_mark("plugin result to JSON");
+	}
 	lua_settop(L, base);
 	return NULL;
 }

@@ -543,3 +543,8 @@ char *td_program_symbol_at(struct td_program *prog, uint64_t addr)
 	char *d = td_demangle(name);
 	return d ? d : strdup(name);
 }
+
+bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret)
+{
+	return dwarf_offdie(prog->dwarf, (Dwarf_Off)offset, ret) != NULL;
+}

@@ -73,6 +73,9 @@ struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var,
 /* The address of a static variable. */
 struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret);
 
+/* The DIE at a .debug_info offset (what td.id hands out). */
+bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret);
+
 /* The DW_TAG_subprogram whose code holds addr (e.g. a vtable's poll function). */
 bool td_program_function_at(struct td_program *prog, uint64_t addr, Dwarf_Die *ret);
 
