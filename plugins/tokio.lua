@@ -269,8 +269,46 @@ local function walk_tasks(first, out)
   return why
 end
 
+-- A JoinHandle<T> holds a RawTask: the header of the task it joins.
+local join_handles = {}
+local function is_join_handle(type_id)
+  local yes = join_handles[type_id]
+  if yes == nil then
+    local name = td.type_name(td.type_by_id(type_id)) or ""
+    yes = name:find("^JoinHandle<") ~= nil
+    join_handles[type_id] = yes
+  end
+  return yes
+end
+
+-- The header of the task each awaited JoinHandle points at, read while stopped.
+local function follow_join_handles(lists)
+  local targets = {}
+  for _, list in ipairs(lists) do
+    for _, chain in pairs(list.chains) do
+      local last = chain[#chain]
+      if last and last.awaiting and is_join_handle(last.awaiting) then
+        local header = td.try_read(last.awaiting_addr)
+        if header and header ~= 0 then
+          last.awaiting_header = header
+          targets[header] = true
+        end
+      end
+    end
+  end
+  return targets
+end
+
+-- Tasks reached only through a JoinHandle (complete ones leave the owned list).
+local function decode_header(header)
+  local bits = td.read(header + layout.state)
+  local vtable = td.read(header + layout.vtable)
+  local info = vtable_info(vtable)
+  return { node = header, state = bits, vtable = vtable, id = td.read(header + info.id_offset) }
+end
+
 -- Task records from the columns, after the target runs again.
-local function build_tasks(lists, running_on)
+local function build_tasks(lists, running_on, id_of_header)
   local tasks = setmetatable({}, { __array = true })
   for _, list in ipairs(lists) do
     local cols = list.cols
@@ -329,6 +367,12 @@ function M.finish()
     end
     return full, short_by_id[id]
   end
+  local id_of_header = {}
+  for _, rt in ipairs(result.runtimes) do
+    for _, list in ipairs(rt.lists) do
+      for i, header in ipairs(list.cols.node) do id_of_header[header] = list.cols.id[i] end
+    end
+  end
   for _, rt in ipairs(result.runtimes) do
     rt.tasks = build_tasks(rt.lists, result.running_on)
     rt.lists = nil
@@ -356,7 +400,8 @@ function M.finish()
         local _, short = names_of_id(aw.type)
         backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
                          line = aw.line or td.null,
-                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null }
+                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
+                         awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
       end
       task.backtrace = backtrace
       task.chain = nil
@@ -403,7 +448,29 @@ function M.walk()
         if why then rt.error = why end
       end
     end
+    rt.joined = follow_join_handles(rt.lists)
     rt.handle = nil
+  end
+  -- Headers awaited through JoinHandles but in no owned list: finished tasks.
+  local listed = {}
+  for _, rt in ipairs(runtimes) do
+    for _, list in ipairs(rt.lists) do
+      for _, header in ipairs(list.cols.node) do listed[header] = true end
+    end
+  end
+  for _, rt in ipairs(runtimes) do
+    local extra = { node = {}, state = {}, vtable = {}, id = {} }
+    for header in pairs(rt.joined) do
+      if not listed[header] then
+        local ok, t = pcall(decode_header, header)
+        if ok then
+          for k, v in pairs(t) do extra[k][#extra[k] + 1] = v end
+          listed[header] = true
+        end
+      end
+    end
+    if #extra.node > 0 then rt.lists[#rt.lists + 1] = { cols = extra, chains = {}, errors = {} } end
+    rt.joined = nil
   end
   return { runtimes = runtimes, running_on = running_on }
 end

@@ -892,6 +892,9 @@ static int push_await_chain(lua_State *L, struct td_value v)
 		if (st->has_awaitee) {
 			lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(&st->awaitee_type));
 			lua_setfield(L, -2, "awaiting");
+			/* Where the awaited future is: plugins follow leaf futures (JoinHandle...). */
+			lua_pushinteger(L, (lua_Integer)(v.address + st->awaitee_off));
+			lua_setfield(L, -2, "awaiting_addr");
 		}
 		lua_rawseti(L, -2, depth);
 		if (!st->has_awaitee)

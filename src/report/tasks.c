@@ -89,6 +89,9 @@ static void print_where(FILE *out, struct json_object *aw)
 	const char *awaiting = str(aw, "awaiting");
 	if (awaiting)
 		fprintf(out, " awaiting %s", awaiting);
+	long long joined = num(aw, "awaiting_task", -1);
+	if (joined >= 0)
+		fprintf(out, " (task %lld)", joined);
 }
 
 static void print_task(FILE *out, struct json_object *t, bool chains)

@@ -56,6 +56,10 @@ def check_model(doc, live):
         assert [{k: aw.get(k) for k in ("name", "state", "file", "line", "awaiting")}
                 for aw in t["backtrace"]] == backtrace, t["backtrace"]
 
+    # Following the awaited JoinHandle leads to the task it joins.
+    assert got[6]["backtrace"][0]["awaiting_task"] == 5
+    assert all("awaiting_task" not in aw for t in (got[3], got[4], got[5]) for aw in t["backtrace"])
+
     got2 = {t["id"]: t for t in rt2["tasks"]}
     assert sorted(got2) == [8, 9]
     woken, hog = got2[8], got2[9]
@@ -102,6 +106,8 @@ def test_live_text(rust_tasks):
     assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
                      r"tokio::time::sleep::Sleep$", out, re.M)
     assert re.search(r"^ +9  running +tasks::hog \(on thread \d+\)", out, re.M)
+    assert re.search(rf"^ +6  idle +tasks::supervise at {SRC}:{L['join_await']} awaiting "
+                     r"tokio::runtime::task::join::JoinHandle<u32> \(task 5\)$", out, re.M)
     r = run("tasks", "--chains", rust_tasks.pid)
     assert re.search(rf"^ +3 tasks::level4 Suspend0 at {SRC}:{L['level4_await']} awaiting "
                      r"tasks::level5::\{async_fn_env#0\}$", r.stdout, re.M)
