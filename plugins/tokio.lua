@@ -367,7 +367,7 @@ function M.finish()
     end
     return full, short_by_id[id]
   end
-  local id_of_header = {}
+  local id_of_header, shared_backtraces = {}, {}
   for _, rt in ipairs(result.runtimes) do
     for _, list in ipairs(rt.lists) do
       for i, header in ipairs(list.cols.node) do id_of_header[header] = list.cols.id[i] end
@@ -395,13 +395,24 @@ function M.finish()
       end
       task.future_type = nil
       task.address = string.format("0x%x", task.address)
-      local backtrace = setmetatable({}, { __array = true })
-      for i, aw in ipairs(task.chain or {}) do
-        local _, short = names_of_id(aw.type)
-        backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
-                         line = aw.line or td.null,
-                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
-                         awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
+      -- Tasks waiting at the same place share one backtrace (and one JSON object).
+      local chain = task.chain or {}
+      local key = {}
+      for i, aw in ipairs(chain) do
+        key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+      end
+      key = table.concat(key, ";")
+      local backtrace = shared_backtraces[key]
+      if not backtrace then
+        backtrace = setmetatable({}, { __array = true })
+        for i, aw in ipairs(chain) do
+          local _, short = names_of_id(aw.type)
+          backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
+                           line = aw.line or td.null,
+                           awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
+                           awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
+        end
+        shared_backtraces[key] = backtrace
       end
       task.backtrace = backtrace
       task.chain = nil

@@ -1018,7 +1018,50 @@ static void push_sandbox(lua_State *L)
 	lua_setfield(L, -2, "td");
 }
 
-static struct json_object *to_json(lua_State *L, int idx, int depth)
+/* Tables converted so far in one conversion: a table met again is shared, not copied. */
+struct json_memo {
+	const void **keys;
+	struct json_object **values;
+	size_t count, capacity;   /* capacity: power of two */
+};
+
+static struct json_object **json_memo_slot(struct json_memo *m, const void *key)
+{
+	if ((m->count + 1) * 2 > m->capacity) {
+		size_t cap = m->capacity ? m->capacity * 2 : 1024;
+		const void **keys = calloc(cap, sizeof(*keys));
+		struct json_object **values = calloc(cap, sizeof(*values));
+		if (!keys || !values) {
+			free(keys);
+			free(values);
+			return NULL;
+		}
+		for (size_t i = 0; i < m->capacity; i++) {
+			if (!m->keys[i])
+				continue;
+			size_t j = ((uintptr_t)m->keys[i] >> 4) & (cap - 1);
+			while (keys[j])
+				j = (j + 1) & (cap - 1);
+			keys[j] = m->keys[i];
+			values[j] = m->values[i];
+		}
+		free(m->keys);
+		free(m->values);
+		m->keys = keys;
+		m->values = values;
+		m->capacity = cap;
+	}
+	size_t j = ((uintptr_t)key >> 4) & (m->capacity - 1);
+	while (m->keys[j] && m->keys[j] != key)
+		j = (j + 1) & (m->capacity - 1);
+	if (!m->keys[j]) {
+		m->keys[j] = key;
+		m->count++;
+	}
+	return &m->values[j];
+}
+
+static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct json_memo *memo)
 {
 	idx = lua_absindex(L, idx);
 	switch (lua_type(L, idx)) {
@@ -1035,6 +1078,11 @@ static struct json_object *to_json(lua_State *L, int idx, int depth)
 	case LUA_TTABLE: {
 		if (depth >= TD_LUA_JSON_DEPTH)
 			return NULL;
+		const void *key = lua_topointer(L, idx);
+		struct json_object **shared = json_memo_slot(memo, key);
+		if (shared && *shared)
+			return json_object_get(*shared);
+		struct json_object *result;
 		/* A table with [1] (or an empty one marked as array) is an array. */
 		lua_rawgeti(L, idx, 1);
 		bool array = !lua_isnil(L, -1);
@@ -1045,27 +1093,46 @@ static struct json_object *to_json(lua_State *L, int idx, int depth)
 			lua_pop(L, 2);
 		}
 		if (array) {
-			struct json_object *a = json_object_new_array();
+			result = json_object_new_array();
 			lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 			for (lua_Integer i = 1; i <= n; i++) {
 				lua_rawgeti(L, idx, i);
-				json_object_array_add(a, to_json(L, -1, depth + 1));
+				json_object_array_add(result, to_json_memo(L, -1, depth + 1, memo));
 				lua_pop(L, 1);
 			}
-			return a;
+		} else {
+			result = json_object_new_object();
+			lua_pushnil(L);
+			while (lua_next(L, idx)) {
+				if (lua_type(L, -2) == LUA_TSTRING)
+					json_object_object_add(result, lua_tostring(L, -2),
+							       to_json_memo(L, -1, depth + 1, memo));
+				lua_pop(L, 1);
+			}
 		}
-		struct json_object *o = json_object_new_object();
-		lua_pushnil(L);
-		while (lua_next(L, idx)) {
-			if (lua_type(L, -2) == LUA_TSTRING)
-				json_object_object_add(o, lua_tostring(L, -2), to_json(L, -1, depth + 1));
-			lua_pop(L, 1);
-		}
-		return o;
+		/*
+		 * The memo holds a reference of its own, dropped at the end. Its
+		 * slots move as it grows during the recursion: look this one up again.
+		 */
+		if ((shared = json_memo_slot(memo, key)))
+			*shared = json_object_get(result);
+		return result;
 	}
 	default:
 		return NULL;
 	}
+}
+
+static struct json_object *to_json(lua_State *L, int idx, int depth)
+{
+	struct json_memo memo = { 0 };
+	struct json_object *result = to_json_memo(L, idx, depth, &memo);
+	for (size_t i = 0; i < memo.capacity; i++)
+		if (memo.keys[i])
+			json_object_put(memo.values[i]);
+	free(memo.keys);
+	free(memo.values);
+	return result;
 }
 
 /*

@@ -28,8 +28,17 @@ struct path_entry {
 	Dwarf_Die die;
 };
 
+/* A memo of DWARF-derived facts, keyed by a pair (what code asks for, twice). */
+struct memo_entry {
+	uint64_t k1, k2;
+	bool used;
+	void *value;  /* malloc'd, owned */
+};
+
 struct td_program {
 	struct td_snapshot *snap;
+	struct memo_entry *memo;
+	size_t nmemo, memo_cap;
 	struct path_entry *paths;
 	size_t npaths;
 	Dwfl_Module *exe;
@@ -111,10 +120,55 @@ static void path_remember(struct td_program *prog, const char *path, int kind, b
 	prog->paths[prog->npaths++] = (struct path_entry){ copy, kind, found, found ? *die : (Dwarf_Die){ 0 } };
 }
 
+static size_t memo_slot(struct memo_entry *memo, size_t cap, uint64_t k1, uint64_t k2)
+{
+	size_t i = (size_t)(((k1 * 0x9E3779B97F4A7C15ull) ^ (k2 * 0xC2B2AE3D27D4EB4Full)) >> 13) & (cap - 1);
+	while (memo[i].used && (memo[i].k1 != k1 || memo[i].k2 != k2))
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+void *td_program_memo_get(struct td_program *prog, uint64_t k1, uint64_t k2)
+{
+	if (!prog->memo)
+		return NULL;
+	struct memo_entry *e = &prog->memo[memo_slot(prog->memo, prog->memo_cap, k1, k2)];
+	return e->used ? e->value : NULL;
+}
+
+void td_program_memo_put(struct td_program *prog, uint64_t k1, uint64_t k2, void *value)
+{
+	if ((prog->nmemo + 1) * 2 > prog->memo_cap) {
+		size_t cap = prog->memo_cap ? prog->memo_cap * 2 : 256;
+		struct memo_entry *grown = calloc(cap, sizeof(*grown));
+		if (!grown) {
+			free(value);
+			return;
+		}
+		for (size_t i = 0; i < prog->memo_cap; i++)
+			if (prog->memo[i].used)
+				grown[memo_slot(grown, cap, prog->memo[i].k1, prog->memo[i].k2)] = prog->memo[i];
+		free(prog->memo);
+		prog->memo = grown;
+		prog->memo_cap = cap;
+	}
+	struct memo_entry *e = &prog->memo[memo_slot(prog->memo, prog->memo_cap, k1, k2)];
+	if (e->used) {
+		free(e->value);
+	} else {
+		prog->nmemo++;
+	}
+	*e = (struct memo_entry){ k1, k2, true, value };
+}
+
 void td_program_destroy(struct td_program *prog)
 {
 	if (!prog)
 		return;
+	for (size_t i = 0; i < prog->memo_cap; i++)
+		if (prog->memo[i].used)
+			free(prog->memo[i].value);
+	free(prog->memo);
 	for (size_t i = 0; i < prog->npaths; i++)
 		free(prog->paths[i].path);
 	free(prog->paths);

@@ -73,6 +73,13 @@ struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var,
 /* The address of a static variable. */
 struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret);
 
+/*
+ * A memo for facts derived from DWARF (layer above decides the keys): value
+ * is malloc'd and owned by the program from then on. NULL if absent.
+ */
+void *td_program_memo_get(struct td_program *prog, uint64_t k1, uint64_t k2);
+void td_program_memo_put(struct td_program *prog, uint64_t k1, uint64_t k2, void *value);
+
 /* The DIE at a .debug_info offset (what td.id hands out). */
 bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret);
 

@@ -1,6 +1,7 @@
 #include "value/value.h"
 
 #include <dwarf.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Typedef chains longer than this are malformed. */
@@ -147,29 +148,27 @@ static bool variant_part(Dwarf_Die *type, Dwarf_Die *ret)
 	return false;
 }
 
-struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
-				  const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret)
-{
-	Dwarf_Die part, discr;
-	Dwarf_Attribute attr;
-	if (!variant_part((Dwarf_Die *)&v->type, &part))
-		return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
-	if (!dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr))
-		return td_error_format(TD_ERR_TARGET, "%s: variant part without discriminant", type_label(v));
-	Dwarf_Die discr_type;
-	uint64_t discr_off, discr_size, value = 0;
-	if (!td_die_type(&discr, &discr_type) || !member_offset(&discr, &discr_off) ||
-	    !td_type_size(&discr_type, &discr_size))
-		return td_error_format(TD_ERR_TARGET, "%s: unreadable discriminant", type_label(v));
-	struct td_error *err = td_program_read_uint(v->prog, v->address + discr_off,
-						    (size_t)discr_size, &value);
-	if (err)
-		return err;
-	uint64_t mask = discr_size >= 8 ? ~0ull : (1ull << (8 * discr_size)) - 1;
+/* Memo keys: where a type's discriminant is, and what one value of it means. */
+#define TD_MEMO_DISCR 0x1000000000000000ull
+#define TD_MEMO_VARIANT 0x2000000000000000ull
 
+struct discr_memo {
+	uint64_t offset, size;
+};
+
+struct variant_memo {
+	Dwarf_Die member, payload_type;
+	uint64_t payload_offset;
+	const char *name;
+};
+
+static struct td_error *decode_variant(const struct td_value *v, uint64_t value, uint64_t mask,
+				       Dwarf_Die *part, struct variant_memo *ret)
+{
+	Dwarf_Attribute attr;
 	Dwarf_Die child, match, fallback;
 	bool found = false, have_fallback = false;
-	if (dwarf_child(&part, &child) == 0) {
+	if (dwarf_child(part, &child) == 0) {
 		do {
 			if (dwarf_tag(&child) != DW_TAG_variant)
 				continue;
@@ -202,19 +201,66 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 	while (dwarf_tag(&member) != DW_TAG_member)
 		if (dwarf_siblingof(&member, &member) != 0)
 			return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
-	Dwarf_Die payload_type;
-	uint64_t off;
-	if (!td_die_type(&member, &payload_type) || !member_offset(&member, &off))
+	if (!td_die_type(&member, &ret->payload_type) || !member_offset(&member, &ret->payload_offset))
 		return td_error_format(TD_ERR_TARGET, "%s: unreadable variant", type_label(v));
-	td_value_init(ret, v->prog, &payload_type, v->address + off);
+	ret->member = member;
 	/* Generators name variants "0", "1", ...; their types say "Suspend0". */
 	const char *name = dwarf_diename(&member);
 	if (!name || (name[0] >= '0' && name[0] <= '9'))
-		name = dwarf_diename(&payload_type);
-	*name_ret = name ? name : "?";
-	*discr_ret = value & mask;
+		name = dwarf_diename(&ret->payload_type);
+	ret->name = name ? name : "?";
+	return NULL;
+}
+
+struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
+				  const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret)
+{
+	/* Decoding a type's variants walks DWARF: once per type, and once per value seen. */
+	uint64_t toff = dwarf_dieoffset((Dwarf_Die *)&v->type);
+	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff);
+	Dwarf_Die part;
+	if (!dm) {
+		Dwarf_Die discr, discr_type;
+		Dwarf_Attribute attr;
+		if (!variant_part((Dwarf_Die *)&v->type, &part))
+			return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+		if (!dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr))
+			return td_error_format(TD_ERR_TARGET, "%s: variant part without discriminant", type_label(v));
+		struct discr_memo fresh;
+		if (!td_die_type(&discr, &discr_type) || !member_offset(&discr, &fresh.offset) ||
+		    !td_type_size(&discr_type, &fresh.size))
+			return td_error_format(TD_ERR_TARGET, "%s: unreadable discriminant", type_label(v));
+		dm = malloc(sizeof(*dm));
+		if (!dm)
+			return &td_enomem;
+		*dm = fresh;
+		td_program_memo_put(v->prog, TD_MEMO_DISCR, toff, dm);
+	}
+	uint64_t value = 0;
+	struct td_error *err = td_program_read_uint(v->prog, v->address + dm->offset,
+						    (size_t)dm->size, &value);
+	if (err)
+		return err;
+	uint64_t mask = dm->size >= 8 ? ~0ull : (1ull << (8 * dm->size)) - 1;
+	value &= mask;
+	struct variant_memo *vm = td_program_memo_get(v->prog, TD_MEMO_VARIANT ^ value, toff);
+	if (!vm) {
+		if (!variant_part((Dwarf_Die *)&v->type, &part))
+			return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+		struct variant_memo fresh;
+		if ((err = decode_variant(v, value, mask, &part, &fresh)))
+			return err;
+		vm = malloc(sizeof(*vm));
+		if (!vm)
+			return &td_enomem;
+		*vm = fresh;
+		td_program_memo_put(v->prog, TD_MEMO_VARIANT ^ value, toff, vm);
+	}
+	td_value_init(ret, v->prog, &vm->payload_type, v->address + vm->payload_offset);
+	*name_ret = vm->name;
+	*discr_ret = value;
 	if (member_ret)
-		*member_ret = member;
+		*member_ret = vm->member;
 	return NULL;
 }
 

@@ -163,3 +163,26 @@ def test_plugin_sandbox(rust_tasks, tmp_path, entry, body, phrase):
     assert r.returncode == 2
     assert phrase in r.stderr, r.stderr
     assert_untouched(rust_tasks.pid)
+
+
+def test_many_tasks():
+    """5,000 idle tasks: every one listed with its await, and grouped in text."""
+    target = Target([RUST_FIXTURES / "many", "5000"])
+    try:
+        doc = tasks_json(target.pid)
+        (rt,) = doc["runtimes"]
+        tasks = rt["tasks"]
+        assert [t["id"] for t in tasks] == list(range(3, 5003))
+        lines = marker_lines(RUST_SOURCE_DIR / "many.rs")
+        for t in tasks:
+            assert (t["state"], t["name"]) == ("idle", "many::session")
+            assert [(aw["name"], aw["state"], aw["line"], aw["awaiting"]) for aw in t["backtrace"]] == [
+                ("many::session", "Suspend0", lines["session_await"],
+                 "tokio::sync::oneshot::Receiver<u64>")]
+        r = run("tasks", target.pid)
+        assert r.returncode == 0, r.stderr
+        assert re.search(rf"^ +5000× idle +many::session at src/bin/many.rs:{lines['session_await']} "
+                         r"awaiting tokio::sync::oneshot::Receiver<u64>  \(e\.g\. task 3\)$", r.stdout, re.M)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
