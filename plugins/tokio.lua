@@ -70,6 +70,21 @@ local function scheduler_handle(ctx)
   return arc_data(payload.__0), flavor
 end
 
+-- The owned list of the LocalSet a thread is polling now, and its identity.
+local function local_set_owned(tid)
+  local storage = td.tls("tokio::task::local::CURRENT", tid)
+  if not storage then return nil end
+  local _, state = td.variant(peel(storage.state))
+  if state ~= "Alive" then return nil end
+  local data = peel(td.has(storage, "val") and storage.val or storage.value)
+  local rc = some(peel(data.ctx.inner))
+  if not rc then return nil end
+  local ctx = td.deref(rc.ptr.pointer).value
+  local shared = arc_data(ctx.shared)
+  local owned = td.has(shared, "local_state") and shared.local_state.owned or ctx.owned
+  return owned, td.addr(shared)
+end
+
 local function current_task_id(ctx)
   if not td.has(ctx, "current_task_id") then return nil end
   local id = some(peel(ctx.current_task_id))
@@ -90,9 +105,8 @@ local function in_scheduler_loop(tid, flavor)
   return ok and p ~= 0
 end
 
--- The heads of a runtime's owned-task lists (one list, or the shards of a ShardedList).
-local function owned_heads(handle)
-  local owned = handle.shared.owned
+-- The heads of an owned-task list (one list, or the shards of a ShardedList).
+local function owned_heads(owned)
   local heads = {}
   if td.has(owned, "inner") then
     heads[1] = peel(owned.inner).list.head
@@ -334,6 +348,7 @@ end
 
 local TLS_ROOTS = {
   "tokio::runtime::context::CONTEXT",
+  "tokio::task::local::CURRENT",
   "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
   "tokio::runtime::scheduler::current_thread::CURRENT",
 }
@@ -433,7 +448,7 @@ function M.walk()
         local key = td.addr(handle)
         local rt = by_handle[key]
         if not rt then
-          rt = { id = #runtimes + 1, flavor = flavor, handle = handle,
+          rt = { id = #runtimes + 1, flavor = flavor, owned = handle.shared.owned,
                  workers = setmetatable({}, { __array = true }),
                  tasks = setmetatable({}, { __array = true }),
                  address = string.format("0x%x", key) }
@@ -446,10 +461,28 @@ function M.walk()
       if okid and id then running_on[id] = t.tid end
     end
   end
+  -- A LocalSet keeps its tasks in a list of its own, reachable while it is
+  -- being polled (the common hang: a local task blocking its thread) through
+  -- task::local::CURRENT on that thread.
+  for _, t in ipairs(td.threads()) do
+    local ok, owned, key = pcall(local_set_owned, t.tid)
+    if ok and owned then
+      local rt = by_handle[key]
+      if not rt then
+        rt = { id = #runtimes + 1, flavor = "local_set", owned = owned,
+               workers = setmetatable({}, { __array = true }),
+               tasks = setmetatable({}, { __array = true }),
+               address = string.format("0x%x", key) }
+        runtimes[#runtimes + 1] = rt
+        by_handle[key] = rt
+      end
+      rt.workers[#rt.workers + 1] = t.tid
+    end
+  end
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
   resolve_layout()
   for _, rt in ipairs(runtimes) do
-    local heads, owner = owned_heads(rt.handle)
+    local heads, owner = owned_heads(rt.owned)
     rt.owner_id = owner
     rt.lists = {}
     for _, head in ipairs(heads) do
@@ -460,7 +493,7 @@ function M.walk()
       end
     end
     rt.joined = follow_join_handles(rt.lists)
-    rt.handle = nil
+    rt.owned = nil
   end
   -- Headers awaited through JoinHandles but in no owned list: finished tasks.
   local listed = {}

@@ -212,9 +212,42 @@ static struct td_error *decode_variant(const struct td_value *v, uint64_t value,
 	return NULL;
 }
 
+/* A C-like enum (DW_TAG_enumeration_type): the enumerator whose value is stored. */
+static struct td_error *enumerator(const struct td_value *v, struct td_value *ret,
+				   const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret)
+{
+	uint64_t size, value;
+	struct td_error *err;
+	if (!td_type_size((Dwarf_Die *)&v->type, &size))
+		return td_error_format(TD_ERR_TARGET, "%s has no known size", type_label(v));
+	if ((err = td_program_read_uint(v->prog, v->address, (size_t)size, &value)))
+		return err;
+	Dwarf_Die child;
+	if (dwarf_child((Dwarf_Die *)&v->type, &child) == 0) {
+		do {
+			Dwarf_Attribute attr;
+			Dwarf_Word want;
+			if (dwarf_tag(&child) == DW_TAG_enumerator &&
+			    dwarf_formudata(dwarf_attr(&child, DW_AT_const_value, &attr), &want) == 0 &&
+			    want == value) {
+				*ret = *v;
+				*name_ret = dwarf_diename(&child) ? dwarf_diename(&child) : "?";
+				*discr_ret = value;
+				if (member_ret)
+					*member_ret = child;
+				return NULL;
+			}
+		} while (dwarf_siblingof(&child, &child) == 0);
+	}
+	return td_error_format(TD_ERR_TARGET, "%s: value %llu is no enumerator", type_label(v),
+			       (unsigned long long)value);
+}
+
 struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
 				  const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret)
 {
+	if (dwarf_tag((Dwarf_Die *)&v->type) == DW_TAG_enumeration_type)
+		return enumerator(v, ret, name_ret, discr_ret, member_ret);
 	/* Decoding a type's variants walks DWARF: once per type, and once per value seen. */
 	uint64_t toff = dwarf_dieoffset((Dwarf_Die *)&v->type);
 	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff);

@@ -53,6 +53,7 @@ struct td_error *td_value_uint(const struct td_value *v, uint64_t *ret);
  * The active variant of a Rust enum (or async state machine): its member
  * (*ret: the payload struct, named like "Some" or "Suspend0"), its name, and
  * the discriminant value read, and (if member_ret) the variant's member DIE,
+ * For a C-like enum: the value itself, the enumerator's name and value.
  * whose declaration line is, for an async fn's SuspendN, the `.await`. For a
  * type without a variant part, an error.
  */

@@ -186,3 +186,26 @@ def test_many_tasks():
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def test_local_set(module_tmp):
+    """LocalSet tasks live in the LocalSet's own list: found through the
+    thread polling it (here blocked inside one of them)."""
+    target = Target([RUST_FIXTURES / "localset"])
+    lines = marker_lines(RUST_SOURCE_DIR / "localset.rs")
+    try:
+        for where in (target.pid, gcore(target.pid, module_tmp)):
+            doc = tasks_json(where)
+            flavors = [(rt["flavor"], rt["workers"]) for rt in doc["runtimes"]]
+            assert flavors == [("current_thread", [target.pid]), ("local_set", [target.pid])]
+            tasks = {t["id"]: t for t in doc["runtimes"][1]["tasks"]}
+            assert sorted(tasks) == [1, 2]
+            idle, stuck = tasks[1], tasks[2]
+            assert (idle["state"], idle["name"]) == ("idle", "localset::idle_local")
+            assert [(aw["state"], aw["line"], aw["awaiting"]) for aw in idle["backtrace"]] == [
+                ("Suspend0", lines["idle_await"], "tokio::sync::oneshot::Receiver<u8>")]
+            assert (stuck["state"], stuck["name"], stuck["running_on"]) == (
+                "running", "localset::stuck_local", target.pid)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
