@@ -295,17 +295,28 @@ local function is_join_handle(type_id)
   return yes
 end
 
--- The header of the task each awaited JoinHandle points at, read while stopped.
+-- The header of the task each JoinHandle (awaited, or held in a suspended
+-- state) points at, read while stopped.
 local function follow_join_handles(lists)
   local targets = {}
   for _, list in ipairs(lists) do
     for _, chain in pairs(list.chains) do
-      local last = chain[#chain]
-      if last and last.awaiting and is_join_handle(last.awaiting) then
-        local header = td.try_read(last.awaiting_addr)
-        if header and header ~= 0 then
-          last.awaiting_header = header
-          targets[header] = true
+      for _, level in ipairs(chain) do
+        if level.awaiting and is_join_handle(level.awaiting) then
+          local header = td.try_read(level.awaiting_addr)
+          if header and header ~= 0 then
+            level.awaiting_header = header
+            targets[header] = true
+          end
+        end
+        for _, held in ipairs(level.holds or {}) do
+          if is_join_handle(held.type) then
+            local header = td.try_read(held.addr)
+            if header and header ~= 0 then
+              held.header = header
+              targets[header] = true
+            end
+          end
         end
       end
     end
@@ -430,6 +441,15 @@ function M.finish()
         shared_backtraces[key] = backtrace
       end
       task.backtrace = backtrace
+      -- What its suspended futures hold: handles to tasks, guards, channel ends.
+      for _, aw in ipairs(chain) do
+        for _, held in ipairs(aw.holds or {}) do
+          task.holds = task.holds or {}
+          task.holds[#task.holds + 1] = {
+            type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
+            task = held.header and id_of_header[held.header] or nil }
+        end
+      end
       task.chain = nil
     end
   end

@@ -778,6 +778,14 @@ static int l_walk_list(lua_State *L)
 }
 
 /* One decoded state of an async body: cached per (type, discriminant). */
+/* Fields worth naming in a suspended state: handles to tasks, guards, permits, channel ends. */
+#define TD_CHAIN_MAX_HOLDS 8
+static const char *const held_kinds[] = {
+	"JoinHandle<", "MutexGuard<", "OwnedMutexGuard<", "RwLockReadGuard<", "RwLockWriteGuard<",
+	"SemaphorePermit<", "OwnedSemaphorePermit<", "Sender<", "Receiver<", "UnboundedSender<",
+	"UnboundedReceiver<", NULL,
+};
+
 struct chain_state {
 	Dwarf_Off type;
 	uint64_t discr;
@@ -786,7 +794,82 @@ struct chain_state {
 	bool has_awaitee;
 	Dwarf_Die awaitee_type;
 	uint64_t awaitee_off;
+	int nholds;
+	Dwarf_Off hold_type[TD_CHAIN_MAX_HOLDS];
+	uint64_t hold_off[TD_CHAIN_MAX_HOLDS];   /* from the state machine's start */
 };
+
+static bool is_held_kind(Dwarf_Die *t)
+{
+	const char *name = dwarf_diename(t);
+	for (int i = 0; name && held_kinds[i]; i++)
+		if (strncmp(name, held_kinds[i], strlen(held_kinds[i])) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a field of a suspended state is one of the generator's upvars: rustc
+ * repeats the arguments (as in Unresumed, same name and offset) in every
+ * state, stale once they have been moved. Only the state's own locals count.
+ */
+static bool is_upvar(Dwarf_Die *state_machine, const char *name, Dwarf_Word off)
+{
+	Dwarf_Die part, variant, member;
+	if (!name || dwarf_child(state_machine, &part) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&part) != DW_TAG_variant_part || dwarf_child(&part, &variant) != 0)
+			continue;
+		do {
+			Dwarf_Attribute attr;
+			Dwarf_Word discr;
+			Dwarf_Die unresumed;
+			if (dwarf_tag(&variant) != DW_TAG_variant ||
+			    dwarf_formudata(dwarf_attr(&variant, DW_AT_discr_value, &attr), &discr) != 0 ||
+			    discr != 0 || dwarf_child(&variant, &member) != 0 || !td_die_type(&member, &unresumed))
+				continue;
+			Dwarf_Die field;
+			if (dwarf_child(&unresumed, &field) != 0)
+				return false;
+			do {
+				Dwarf_Word foff;
+				const char *fname = dwarf_diename(&field);
+				if (fname && strcmp(fname, name) == 0 &&
+				    dwarf_formudata(dwarf_attr(&field, DW_AT_data_member_location, &attr), &foff) == 0)
+					return foff == off;
+			} while (dwarf_siblingof(&field, &field) == 0);
+			return false;
+		} while (dwarf_siblingof(&variant, &variant) == 0);
+	} while (dwarf_siblingof(&part, &part) == 0);
+	return false;
+}
+
+/* The fields of a suspended state that hold handles, guards or channel ends. */
+static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_Die *payload_type,
+		       uint64_t payload_off, bool unresumed)
+{
+	Dwarf_Die child;
+	if (dwarf_child(payload_type, &child) != 0)
+		return;
+	do {
+		Dwarf_Die t;
+		Dwarf_Attribute attr;
+		Dwarf_Word off;
+		const char *n = dwarf_diename(&child);
+		if (dwarf_tag(&child) != DW_TAG_member || (n && strcmp(n, "__awaitee") == 0) ||
+		    !td_die_type(&child, &t) || !is_held_kind(&t) ||
+		    !dwarf_attr(&child, DW_AT_data_member_location, &attr) || dwarf_formudata(&attr, &off) != 0)
+			continue;
+		if (!unresumed && is_upvar(state_machine, n, off))
+			continue;
+		if (st->nholds == TD_CHAIN_MAX_HOLDS)
+			return;
+		st->hold_type[st->nholds] = dwarf_dieoffset(&t);
+		st->hold_off[st->nholds] = payload_off + off;
+		st->nholds++;
+	} while (dwarf_siblingof(&child, &child) == 0);
+}
 
 static bool is_async_body_type(Dwarf_Die *t)
 {
@@ -875,6 +958,7 @@ static int push_await_chain(lua_State *L, struct td_value v)
 				st->has_awaitee = true;
 				st->awaitee_off = payload.address - v.address + off;
 			}
+			find_holds(st, &v.type, &payload.type, payload.address - v.address, discr == 0);
 		}
 		lua_createtable(L, 0, 5);
 		lua_pushinteger(L, (lua_Integer)toff);
@@ -895,6 +979,18 @@ static int push_await_chain(lua_State *L, struct td_value v)
 			/* Where the awaited future is: plugins follow leaf futures (JoinHandle...). */
 			lua_pushinteger(L, (lua_Integer)(v.address + st->awaitee_off));
 			lua_setfield(L, -2, "awaiting_addr");
+		}
+		if (st->nholds) {
+			lua_createtable(L, st->nholds, 0);
+			for (int h = 0; h < st->nholds; h++) {
+				lua_createtable(L, 0, 2);
+				lua_pushinteger(L, (lua_Integer)st->hold_type[h]);
+				lua_setfield(L, -2, "type");
+				lua_pushinteger(L, (lua_Integer)(v.address + st->hold_off[h]));
+				lua_setfield(L, -2, "addr");
+				lua_rawseti(L, -2, h + 1);
+			}
+			lua_setfield(L, -2, "holds");
 		}
 		lua_rawseti(L, -2, depth);
 		if (!st->has_awaitee)

@@ -32,6 +32,10 @@ EXPECTED_RT1 = {
          "file": SRC, "line": L["pending_await"], "awaiting": "core::future::pending::Pending<u32>"}]),
     6: ("idle", "tasks::supervise", chain(
         ("supervise", "join_await", "tokio::runtime::task::join::JoinHandle<u32>"))),
+    # complete, never joined: gone from tokio's list, found through keep's JoinHandle
+    7: ("complete", "tasks::quick", []),
+    8: ("idle", "tasks::keep", chain(
+        ("keep", "keep_await", "core::future::pending::Pending<()>"))),
 }
 
 
@@ -59,10 +63,14 @@ def check_model(doc, live):
     # Following the awaited JoinHandle leads to the task it joins.
     assert got[6]["backtrace"][0]["awaiting_task"] == 5
     assert all("awaiting_task" not in aw for t in (got[3], got[4], got[5]) for aw in t["backtrace"])
+    # What suspended futures hold (their own locals, not stale argument copies).
+    assert [(h["type"], h["task"]) for h in got[8]["holds"]] == [
+        ("tokio::runtime::task::join::JoinHandle<u32>", 7)]
+    assert all("holds" not in got[i] for i in (3, 4, 5, 6, 7))
 
     got2 = {t["id"]: t for t in rt2["tasks"]}
-    assert sorted(got2) == [8, 9]
-    woken, hog = got2[8], got2[9]
+    assert sorted(got2) == [9, 10]
+    woken, hog = got2[9], got2[10]
     assert (woken["state"], woken["name"]) == ("notified", "tasks::woken")
     assert woken["backtrace"][0]["line"] == L["notified_await"]
     assert woken["backtrace"][0]["awaiting"] == "tokio::sync::notify::Notified"
@@ -71,7 +79,7 @@ def check_model(doc, live):
     assert hog["backtrace"][0]["state"] == "Unresumed"
     current_rt = [t for t in doc["threads"] if t["tid"] == rt2["workers"][0]][0]
     assert hog["running_on"] == current_rt["tid"]
-    assert current_rt["task"] == 9
+    assert current_rt["task"] == 10
     if live:
         assert current_rt["name"] == "current-rt"
     # The thread polling hog is inside it, at the blocking sleep.
@@ -101,11 +109,12 @@ def test_live_text(rust_tasks):
     r = run("tasks", rust_tasks.pid)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "runtime 1 (multi_thread), 4 tasks, workers:" in out
+    assert "runtime 1 (multi_thread), 6 tasks, workers:" in out
+    assert re.search(r"^ +7  complete +tasks::quick$", out, re.M)
     assert "runtime 2 (current_thread), 2 tasks, workers:" in out
     assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
                      r"tokio::time::sleep::Sleep$", out, re.M)
-    assert re.search(r"^ +9  running +tasks::hog \(on thread \d+\)", out, re.M)
+    assert re.search(r"^ +10  running +tasks::hog \(on thread \d+\)", out, re.M)
     assert re.search(rf"^ +6  idle +tasks::supervise at {SRC}:{L['join_await']} awaiting "
                      r"tokio::runtime::task::join::JoinHandle<u32> \(task 5\)$", out, re.M)
     r = run("tasks", "--chains", rust_tasks.pid)
