@@ -631,11 +631,13 @@ static lua_Integer spec_int(lua_State *L, int t, const char *key, lua_Integer de
 struct rel_addr {
 	bool via;
 	uint64_t via_off, via_field, at;
+	uint64_t last_table, last_off;   /* nodes of one type share a table: remember it */
 };
 
 static void spec_rel(lua_State *L, int t, struct rel_addr *r)
 {
 	r->via = false;
+	r->last_table = r->last_off = 0;
 	lua_getfield(L, t, "via");
 	if (!lua_isnil(L, -1)) {
 		r->via = true;
@@ -646,16 +648,23 @@ static void spec_rel(lua_State *L, int t, struct rel_addr *r)
 	r->at = (uint64_t)spec_int(L, t, "at", 0);
 }
 
-static struct td_error *rel_resolve(struct td_program *prog, uint64_t node, const struct rel_addr *r,
+static struct td_error *rel_resolve(struct td_program *prog, uint64_t node, struct rel_addr *r,
 				    uint64_t *ret)
 {
 	uint64_t base = node;
 	if (r->via) {
 		uint64_t table, off;
 		struct td_error *err;
-		if ((err = td_program_read_uint(prog, node + r->via_off, 8, &table)) ||
-		    (err = td_program_read_uint(prog, table + r->via_field, 8, &off)))
+		if ((err = td_program_read_uint(prog, node + r->via_off, 8, &table)))
 			return err;
+		if (table && table == r->last_table) {
+			off = r->last_off;
+		} else {
+			if ((err = td_program_read_uint(prog, table + r->via_field, 8, &off)))
+				return err;
+			r->last_table = table;
+			r->last_off = off;
+		}
 		base = node + off;
 	}
 	*ret = base + r->at;
