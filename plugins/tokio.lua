@@ -377,6 +377,25 @@ end
 
 local result
 
+-- For `bt`: only the thread-local it reads, resolved before the stop.
+function M.prepare_threads()
+  td.find_tls("tokio::runtime::context::CONTEXT")
+end
+
+-- For `bt`, while stopped: the task id each thread's CONTEXT names (raw: it
+-- may be a blocking-pool task's; taskdbg tells them apart by the stack).
+function M.current_tasks()
+  local out = {}
+  for _, t in ipairs(td.threads()) do
+    local ctx = context(t.tid)
+    if ctx then
+      local ok, id = pcall(current_task_id, ctx)
+      if ok and id then out[#out + 1] = { tid = t.tid, task = id } end
+    end
+  end
+  return setmetatable(out, { __array = true })
+end
+
 -- While the target is stopped: read what the model needs, and nothing more.
 function M.snapshot()
   result = M.walk()

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "lua/binding.h"
 #include "model/threads.h"
+#include "value/program.h"
 #include "report/bt.h"
 #include "util/timing.h"
 
@@ -18,6 +20,70 @@ static const char bt_help[] =
 	"  --json       one JSON object on stdout (see docs/CLI.md)\n"
 	"  --exe PATH   the executable, when a core file's notes do not lead to it\n"
 	"  --help       this text\n";
+
+/*
+ * The task each thread polls comes from the runtime plugin's thread-locals,
+ * read during the stop. It is a nicety: if the plugin cannot help (no tokio,
+ * no plugin), bt goes on with task null.
+ */
+struct bt_job {
+	char *plugin_path;
+	struct td_program *prog;
+	struct td_lua *lua;
+	struct json_object *current;   /* [{tid, task}] */
+	bool usable;
+};
+
+static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
+{
+	struct bt_job *job = arg;
+	struct td_error *err = NULL;
+	if (!job->plugin_path || (err = td_program_create(snap, &job->prog)) ||
+	    (err = td_lua_create(job->prog, &job->lua)) ||
+	    (err = td_lua_load_plugin(job->lua, job->plugin_path)) ||
+	    (err = td_lua_call_plugin(job->lua, "prepare_threads", false, NULL))) {
+		td_error_destroy(err);
+		return NULL;
+	}
+	job->usable = true;
+	return NULL;
+}
+
+static struct td_error *bt_while_stopped(struct td_snapshot *snap, void *arg)
+{
+	struct bt_job *job = arg;
+	(void)snap;
+	if (!job->usable)
+		return NULL;
+	td_program_forget_memory(job->prog);
+	struct td_error *err = td_lua_call_plugin(job->lua, "current_tasks", true, &job->current);
+	td_error_destroy(err);
+	return NULL;
+}
+
+static void bt_job_deinit(struct bt_job *job)
+{
+	td_lua_destroy(job->lua);
+	td_program_destroy(job->prog);
+	json_object_put(job->current);
+	free(job->plugin_path);
+}
+
+static void assign_tasks(struct td_thread_list *list, struct json_object *current)
+{
+	size_t n = current && json_object_is_type(current, json_type_array)
+		? json_object_array_length(current) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(current, i), *tid, *task;
+		if (!json_object_object_get_ex(e, "tid", &tid) || !json_object_object_get_ex(e, "task", &task))
+			continue;
+		for (size_t t = 0; t < list->count; t++) {
+			struct td_thread_view *v = &list->threads[t];
+			if (v->thread->tid == json_object_get_int(tid) && td_thread_polls_async_task(v))
+				v->task = json_object_get_int64(task);
+		}
+	}
+}
 
 int td_cmd_bt(int argc, char **argv)
 {
@@ -44,21 +110,30 @@ int td_cmd_bt(int argc, char **argv)
 	if (optind + 1 != argc)
 		return td_cli_usage("bt", optind == argc ? "TARGET is missing" : "too many arguments");
 
+	struct bt_job job = { 0 };
+	struct td_error *perr = td_lua_find_plugin("tokio", NULL, &job.plugin_path);
+	td_error_destroy(perr);
 	struct td_snapshot *snap;
-	struct td_error *err = td_cli_snapshot(argv[optind], exe, &snap);
-	if (err)
+	struct td_error *err = td_cli_snapshot_with(argv[optind], exe, bt_before_stop, bt_while_stopped,
+						    &job, &snap);
+	if (err) {
+		bt_job_deinit(&job);
 		return td_cli_fail(err);
+	}
 	struct td_thread_list *list;
 	err = td_thread_list_build(snap, &list);
 	if (err) {
+		bt_job_deinit(&job);
 		td_snapshot_destroy(snap);
 		return td_cli_fail(err);
 	}
+	assign_tasks(list, job.current);
 	if (json)
 		td_report_bt_json(stdout, snap, list);
 	else
 		td_report_bt_text(stdout, snap, list);
 	td_timing_mark("output");
+	bt_job_deinit(&job);
 	td_thread_list_destroy(list);
 	td_snapshot_destroy(snap);
 	td_timing_mark("cleanup");

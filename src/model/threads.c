@@ -24,15 +24,46 @@ static bool has_prefix(const char *s, const char *prefix)
 {
 	if (!s)
 		return false;
-	while (*prefix) {
-		if (*s == '<' || *s == '>') {
+	for (;;) {
+		while (*s == '<' || *s == '>')
 			s++;
-			continue;
-		}
+		while (*prefix == '<' || *prefix == '>')
+			prefix++;
+		if (!*prefix)
+			return true;
 		if (*s++ != *prefix++)
 			return false;
 	}
-	return true;
+}
+
+bool td_thread_polls_async_task(const struct td_thread_view *v)
+{
+	/*
+	 * The innermost task poll decides: under a scheduler's run_task (or a
+	 * LocalSet's / current_thread's task run) it is an async task; under the
+	 * blocking pool's Task::run, a spawn_blocking closure or a worker loop.
+	 */
+	bool in_poll = false;
+	for (size_t i = 0; i < v->nframes; i++) {
+		const char *fn = v->frames[i].function;
+		if (!fn)
+			continue;
+		if (!in_poll) {
+			/* raw::poll is a tail jump into Harness::poll: either may be innermost. */
+			in_poll = has_prefix(fn, "tokio::runtime::task::harness::Harness<T,S>::poll") ||
+				  has_prefix(fn, "tokio::runtime::task::raw::RawTask::poll") ||
+				  has_prefix(fn, "tokio::runtime::task::raw::poll");
+			continue;
+		}
+		if (has_prefix(fn, "tokio::runtime::blocking::pool::Task::run"))
+			return false;
+		if (has_prefix(fn, "tokio::runtime::scheduler::multi_thread::worker::Context::run_task") ||
+		    has_prefix(fn, "tokio::runtime::task::LocalNotified") ||
+		    has_prefix(fn, "tokio::runtime::scheduler::current_thread::") ||
+		    has_prefix(fn, "tokio::task::local::"))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -41,7 +72,7 @@ static bool has_prefix(const char *s, const char *prefix)
  */
 static enum td_thread_role guess_role(const struct td_snapshot *snap, const struct td_thread_view *v)
 {
-	bool pool = false;
+	bool pool = false, current_thread = false;
 	for (size_t i = 0; i < v->nframes; i++) {
 		const char *fn = v->frames[i].function;
 		if (has_prefix(fn, "tokio::runtime::scheduler::multi_thread::worker::run") ||
@@ -49,11 +80,16 @@ static enum td_thread_role guess_role(const struct td_snapshot *snap, const stru
 			return TD_ROLE_WORKER;
 		if (has_prefix(fn, "tokio::runtime::blocking::pool::Inner::run"))
 			pool = true;
+		if (has_prefix(fn, "tokio::runtime::scheduler::current_thread::CoreGuard::block_on"))
+			current_thread = true;
 	}
 	if (pool)
 		return TD_ROLE_BLOCKING;
 	if (v->thread->tid == snap->pid)
 		return TD_ROLE_MAIN;
+	/* The thread driving a current-thread runtime is its one worker. */
+	if (current_thread)
+		return TD_ROLE_WORKER;
 	return TD_ROLE_OTHER;
 }
 
@@ -149,6 +185,7 @@ struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread
 		}
 		v->role = guess_role(snap, v);
 		v->syscall = resolve_restart(v);
+		v->task = -1;
 	}
 	td_timing_mark("symbolize");
 	*ret = list;

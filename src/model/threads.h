@@ -23,6 +23,7 @@ struct td_thread_view {
 	size_t nframes;
 	enum td_thread_role role;
 	long syscall;                /* blocking system call, or -1 (see below) */
+	long long task;              /* id of the async task it polls now, or -1 */
 	const char *unwind_error;    /* why the stack ends early, or NULL */
 	bool truncated;
 };
@@ -40,5 +41,11 @@ struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread
 void td_thread_list_destroy(struct td_thread_list *list);
 
 const char *td_thread_role_name(enum td_thread_role role);
+
+/*
+ * Whether the thread is polling an async task now (not a spawn_blocking
+ * closure or a worker loop, which tokio also runs as tasks), from its stack.
+ */
+bool td_thread_polls_async_task(const struct td_thread_view *v);
 
 #endif

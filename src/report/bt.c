@@ -44,8 +44,7 @@ struct json_object *td_report_thread_json(const struct td_thread_view *v)
 	json_object_object_add(o, "state", t->state ? json_object_new_string(state) : NULL);
 	json_object_object_add(o, "role", json_object_new_string(td_thread_role_name(v->role)));
 	json_object_object_add(o, "syscall", json_string_or_null(td_syscall_name(v->syscall)));
-	/* Filled from the runtime's structures once task discovery (issue #3) lands. */
-	json_object_object_add(o, "task", NULL);
+	json_object_object_add(o, "task", v->task >= 0 ? json_object_new_int64(v->task) : NULL);
 	struct json_object *frames = json_object_new_array();
 	for (size_t i = 0; i < v->nframes; i++) {
 		const struct td_frame *f = &v->frames[i];
@@ -113,6 +112,8 @@ void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct t
 		const char *sc = td_syscall_name(v->syscall);
 		if (sc)
 			fprintf(out, ", in %s()", sc);
+		if (v->task >= 0)
+			fprintf(out, ", polling task %lld", v->task);
 		fputs(")\n", out);
 		for (size_t j = 0; j < v->nframes; j++) {
 			const struct td_frame *f = &v->frames[j];

@@ -26,6 +26,11 @@ def check_rust_stacks(doc, live):
     assert "tokio::runtime::scheduler::multi_thread::worker::Context::run_task" in names
     assert "tokio::runtime::scheduler::multi_thread::worker::run" in names
 
+    # The worker is polling stacks::transfer, task 3; no other thread polls a
+    # task (the blocking thread runs a spawn_blocking closure, not a task).
+    assert worker["task"] == 3
+    assert [t["task"] for t in doc["threads"] if t is not worker] == [None] * 4
+
     roles = sorted(t["role"] for t in doc["threads"])
     assert roles == ["blocking", "main", "other", "worker", "worker"]
 

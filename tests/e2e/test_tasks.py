@@ -218,3 +218,26 @@ def test_local_set(module_tmp):
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def test_plugin_path_from_environment(rust_tasks, tmp_path):
+    """$TASKDBG_PLUGIN_PATH (':'-separated) is searched before the built-in plugins."""
+    (tmp_path / "tokio.lua").write_text(
+        "local M = {}\nfunction M.snapshot() end\n"
+        "function M.finish() return { runtimes = setmetatable({}, { __array = true }), "
+        "marker = 'from-env' } end\nreturn M\n")
+    r = run("tasks", "--json", rust_tasks.pid, env={"TASKDBG_PLUGIN_PATH": f"/nonexistent:{tmp_path}"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["runtimes"] == []
+    assert_untouched(rust_tasks.pid)
+
+
+def test_no_debug_info():
+    target = Target([C_FIXTURES / "fixture-threads-nodebug"])
+    try:
+        r = run("tasks", target.pid)
+        assert r.returncode == 2
+        assert "fixture-threads-nodebug has no debug info" in r.stderr
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
