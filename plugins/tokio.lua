@@ -23,15 +23,28 @@ local function fieldset(v)
 end
 
 -- Peels std and tokio wrappers (Cell, UnsafeCell, RefCell, MaybeUninit,
--- ManuallyDrop, mutexes, newtypes) down to the value they hold.
+-- ManuallyDrop, mutexes, newtypes) down to the value they hold. The way down
+-- is worked out once per type (td.fields builds a table: not in a hot path).
+local peel_steps = {}
 local function peel(v)
-  for _ = 1, 32 do
-    local f, n, only = fieldset(v)
-    if f.data and (f.raw or f.poison) then v = v.data
-    elseif f.value and f.borrow then v = v.value
-    elseif n == 1 and (only == "value" or only:find("^__%d+$")) then v = v[only]
-    else return v end
+  local id = td.id(v)
+  local steps = peel_steps[id]
+  if not steps then
+    steps = {}
+    local w = v
+    for _ = 1, 32 do
+      local f, n, only = fieldset(w)
+      local step
+      if f.data and (f.raw or f.poison) then step = "data"
+      elseif f.value and f.borrow then step = "value"
+      elseif n == 1 and (only == "value" or only:find("^__%d+$")) then step = only end
+      if not step then break end
+      steps[#steps + 1] = step
+      w = w[step]
+    end
+    peel_steps[id] = steps
   end
+  for i = 1, #steps do v = v[steps[i]] end
   return v
 end
 

@@ -49,16 +49,17 @@ static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
 	return NULL;
 }
 
-static struct td_error *bt_while_stopped(struct td_snapshot *snap, void *arg)
+/*
+ * After the stop: each thread's TLS block was copied during it, so CONTEXT
+ * reads still give what the thread was polling then, and the target does not
+ * wait for them.
+ */
+static void bt_current_tasks(struct bt_job *job)
 {
-	struct bt_job *job = arg;
-	(void)snap;
 	if (!job->usable)
-		return NULL;
-	td_program_forget_memory(job->prog);
-	struct td_error *err = td_lua_call_plugin(job->lua, "current_tasks", true, &job->current);
+		return;
+	struct td_error *err = td_lua_call_plugin(job->lua, "current_tasks", false, &job->current);
 	td_error_destroy(err);
-	return NULL;
 }
 
 static void bt_job_deinit(struct bt_job *job)
@@ -114,8 +115,7 @@ int td_cmd_bt(int argc, char **argv)
 	struct td_error *perr = td_lua_find_plugin("tokio", NULL, &job.plugin_path);
 	td_error_destroy(perr);
 	struct td_snapshot *snap;
-	struct td_error *err = td_cli_snapshot_with(argv[optind], exe, bt_before_stop, bt_while_stopped,
-						    &job, &snap);
+	struct td_error *err = td_cli_snapshot_with(argv[optind], exe, bt_before_stop, NULL, &job, &snap);
 	if (err) {
 		bt_job_deinit(&job);
 		return td_cli_fail(err);
@@ -127,6 +127,7 @@ int td_cmd_bt(int argc, char **argv)
 		td_snapshot_destroy(snap);
 		return td_cli_fail(err);
 	}
+	bt_current_tasks(&job);
 	assign_tasks(list, job.current);
 	if (json)
 		td_report_bt_json(stdout, snap, list);

@@ -161,3 +161,21 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 		*ret = mod;
 	return NULL;
 }
+
+uint64_t td_modules_tls_block_size(Dwfl_Module *mod)
+{
+	GElf_Addr bias;
+	Elf *elf = mod ? dwfl_module_getelf(mod, &bias) : NULL;
+	size_t phnum;
+	if (!elf || elf_getphdrnum(elf, &phnum) != 0)
+		return 0;
+	for (size_t i = 0; i < phnum; i++) {
+		GElf_Phdr ph;
+		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_TLS) {
+			uint64_t align = ph.p_align ? ph.p_align : 1;
+			uint64_t size = (ph.p_memsz + align - 1) / align * align;
+			return size <= 65536 ? size : 0;  /* bounded: a huge one is not copied */
+		}
+	}
+	return 0;
+}

@@ -27,6 +27,12 @@ struct td_error *td_modules_report_core(struct td_core *core, const char *exe, D
 struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *what,
 				      const char *exe_override, Dwfl_Module **ret);
 
+/*
+ * round_up(PT_TLS.p_memsz, p_align) of a module: the size of its static TLS
+ * block (x86_64: it ends at the thread pointer). 0 if none or over 64 KiB.
+ */
+uint64_t td_modules_tls_block_size(Dwfl_Module *mod);
+
 /* The file name of a module's ELF file, or its reported name. */
 const char *td_module_path(Dwfl_Module *mod);
 

@@ -49,7 +49,8 @@ static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps,
 {
 	size_t arena_used = 0;
 	size_t n = snap->nthreads;
-	struct iovec *local = calloc(n, sizeof(*local)), *remote = calloc(n, sizeof(*remote));
+	/* One range per thread for its stack, one for its static TLS block. */
+	struct iovec *local = calloc(2 * n, sizeof(*local)), *remote = calloc(2 * n, sizeof(*remote));
 	if (!local || !remote)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -78,17 +79,33 @@ static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps,
 		t->stack_len = hi - lo;
 		local[i] = (struct iovec){ t->stack, t->stack_len };
 		remote[i] = (struct iovec){ (void *)(uintptr_t)lo, t->stack_len };
+		/*
+		 * The TLS block (x86_64: just below fs_base) lets runtime plugins
+		 * read thread-locals after the stop and still see stop-time values.
+		 */
+		size_t tls = (size_t)snap->tls_block_size;
+		if (tls && t->regs.fs_base > tls && snap->stack_arena &&
+		    snap->stack_arena_size - arena_used >= tls) {
+			t->tls = snap->stack_arena + arena_used;
+			arena_used += (tls + 63) & ~(size_t)63;
+			t->tls_addr = t->regs.fs_base - tls;
+			t->tls_len = tls;
+			local[n + i] = (struct iovec){ t->tls, tls };
+			remote[n + i] = (struct iovec){ (void *)(uintptr_t)t->tls_addr, tls };
+		}
 	}
-	/* One call for all; if any range faults, fall back to one call per thread. */
+	/* One call for all; if any range faults, fall back to one call per range. */
 	size_t total = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < 2 * n; i++)
 		total += local[i].iov_len;
-	ssize_t got = n ? process_vm_readv(snap->mem_pid, local, n, remote, n, 0) : 0;
+	ssize_t got = n ? process_vm_readv(snap->mem_pid, local, 2 * n, remote, 2 * n, 0) : 0;
 	if (got < 0 || (size_t)got != total) {
 		for (size_t i = 0; i < n; i++) {
 			struct td_snapshot_thread *t = &snap->threads[i];
 			if (t->stack)
 				t->stack_len = td_live_read(snap->mem_pid, t->stack_addr, t->stack, t->stack_len);
+			if (t->tls)
+				t->tls_len = td_live_read(snap->mem_pid, t->tls_addr, t->tls, t->tls_len);
 		}
 	}
 out:
@@ -145,6 +162,7 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	td_timing_mark("check executable");
 	if ((err = td_proc_read_maps(proc_tid, &maps, &nmaps)))
 		goto fail;
+	snap->tls_block_size = td_modules_tls_block_size(snap->exe_module);
 	/* Names and states as they are before the stop (during it, all read 't'). */
 	pid_t *pre_tids = NULL;
 	size_t npre = 0;
@@ -289,14 +307,25 @@ fail:
 	return err;
 }
 
+/* Copies from one range copied during the stop, if addr is in it. */
+static bool read_copy(uint64_t base, size_t size, const unsigned char *copy, uint64_t addr,
+		      void *buf, size_t len, size_t *done)
+{
+	if (!copy || addr < base || addr - base >= size)
+		return false;
+	size_t off = (size_t)(addr - base);
+	*done = size - off < len ? size - off : len;
+	memcpy(buf, copy + off, *done);
+	return true;
+}
+
 size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size_t len)
 {
 	for (size_t i = 0; i < snap->nthreads; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
-		if (addr >= t->stack_addr && addr - t->stack_addr < t->stack_len) {
-			size_t off = (size_t)(addr - t->stack_addr);
-			size_t n = t->stack_len - off < len ? t->stack_len - off : len;
-			memcpy(buf, t->stack + off, n);
+		size_t n;
+		if (read_copy(t->tls_addr, t->tls_len, t->tls, addr, buf, len, &n) ||
+		    read_copy(t->stack_addr, t->stack_len, t->stack, addr, buf, len, &n)) {
 			if (n == len)
 				return n;
 			return n + td_snapshot_read(snap, addr + n, (char *)buf + n, len - n);

@@ -33,6 +33,9 @@ struct td_snapshot_thread {
 	size_t stack_len;
 	unsigned char *stack;       /* in the snapshot's arena, or malloc'd if stack_owned */
 	bool stack_owned;
+	uint64_t tls_addr;          /* the executable's static TLS block, copied too */
+	size_t tls_len;
+	unsigned char *tls;         /* in the arena */
 };
 
 enum td_snapshot_kind { TD_SNAPSHOT_LIVE, TD_SNAPSHOT_CORE };
@@ -53,6 +56,7 @@ struct td_snapshot {
 	size_t unwind_next;         /* libdwfl's thread iterator (snapshot/unwind.c) */
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
+	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */
 };
 
 struct td_snapshot_options {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "debuginfo/demangle.h"
+#include "debuginfo/modules.h"
 #include "debuginfo/symbolize.h"
 
 #define TD_PAGE_SIZE 4096u
@@ -63,18 +64,7 @@ struct td_error *td_program_create(struct td_snapshot *snap, struct td_program *
 		err = td_error_format(TD_ERR_TARGET, "%s has no debug info (DWARF)", snap->exe);
 		goto fail;
 	}
-	GElf_Addr ebias;
-	Elf *elf = dwfl_module_getelf(prog->exe, &ebias);
-	size_t phnum = 0;
-	if (elf && elf_getphdrnum(elf, &phnum) == 0) {
-		for (size_t i = 0; i < phnum; i++) {
-			GElf_Phdr ph;
-			if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_TLS) {
-				uint64_t align = ph.p_align ? ph.p_align : 1;
-				prog->tls_block_size = (ph.p_memsz + align - 1) / align * align;
-			}
-		}
-	}
+	prog->tls_block_size = td_modules_tls_block_size(prog->exe);
 	if ((err = td_symbolizer_create(snap->dwfl, &prog->sym)))
 		goto fail;
 	prog->capacity = 1024;
