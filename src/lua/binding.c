@@ -1,4 +1,5 @@
 #include "lua/binding.h"
+#include "util/clock.h"
 
 #include <dwarf.h>
 #include <lauxlib.h>
@@ -38,19 +39,12 @@ struct td_lua {
 	size_t nchain;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Starts the budgets of one call. */
 static void budget_start(struct td_lua *lua, unsigned limit_ms)
 {
 	lua->instructions = 0;
 	lua->limit_ms = limit_ms;
-	lua->deadline_ns = now_ns() + (uint64_t)limit_ms * 1000000u;
+	lua->deadline_ns = td_now_ns() + (uint64_t)limit_ms * 1000000u;
 }
 
 static const char VALUE_MT[] = "taskdbg.Value";
@@ -90,7 +84,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	lua->instructions += TD_LUA_HOOK_EVERY;
 	if (lua->instructions > TD_LUA_INSTRUCTIONS_MAX)
 		luaL_error(L, "instruction budget exhausted (a loop that never ends?)");
-	if (lua->deadline_ns && now_ns() > lua->deadline_ns)
+	if (lua->deadline_ns && td_now_ns() > lua->deadline_ns)
 		luaL_error(L, "time budget exhausted: over %d ms%s", (int)lua->limit_ms,
 			   lua->limit_ms == TD_LUA_STOPPED_MS ? " with the target stopped" : "");
 }

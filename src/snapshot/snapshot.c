@@ -1,4 +1,5 @@
 #include "snapshot/snapshot.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,13 +25,6 @@
  */
 #define TD_STACK_ARENA_PER_THREAD (32 * 1024)
 #define TD_STACK_ARENA_MAX (16 * 1024 * 1024)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static struct td_snapshot *snapshot_new(enum td_snapshot_kind kind)
 {
@@ -193,7 +187,7 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	else
 		snap->stack_arena_size = 0;
 	/* The stop: as short as we can make it. */
-	uint64_t t0 = now_ns();
+	uint64_t t0 = td_now_ns();
 	if ((err = td_live_stop(pid, &live)))
 		goto fail;
 	snap->threads = calloc(live->count, sizeof(*snap->threads));
@@ -219,7 +213,7 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	if (opts && opts->pause_stopped_ms)
 		usleep(opts->pause_stopped_ms * 1000u);
 	td_live_detach(live);
-	snap->stopped_ns = now_ns() - t0;
+	snap->stopped_ns = td_now_ns() - t0;
 	td_live_destroy(live);
 	live = NULL;
 

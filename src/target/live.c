@@ -1,4 +1,5 @@
 #include "target/live.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -119,13 +120,6 @@ static bool note_status(struct td_live_thread *t, int status)
 	return true;
 }
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Collects the stops of threads [first, count), in whatever order they come
  * (waitpid(-1): a zombie leader is reported only after its threads, so
@@ -140,7 +134,7 @@ static void wait_stops(struct td_live *live, size_t first)
 	for (size_t i = first; i < live->count; i++)
 		if (live->threads[i].seized && !live->threads[i].stopped)
 			pending++;
-	uint64_t deadline = monotonic_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = td_now_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
 	while (pending > 0) {
 		int status;
 		pid_t tid = waitpid(-1, &status, __WALL | WNOHANG);
@@ -152,7 +146,7 @@ static void wait_stops(struct td_live *live, size_t first)
 		}
 		if (tid < 0 && errno != EINTR)
 			break;  /* ECHILD: nothing left to wait for */
-		if (monotonic_ns() > deadline)
+		if (td_now_ns() > deadline)
 			break;
 		struct timespec nap = { 0, 20000 };
 		nanosleep(&nap, NULL);
@@ -162,13 +156,13 @@ static void wait_stops(struct td_live *live, size_t first)
 /* Waits (bounded) for one thread, as when undoing an attach. */
 static void wait_stopped(struct td_live_thread *t)
 {
-	uint64_t deadline = monotonic_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
+	uint64_t deadline = td_now_ns() + TD_STOP_DEADLINE_MS * 1000000ull;
 	for (;;) {
 		int status;
 		pid_t r = waitpid(t->tid, &status, __WALL | WNOHANG);
 		if (r > 0 && note_status(t, status))
 			return;
-		if ((r < 0 && errno != EINTR) || monotonic_ns() > deadline) {
+		if ((r < 0 && errno != EINTR) || td_now_ns() > deadline) {
 			if (r < 0 && errno == ECHILD)
 				t->exited = true;
 			return;

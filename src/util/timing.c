@@ -1,4 +1,5 @@
 #include "util/timing.h"
+#include "util/clock.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,18 +16,11 @@ static struct {
 static int nmarks = -1;  /* -1: not yet known whether enabled */
 static uint64_t last_ns, start_ns;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static bool enabled(void)
 {
 	if (nmarks == -1) {
 		nmarks = getenv("TASKDBG_TIMING") ? 0 : -2;
-		start_ns = last_ns = now_ns();
+		start_ns = last_ns = td_now_ns();
 	}
 	return nmarks >= 0;
 }
@@ -35,7 +29,7 @@ void td_timing_mark(const char *phase)
 {
 	if (!enabled() || nmarks == TD_TIMING_MAX)
 		return;
-	uint64_t t = now_ns();
+	uint64_t t = td_now_ns();
 	marks[nmarks].phase = phase;
 	marks[nmarks].ns = t - last_ns;
 	nmarks++;
