@@ -34,6 +34,11 @@ static ssize_t read_small_file(const char *path, char *buf, size_t size)
 
 pid_t td_proc_live_thread(pid_t pid)
 {
+	/* The leader whenever it lives: other threads may come and go (and after
+	 * pid wrap-around their ids can sort before it). */
+	char lname[16], lstate;
+	if (td_proc_thread_info(pid, pid, lname, &lstate) && lstate != 'Z' && lstate != 'X')
+		return pid;
 	pid_t *tids;
 	size_t n;
 	struct td_error *err = td_proc_list_threads(pid, &tids, &n);

@@ -94,6 +94,7 @@ def test_threads_born_during_attach_are_caught():
             # Every thread the snapshot holds was unwound, the new ones too.
             for t in doc["threads"]:
                 assert t["frames"], t
+        assert target.proc.poll() is None, f"the target died: {target.proc.returncode}"
         assert_untouched(target.pid)
     finally:
         target.stop()
