@@ -94,12 +94,27 @@ static void print_where(FILE *out, struct json_object *aw)
 		fprintf(out, " (task %lld)", joined);
 }
 
+/*
+ * A task in its first poll has suspended nowhere yet: its futures all read
+ * Unresumed, and only its thread's stack says where it is.
+ */
+static bool in_first_poll(struct json_object *t)
+{
+	struct json_object *aw = innermost(t);
+	const char *state = str(t, "state"), *aw_state = aw ? str(aw, "state") : NULL;
+	return state && strcmp(state, "running") == 0 && aw_state && strcmp(aw_state, "Unresumed") == 0;
+}
+
 static void print_task(FILE *out, struct json_object *t, bool chains)
 {
 	fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
 	long long on = num(t, "running_on", -1);
 	if (on >= 0)
 		fprintf(out, " (on thread %lld)", on);
+	if (in_first_poll(t)) {
+		fprintf(out, ", in its first poll: `taskdbg bt` shows where\n");
+		return;
+	}
 	if (!chains)
 		print_where(out, innermost(t));
 	fputc('\n', out);

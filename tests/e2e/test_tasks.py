@@ -114,7 +114,8 @@ def test_live_text(rust_tasks):
     assert "runtime 2 (current_thread), 2 tasks, workers:" in out
     assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
                      r"tokio::time::sleep::Sleep$", out, re.M)
-    assert re.search(r"^ +10  running +tasks::hog \(on thread \d+\)", out, re.M)
+    assert re.search(r"^ +10  running +tasks::hog \(on thread \d+\), in its first poll: "
+                     r"`taskdbg bt` shows where$", out, re.M)
     assert re.search(rf"^ +6  idle +tasks::supervise at {SRC}:{L['join_await']} awaiting "
                      r"tokio::runtime::task::join::JoinHandle<u32> \(task 5\)$", out, re.M)
     r = run("tasks", "--chains", rust_tasks.pid)
