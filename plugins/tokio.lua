@@ -166,6 +166,7 @@ local function await_chain(future)
   return td.await_chain(future)
 end
 
+local EMPTY = {}
 local names = {}
 local function cached_path(t)
   local id = td.id(t)
@@ -453,13 +454,17 @@ function M.finish()
       end
       task.future_type = nil
       task.address = string.format("0x%x", task.address)
-      -- Tasks waiting at the same place share one backtrace (and one JSON object).
-      local chain = task.chain or {}
-      local key = {}
-      for i, aw in ipairs(chain) do
-        key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+      -- Tasks waiting at the same place share one backtrace (and one JSON
+      -- object): td.await_chain_at hands them one shared chain table.
+      local chain = task.chain or EMPTY
+      local key = chain
+      if not chain.shared then
+        key = {}
+        for i, aw in ipairs(chain) do
+          key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+        end
+        key = table.concat(key, ";")
       end
-      key = table.concat(key, ";")
       local backtrace = shared_backtraces[key]
       if not backtrace then
         backtrace = setmetatable({}, { __array = true })

@@ -64,9 +64,9 @@ static void bt_current_tasks(struct bt_job *job)
 
 static void bt_job_deinit(struct bt_job *job)
 {
+	json_object_put(job->current);  /* before the Lua state whose strings it borrows */
 	td_lua_destroy(job->lua);
 	td_program_destroy(job->prog);
-	json_object_put(job->current);
 	free(job->plugin_path);
 }
 

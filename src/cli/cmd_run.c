@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "lua/binding.h"
@@ -19,7 +20,7 @@ struct run_job {
 	const char *script;
 	char **args;
 	int nargs;
-	struct json_object *result;
+	char *output;   /* the script's result as JSON text, or NULL */
 };
 
 static struct td_error *run_while_stopped(struct td_snapshot *snap, void *arg)
@@ -31,7 +32,14 @@ static struct td_error *run_while_stopped(struct td_snapshot *snap, void *arg)
 		return err;
 	struct td_lua *lua;
 	if (!(err = td_lua_create(prog, &lua))) {
-		err = td_lua_run_script(lua, job->script, job->args, job->nargs, &job->result);
+		struct json_object *result = NULL;
+		err = td_lua_run_script(lua, job->script, job->args, job->nargs, &result);
+		/* As text before the Lua state goes: the JSON borrows its strings. */
+		if (result) {
+			job->output = strdup(json_object_to_json_string_ext(result,
+				JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(result);
+		}
 		td_lua_destroy(lua);
 	}
 	td_program_destroy(prog);
@@ -63,9 +71,9 @@ int td_cmd_run(int argc, char **argv)
 	struct td_error *err = td_cli_snapshot_with(argv[optind + 1], exe, NULL, run_while_stopped, &job, &snap);
 	if (err)
 		return td_cli_fail(err);
-	if (job.result) {
-		puts(json_object_to_json_string_ext(job.result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(job.result);
+	if (job.output) {
+		puts(job.output);
+		free(job.output);
 	}
 	td_snapshot_destroy(snap);
 	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;

@@ -58,9 +58,9 @@ static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 
 static void job_deinit(struct tasks_job *job)
 {
+	json_object_put(job->model);  /* before the Lua state whose strings it borrows */
 	td_lua_destroy(job->lua);
 	td_program_destroy(job->prog);
-	json_object_put(job->model);
 }
 
 int td_cmd_tasks(int argc, char **argv)

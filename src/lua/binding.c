@@ -923,6 +923,51 @@ static int l_await_chain_at(lua_State *L)
 	return push_await_chain(L, future);
 }
 
+/* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
+static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_t addr)
+{
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, (lua_Integer)st->type);
+	lua_setfield(L, -2, "type");
+	lua_pushstring(L, st->name);
+	lua_setfield(L, -2, "state");
+	if (st->file) {
+		lua_pushstring(L, st->file);
+		lua_setfield(L, -2, "file");
+	}
+	if (st->line) {
+		lua_pushinteger(L, st->line);
+		lua_setfield(L, -2, "line");
+	}
+	if (st->has_awaitee) {
+		lua_pushinteger(L, (lua_Integer)dwarf_dieoffset((Dwarf_Die *)&st->awaitee_type));
+		lua_setfield(L, -2, "awaiting");
+		if (addr) {
+			/* Where the awaited future is: plugins follow leaf futures (JoinHandle...). */
+			lua_pushinteger(L, (lua_Integer)(addr + st->awaitee_off));
+			lua_setfield(L, -2, "awaiting_addr");
+		}
+	}
+	if (st->nholds && addr) {
+		lua_createtable(L, st->nholds, 0);
+		for (int h = 0; h < st->nholds; h++) {
+			lua_createtable(L, 0, 2);
+			lua_pushinteger(L, (lua_Integer)st->hold_type[h]);
+			lua_setfield(L, -2, "type");
+			lua_pushinteger(L, (lua_Integer)(addr + st->hold_off[h]));
+			lua_setfield(L, -2, "addr");
+			lua_rawseti(L, -2, h + 1);
+		}
+		lua_setfield(L, -2, "holds");
+	}
+}
+
+/*
+ * The chain of .awaits from v down. Decoding is memoized per (type, state);
+ * a chain with nothing particular to one task (no JoinHandle awaited, nothing
+ * held) is interned: the 100,000 tasks waiting at one place share one table
+ * (marked shared = true), and building it costs nothing after the first.
+ */
 static int push_await_chain(lua_State *L, struct td_value v)
 {
 	struct td_lua *lua = get_lua(L);
@@ -930,28 +975,28 @@ static int push_await_chain(lua_State *L, struct td_value v)
 		return luaL_error(L, "out of memory");
 	struct chain_state *cache = lua->chain_cache;
 	size_t *ncache = &lua->nchain;
-	lua_newtable(L);
-	for (int depth = 1; depth <= TD_CHAIN_DEPTH && is_async_body_type(&v.type); depth++) {
+	struct chain_state *sts[TD_CHAIN_DEPTH], fresh[TD_CHAIN_DEPTH];
+	uint64_t addrs[TD_CHAIN_DEPTH];
+	uint16_t key[TD_CHAIN_DEPTH];
+	int depth = 0;
+	bool per_task = false;
+	struct td_error *err = NULL;
+	while (depth < TD_CHAIN_DEPTH && is_async_body_type(&v.type)) {
 		struct td_value payload;
 		const char *vname;
 		uint64_t discr;
 		Dwarf_Die member;
-		/* The discriminant first, from the cache when this state was seen before. */
 		struct chain_state *st = NULL;
 		Dwarf_Off toff = dwarf_dieoffset(&v.type);
-		struct td_error *err = td_value_variant(&v, &payload, &vname, &discr, &member);
-		if (err) {
-			lua_pushstring(L, err->message);
-			td_error_destroy(err);
-			lua_setfield(L, -2, "error");
+		if ((err = td_value_variant(&v, &payload, &vname, &discr, &member)))
 			break;
-		}
 		for (size_t i = 0; i < *ncache && !st; i++)
 			if (cache[i].type == toff && cache[i].discr == discr)
 				st = &cache[i];
-		struct chain_state fresh;
 		if (!st) {
-			st = *ncache < TD_CHAIN_CACHE ? &cache[(*ncache)++] : &fresh;
+			bool full = *ncache >= TD_CHAIN_CACHE;
+			st = full ? &fresh[depth] : &cache[(*ncache)++];
+			per_task |= full;
 			*st = (struct chain_state){ .type = toff, .discr = discr, .name = vname };
 			st->file = dwarf_decl_file(&member);
 			if (dwarf_decl_line(&member, &st->line) != 0)
@@ -963,44 +1008,55 @@ static int push_await_chain(lua_State *L, struct td_value v)
 			}
 			find_holds(st, &v.type, &payload.type, payload.address - v.address, discr == 0);
 		}
-		lua_createtable(L, 0, 5);
-		lua_pushinteger(L, (lua_Integer)toff);
-		lua_setfield(L, -2, "type");
-		lua_pushstring(L, st->name);
-		lua_setfield(L, -2, "state");
-		if (st->file) {
-			lua_pushstring(L, st->file);
-			lua_setfield(L, -2, "file");
-		}
-		if (st->line) {
-			lua_pushinteger(L, st->line);
-			lua_setfield(L, -2, "line");
-		}
-		if (st->has_awaitee) {
-			lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(&st->awaitee_type));
-			lua_setfield(L, -2, "awaiting");
-			/* Where the awaited future is: plugins follow leaf futures (JoinHandle...). */
-			lua_pushinteger(L, (lua_Integer)(v.address + st->awaitee_off));
-			lua_setfield(L, -2, "awaiting_addr");
-		}
-		if (st->nholds) {
-			lua_createtable(L, st->nholds, 0);
-			for (int h = 0; h < st->nholds; h++) {
-				lua_createtable(L, 0, 2);
-				lua_pushinteger(L, (lua_Integer)st->hold_type[h]);
-				lua_setfield(L, -2, "type");
-				lua_pushinteger(L, (lua_Integer)(v.address + st->hold_off[h]));
-				lua_setfield(L, -2, "addr");
-				lua_rawseti(L, -2, h + 1);
-			}
-			lua_setfield(L, -2, "holds");
-		}
-		lua_rawseti(L, -2, depth);
+		const char *aw = st->has_awaitee ? dwarf_diename(&st->awaitee_type) : NULL;
+		per_task |= st->nholds > 0 || (aw && strncmp(aw, "JoinHandle<", 11) == 0);
+		sts[depth] = st;
+		addrs[depth] = v.address;
+		key[depth] = (uint16_t)(st - cache);
+		depth++;
 		if (!st->has_awaitee)
 			break;
 		struct td_value next;
 		td_value_init(&next, v.prog, &st->awaitee_type, v.address + st->awaitee_off);
 		v = next;
+	}
+	if (!per_task && !err) {
+		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
+		if (lua_isnil(L, -1)) {
+			lua_pop(L, 1);
+			lua_newtable(L);
+			lua_pushvalue(L, -1);
+			lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
+		}
+		lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		lua_rawget(L, -2);
+		if (!lua_isnil(L, -1)) {
+			lua_remove(L, -2);
+			return 1;
+		}
+		lua_pop(L, 1);
+		lua_createtable(L, depth, 1);
+		for (int i = 0; i < depth; i++) {
+			push_chain_level(L, sts[i], 0);
+			lua_rawseti(L, -2, i + 1);
+		}
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "shared");
+		lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		lua_pushvalue(L, -2);
+		lua_rawset(L, -4);
+		lua_remove(L, -2);
+		return 1;
+	}
+	lua_createtable(L, depth, 0);
+	for (int i = 0; i < depth; i++) {
+		push_chain_level(L, sts[i], addrs[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	if (err) {
+		lua_pushstring(L, err->message);
+		td_error_destroy(err);
+		lua_setfield(L, -2, "error");
 	}
 	return 1;
 }
@@ -1203,9 +1259,16 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 			result = json_object_new_object();
 			lua_pushnil(L);
 			while (lua_next(L, idx)) {
+				/*
+				 * Keys are Lua's interned strings, alive as long as the
+				 * table (kept in the registry, see keep_alive): borrowed,
+				 * not copied; a Lua table's keys are unique.
+				 */
 				if (lua_type(L, -2) == LUA_TSTRING)
-					json_object_object_add(result, lua_tostring(L, -2),
-							       to_json_memo(L, -1, depth + 1, memo));
+					json_object_object_add_ex(result, lua_tostring(L, -2),
+								  to_json_memo(L, -1, depth + 1, memo),
+								  JSON_C_OBJECT_ADD_KEY_IS_NEW |
+								  JSON_C_OBJECT_KEY_IS_CONSTANT);
 				lua_pop(L, 1);
 			}
 		}
@@ -1220,6 +1283,24 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 	default:
 		return NULL;
 	}
+}
+
+/*
+ * Keeps a result table (and so the strings its JSON borrows as keys) alive
+ * until the Lua state is destroyed, which must come after the JSON is freed.
+ */
+static void keep_alive(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.results") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.results");
+	}
+	lua_pushvalue(L, idx);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_pop(L, 1);
 }
 
 static struct json_object *to_json(lua_State *L, int idx, int depth)
@@ -1324,6 +1405,7 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 	}
 	if (ret) {
 		td_timing_mark("plugin call");
+		keep_alive(L, -1);
 		*ret = to_json(L, -1, 0);
 		td_timing_mark("plugin result to JSON");
 	}
@@ -1357,6 +1439,8 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 		lua_settop(L, base);
 		return err;
 	}
+	if (lua_istable(L, -1))
+		keep_alive(L, -1);
 	*ret = lua_istable(L, -1) ? to_json(L, -1, 0) : NULL;
 	lua_settop(L, base);
 	return NULL;

@@ -25,7 +25,8 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path);
 /*
  * Calls the loaded plugin's function `entry` ("prepare", "snapshot"); its
  * result (a Lua table) converted to JSON goes to *ret, owned by the caller
- * (json_object_put). With ret NULL, a missing entry is no error. With
+ * (json_object_put), which must free it before td_lua_destroy: its keys are
+ * the Lua state's strings. With ret NULL, a missing entry is no error. With
  * target_stopped, the call has 2 s of wall-clock time (else 60 s): a plugin
  * never holds a target stopped for long.
  */
