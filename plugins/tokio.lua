@@ -283,15 +283,17 @@ local function walk_tasks(first, out)
     },
     max = MAX_TASKS,
   }
-  local chains, errors = {}, {}
-  local state, vtable = cols.state, cols.vtable
-  for i, header in ipairs(cols.node) do
-    local info = vtable_info(vtable[i])
-    if info.stage_type and state[i] & COMPLETE == 0 then
-      local chain, err = td.await_chain_at(info.stage_type, header + info.stage_offset)
-      chains[i] = chain
-      if not chain and err ~= "Finished" and err ~= "Consumed" then errors[i] = err end
-    end
+  -- Every task's await chain in one C call; Lua is asked once per future type.
+  local chains, reasons = td.await_chains{
+    nodes = cols.node, vtables = cols.vtable, states = cols.state, skip_mask = COMPLETE,
+    stage = function(vt)
+      local info = vtable_info(vt)
+      return info.stage_type, info.stage_offset
+    end,
+  }
+  local errors = {}
+  for i, why in pairs(reasons) do
+    if why ~= "Finished" and why ~= "Consumed" then errors[i] = why end
   end
   out[#out + 1] = { cols = cols, chains = chains, errors = errors }
   return why
@@ -315,7 +317,8 @@ local function follow_join_handles(lists)
   local targets = {}
   for _, list in ipairs(lists) do
     for _, chain in pairs(list.chains) do
-      for _, level in ipairs(chain) do
+      -- A shared chain has no JoinHandle and holds nothing, by construction.
+      if not chain.shared then for _, level in ipairs(chain) do
         if level.awaiting and is_join_handle(level.awaiting) then
           local header = td.try_read(level.awaiting_addr)
           if header and header ~= 0 then
@@ -332,7 +335,7 @@ local function follow_join_handles(lists)
             end
           end
         end
-      end
+      end end
     end
   end
   return targets
@@ -553,10 +556,15 @@ function M.walk()
     rt.owned = nil
   end
   -- Headers awaited through JoinHandles but in no owned list: finished tasks.
+  -- (The set of listed headers is built only if some handle leads somewhere.)
+  local any = false
+  for _, rt in ipairs(runtimes) do any = any or next(rt.joined) ~= nil end
   local listed = {}
-  for _, rt in ipairs(runtimes) do
-    for _, list in ipairs(rt.lists) do
-      for _, header in ipairs(list.cols.node) do listed[header] = true end
+  if any then
+    for _, rt in ipairs(runtimes) do
+      for _, list in ipairs(rt.lists) do
+        for _, header in ipairs(list.cols.node) do listed[header] = true end
+      end
     end
   end
   for _, rt in ipairs(runtimes) do

@@ -780,6 +780,9 @@ static int l_walk_list(lua_State *L)
 	return 1;
 }
 
+/* Memo key (value/program.h memo) for where Stage::Running keeps its future. */
+#define TD_MEMO_RUNNING 0x3000000000000000ull
+
 /* One decoded state of an async body: cached per (type, discriminant). */
 /* Fields worth naming in a suspended state: handles to tasks, guards, permits, channel ends. */
 #define TD_CHAIN_MAX_HOLDS 8
@@ -900,10 +903,11 @@ static int l_await_chain(lua_State *L)
  * payload's first field); one call per task, no values created on the way.
  * Never raises: an unreadable stage gives nil and the reason.
  */
-static int l_await_chain_at(lua_State *L)
+/* The chain of the future a task's Stage<T> at addr runs, or nil and why (see below). */
+static int push_stage_chain(lua_State *L, Dwarf_Die *stage_type, uint64_t addr)
 {
 	struct td_value stage, payload, future;
-	td_value_init(&stage, get_lua(L)->prog, check_type(L, 1), check_addr(L, 2));
+	td_value_init(&stage, get_lua(L)->prog, stage_type, addr);
 	const char *name;
 	uint64_t discr;
 	struct td_error *err = td_value_variant(&stage, &payload, &name, &discr, NULL);
@@ -912,8 +916,21 @@ static int l_await_chain_at(lua_State *L)
 		lua_pushstring(L, name);
 		return 2;
 	}
-	if (!err)
-		err = td_value_member(&payload, "__0", &future);
+	if (!err) {
+		/* Where Running's future sits, memoized per payload type (a DWARF walk). */
+		struct running_memo { Dwarf_Die type; uint64_t offset; } *rm;
+		struct td_program *prog = get_lua(L)->prog;
+		uint64_t toff = dwarf_dieoffset(&payload.type);
+		rm = td_program_memo_get(prog, TD_MEMO_RUNNING, toff);
+		if (!rm && !(err = td_value_member(&payload, "__0", &future)) &&
+		    (rm = malloc(sizeof(*rm)))) {
+			rm->type = future.type;
+			rm->offset = future.address - payload.address;
+			td_program_memo_put(prog, TD_MEMO_RUNNING, toff, rm);
+		}
+		if (rm && !err)
+			td_value_init(&future, prog, &rm->type, payload.address + rm->offset);
+	}
 	if (err) {
 		lua_pushnil(L);
 		lua_pushstring(L, err->message);
@@ -921,6 +938,82 @@ static int l_await_chain_at(lua_State *L)
 		return 2;
 	}
 	return push_await_chain(L, future);
+}
+
+static int l_await_chain_at(lua_State *L)
+{
+	return push_stage_chain(L, check_type(L, 1), check_addr(L, 2));
+}
+
+/*
+ * td.await_chains{nodes=, vtables=, states=, skip_mask=, stage=function(vtable)}
+ *   -> chains, reasons
+ * td.await_chain_at for a whole column of tasks in one call: for task i,
+ * unless states[i] & skip_mask, the chain of the future in its Stage, found at
+ * nodes[i] + offset with stage(vtables[i]) -> StageType, offset (asked once
+ * per distinct vtable; nil: no chain). reasons[i] says why a task has none.
+ */
+#define TD_STAGE_CACHE 256
+static int l_await_chains(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "nodes");
+	lua_getfield(L, 1, "vtables");
+	lua_getfield(L, 1, "states");
+	lua_getfield(L, 1, "stage");
+	int nodes = 2, vtables = 3, states = 4, stage_fn = 5;
+	luaL_checktype(L, nodes, LUA_TTABLE);
+	luaL_checktype(L, vtables, LUA_TTABLE);
+	luaL_checktype(L, states, LUA_TTABLE);
+	luaL_checktype(L, stage_fn, LUA_TFUNCTION);
+	uint64_t skip = (uint64_t)spec_int(L, 1, "skip_mask", 0);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, nodes);
+	lua_createtable(L, (int)n, 0);
+	int chains = lua_gettop(L);
+	lua_newtable(L);
+	int reasons = lua_gettop(L);
+	struct { uint64_t vtable; bool has; Dwarf_Die type; uint64_t offset; } cache[TD_STAGE_CACHE];
+	int ncache = 0;
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, states, i);
+		uint64_t st = (uint64_t)lua_tointeger(L, -1);
+		lua_rawgeti(L, vtables, i);
+		uint64_t vt = (uint64_t)lua_tointeger(L, -1);
+		lua_rawgeti(L, nodes, i);
+		uint64_t node = (uint64_t)lua_tointeger(L, -1);
+		lua_pop(L, 3);
+		if (st & skip)
+			continue;
+		int c = 0;
+		while (c < ncache && cache[c].vtable != vt)
+			c++;
+		if (c == ncache) {
+			if (ncache == TD_STAGE_CACHE)
+				c = ncache - 1;  /* more future types than slots: reuse the last */
+			else
+				ncache++;
+			lua_pushvalue(L, stage_fn);
+			lua_pushinteger(L, (lua_Integer)vt);
+			lua_call(L, 1, 2);
+			cache[c].vtable = vt;
+			cache[c].has = luaL_testudata(L, -2, TYPE_MT) != NULL;
+			if (cache[c].has) {
+				cache[c].type = *(Dwarf_Die *)lua_touserdata(L, -2);
+				cache[c].offset = (uint64_t)luaL_checkinteger(L, -1);
+			}
+			lua_pop(L, 2);
+		}
+		if (!cache[c].has)
+			continue;
+		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset);
+		if (pushed == 1) {
+			lua_rawseti(L, chains, i);
+		} else {
+			lua_rawseti(L, reasons, i);
+			lua_pop(L, 1);
+		}
+	}
+	return 2;
 }
 
 /* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
@@ -1103,7 +1196,7 @@ static const luaL_Reg td_functions[] = {
 	{ "qualified_name", l_qualified_name }, { "id", l_id }, { "find_tls", l_find_tls },
 	{ "each_function", l_each_function }, { "walk_list", l_walk_list },
 	{ "await_chain", l_await_chain }, { "type_by_id", l_type_by_id },
-	{ "await_chain_at", l_await_chain_at },
+	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
 	{ NULL, NULL },
 };
 
