@@ -195,6 +195,7 @@ local function resolve_layout()
   layout = {
     state = td.offset(header, "state"),
     vtable = td.offset(header, "vtable"),
+    owner_id = td.offset(header, "owner_id"),
     poll = td.offset(vt, "poll"),
     trailer_offset = td.offset(vt, "trailer_offset"),
     id_offset = td.offset(vt, "id_offset"),
@@ -374,6 +375,23 @@ local function build_tasks(lists, running_on, id_of_header)
   return tasks
 end
 
+-- The runtime (or LocalSet) a task belongs to, from the task itself: its
+-- Cell's core.scheduler is the Arc of its runtime's handle (or a LocalSet's
+-- shared state). Returns the owned list, the flavor and an identity.
+local function runtime_of_task(header)
+  local info = vtable_info(td.read(header + layout.vtable))
+  if not info.cell then return nil end
+  local data = arc_data(td.value(info.cell, header).core.scheduler)
+  if td.has(data, "local_state") then
+    return data.local_state.owned, "local_set", td.addr(data)
+  end
+  local path = td.qualified_name(data) or ""
+  local flavor = path:find("current_thread") and "current_thread"
+    or path:find("multi_thread") and "multi_thread" or nil
+  if not flavor or not td.has(data, "shared") then return nil end
+  return data.shared.owned, flavor, td.addr(data)
+end
+
 local TLS_ROOTS = {
   "tokio::runtime::context::CONTEXT",
   "tokio::task::local::CURRENT",
@@ -500,21 +518,22 @@ end
 function M.walk()
   local runtimes, by_handle = {}, {}
   local running_on = {}
+  local function new_runtime(flavor, owned, key)
+    local rt = { id = #runtimes + 1, flavor = flavor, owned = owned,
+                 workers = setmetatable({}, { __array = true }),
+                 tasks = setmetatable({}, { __array = true }),
+                 address = string.format("0x%x", key) }
+    runtimes[#runtimes + 1] = rt
+    by_handle[key] = rt
+    return rt
+  end
   for _, t in ipairs(td.threads()) do
     local ctx = context(t.tid)
     if ctx then
       local ok, handle, flavor = pcall(scheduler_handle, ctx)
       if ok and handle then
         local key = td.addr(handle)
-        local rt = by_handle[key]
-        if not rt then
-          rt = { id = #runtimes + 1, flavor = flavor, owned = handle.shared.owned,
-                 workers = setmetatable({}, { __array = true }),
-                 tasks = setmetatable({}, { __array = true }),
-                 address = string.format("0x%x", key) }
-          runtimes[#runtimes + 1] = rt
-          by_handle[key] = rt
-        end
+        local rt = by_handle[key] or new_runtime(flavor, handle.shared.owned, key)
         if in_scheduler_loop(t.tid, flavor) then rt.workers[#rt.workers + 1] = t.tid end
       end
       local okid, id = pcall(current_task_id, ctx)
@@ -527,21 +546,13 @@ function M.walk()
   for _, t in ipairs(td.threads()) do
     local ok, owned, key = pcall(local_set_owned, t.tid)
     if ok and owned then
-      local rt = by_handle[key]
-      if not rt then
-        rt = { id = #runtimes + 1, flavor = "local_set", owned = owned,
-               workers = setmetatable({}, { __array = true }),
-               tasks = setmetatable({}, { __array = true }),
-               address = string.format("0x%x", key) }
-        runtimes[#runtimes + 1] = rt
-        by_handle[key] = rt
-      end
+      local rt = by_handle[key] or new_runtime("local_set", owned, key)
       rt.workers[#rt.workers + 1] = t.tid
     end
   end
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
   resolve_layout()
-  for _, rt in ipairs(runtimes) do
+  local function walk_runtime(rt)
     local heads, owner = owned_heads(rt.owned)
     rt.owner_id = owner
     rt.lists = {}
@@ -555,32 +566,65 @@ function M.walk()
     rt.joined = follow_join_handles(rt.lists)
     rt.owned = nil
   end
-  -- Headers awaited through JoinHandles but in no owned list: finished tasks.
-  -- (The set of listed headers is built only if some handle leads somewhere.)
+  for _, rt in ipairs(runtimes) do walk_runtime(rt) end
+
+  -- Runtimes no thread is in (a current-thread runtime outside block_on, an
+  -- idle LocalSet) are reached through their tasks: a JoinHandle leads to a
+  -- task whose owner is unknown, and its own scheduler field names its runtime.
+  for _ = 1, 8 do
+    local owners, found = {}, false
+    for _, rt in ipairs(runtimes) do owners[rt.owner_id] = true end
+    for i = 1, #runtimes do
+      for header in pairs(runtimes[i].joined) do
+        local owner = td.try_read(header + layout.owner_id)
+        if owner and not owners[owner] then
+          local ok, owned, flavor, key = pcall(runtime_of_task, header)
+          if ok and owned and not by_handle[key] then
+            local rt = new_runtime(flavor, owned, key)
+            walk_runtime(rt)
+            owners[rt.owner_id] = true
+            found = true
+          end
+        end
+      end
+    end
+    if not found then break end
+  end
+
+  -- Tasks reached through JoinHandles but in no owned list: finished tasks,
+  -- filed with the runtime that owns them. (The set of listed headers is
+  -- built only if some handle leads somewhere.)
   local any = false
   for _, rt in ipairs(runtimes) do any = any or next(rt.joined) ~= nil end
-  local listed = {}
+  local listed, by_owner = {}, {}
   if any then
     for _, rt in ipairs(runtimes) do
+      by_owner[rt.owner_id] = rt
+      rt.extra = { node = {}, state = {}, vtable = {}, id = {} }
       for _, list in ipairs(rt.lists) do
         for _, header in ipairs(list.cols.node) do listed[header] = true end
       end
     end
-  end
-  for _, rt in ipairs(runtimes) do
-    local extra = { node = {}, state = {}, vtable = {}, id = {} }
-    for header in pairs(rt.joined) do
-      if not listed[header] then
-        local ok, t = pcall(decode_header, header)
-        if ok then
-          for k, v in pairs(t) do extra[k][#extra[k] + 1] = v end
-          listed[header] = true
+    for _, rt in ipairs(runtimes) do
+      for header in pairs(rt.joined) do
+        if not listed[header] then
+          local ok, t = pcall(decode_header, header)
+          if ok then
+            local home = by_owner[td.try_read(header + layout.owner_id)] or rt
+            for k, v in pairs(t) do home.extra[k][#home.extra[k] + 1] = v end
+            listed[header] = true
+          end
         end
       end
     end
-    if #extra.node > 0 then rt.lists[#rt.lists + 1] = { cols = extra, chains = {}, errors = {} } end
-    rt.joined = nil
+    for _, rt in ipairs(runtimes) do
+      if #rt.extra.node > 0 then
+        rt.lists[#rt.lists + 1] = { cols = rt.extra, chains = {}, errors = {} }
+      end
+      rt.extra = nil
+    end
   end
+  for _, rt in ipairs(runtimes) do rt.joined = nil end
   return { runtimes = runtimes, running_on = running_on }
 end
 

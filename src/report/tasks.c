@@ -115,8 +115,13 @@ static void print_task(FILE *out, struct json_object *t, bool chains)
 		fprintf(out, ", in its first poll: `taskdbg bt` shows where\n");
 		return;
 	}
+	struct json_object *last = innermost(t);
+	if (last && str(last, "state") && strcmp(str(last, "state"), "Unresumed") == 0) {
+		fprintf(out, ", not started yet\n");
+		return;
+	}
 	if (!chains)
-		print_where(out, innermost(t));
+		print_where(out, last);
 	fputc('\n', out);
 	struct json_object *bt;
 	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt) {

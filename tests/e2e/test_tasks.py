@@ -36,6 +36,8 @@ EXPECTED_RT1 = {
     7: ("complete", "tasks::quick", []),
     8: ("idle", "tasks::keep", chain(
         ("keep", "keep_await", "core::future::pending::Pending<()>"))),
+    12: ("idle", "tasks::bridge", chain(
+        ("bridge", "bridge_await", "tokio::runtime::task::join::JoinHandle<u32>"))),
 }
 
 
@@ -47,8 +49,14 @@ def tasks_json(target):
 
 def check_model(doc, live):
     rts = doc["runtimes"]
-    assert [(rt["id"], rt["flavor"]) for rt in rts] == [(1, "multi_thread"), (2, "current_thread")]
-    rt1, rt2 = rts
+    assert [(rt["id"], rt["flavor"]) for rt in rts] == [
+        (1, "multi_thread"), (2, "current_thread"), (3, "current_thread")]
+    rt1, rt2, rt3 = rts
+    # Runtime 3 has no thread in it: found through its task, which bridge awaits.
+    assert rt3["workers"] == []
+    (dormant,) = rt3["tasks"]
+    assert (dormant["id"], dormant["state"], dormant["name"]) == (11, "notified", "tasks::dormant")
+    assert [aw["state"] for aw in dormant["backtrace"]] == ["Unresumed"]
     assert len(rt1["workers"]) == 2 and len(rt2["workers"]) == 1
     got = {t["id"]: t for t in rt1["tasks"]}
     assert sorted(got) == sorted(EXPECTED_RT1)
@@ -62,6 +70,7 @@ def check_model(doc, live):
 
     # Following the awaited JoinHandle leads to the task it joins.
     assert got[6]["backtrace"][0]["awaiting_task"] == 5
+    assert got[12]["backtrace"][0]["awaiting_task"] == 11
     assert all("awaiting_task" not in aw for t in (got[3], got[4], got[5]) for aw in t["backtrace"])
     # What suspended futures hold (their own locals, not stale argument copies).
     assert [(h["type"], h["task"]) for h in got[8]["holds"]] == [
@@ -109,7 +118,9 @@ def test_live_text(rust_tasks):
     r = run("tasks", rust_tasks.pid)
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "runtime 1 (multi_thread), 6 tasks, workers:" in out
+    assert "runtime 1 (multi_thread), 7 tasks, workers:" in out
+    assert "runtime 3 (current_thread), 1 tasks, workers:\n" in out
+    assert re.search(r"^ +11  notified +tasks::dormant, not started yet$", out, re.M)
     assert re.search(r"^ +7  complete +tasks::quick$", out, re.M)
     assert "runtime 2 (current_thread), 2 tasks, workers:" in out
     assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
