@@ -1507,7 +1507,7 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 }
 
 struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
-				   struct json_object **ret)
+				   bool target_stopped, struct json_object **ret)
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
@@ -1525,7 +1525,7 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 	}
 	lua_setfield(L, -2, "args");
 	lua_setupvalue(L, -2, 1);
-	budget_start(lua, TD_LUA_OTHER_MS);
+	budget_start(lua, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS);
 	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path,
 						       lua_tostring(L, -1));

@@ -35,10 +35,11 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 
 /*
  * Runs a user script in the sandbox, with `args` set to its arguments. If it
- * returns a table, *ret gets it as JSON (else NULL).
+ * returns a table, *ret gets it as JSON (else NULL). target_stopped: a live
+ * target waits meanwhile, so the script gets the 2 s budget.
  */
 struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
-				   struct json_object **ret);
+				   bool target_stopped, struct json_object **ret);
 
 /* The directories searched for plugins, in order: --plugins, $TASKDBG_PLUGIN_PATH, install dir, source tree. */
 struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret);

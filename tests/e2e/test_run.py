@@ -42,3 +42,13 @@ def test_script_error_names_file_and_line(rust_stacks, tmp_path):
 def test_run_usage():
     r = run("run", "only-a-script.lua")
     assert r.returncode == 64 and "SCRIPT.lua and TARGET are needed" in r.stderr
+
+
+def test_script_cannot_hold_a_live_target(rust_stacks, tmp_path):
+    """A live target waits while a script runs: 2 s at most, then it runs on."""
+    script = tmp_path / "spin.lua"
+    script.write_text("while true do end\n")
+    r = run("run", script, rust_stacks.pid)
+    assert r.returncode == 2
+    assert "time budget exhausted: over 2000 ms with the target stopped" in r.stderr
+    assert_untouched(rust_stacks.pid)
