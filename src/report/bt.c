@@ -94,12 +94,13 @@ static const char *state_word(char state)
 void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)
 {
 	if (snap->kind == TD_SNAPSHOT_LIVE)
-		fprintf(out, "process %d (%s), %zu threads, stopped for %.3f ms\n",
+		fprintf(out, "process %d (%s), %zu thread%s, stopped for %.3f ms\n",
 			(int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads,
-			(double)snap->stopped_ns / 1e6);
+			snap->nthreads == 1 ? "" : "s", (double)snap->stopped_ns / 1e6);
 	else
-		fprintf(out, "core %s of process %d (%s), %zu threads\n",
-			snap->core_path, (int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads);
+		fprintf(out, "core %s of process %d (%s), %zu thread%s\n", snap->core_path,
+			(int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads,
+			snap->nthreads == 1 ? "" : "s");
 	for (size_t i = 0; i < list->count; i++) {
 		const struct td_thread_view *v = &list->threads[i];
 		const struct td_snapshot_thread *t = v->thread;

@@ -182,8 +182,9 @@ void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 	struct json_object *runtimes = runtimes_of(model);
 	size_t nr = runtimes ? json_object_array_length(runtimes) : 0;
 	if (snap->kind == TD_SNAPSHOT_LIVE)
-		fprintf(out, "process %d (%s), %zu threads, stopped for %.3f ms\n", (int)snap->pid,
-			snap->comm ? snap->comm : "?", snap->nthreads, (double)snap->stopped_ns / 1e6);
+		fprintf(out, "process %d (%s), %zu thread%s, stopped for %.3f ms\n", (int)snap->pid,
+			snap->comm ? snap->comm : "?", snap->nthreads, snap->nthreads == 1 ? "" : "s",
+			(double)snap->stopped_ns / 1e6);
 	else
 		fprintf(out, "core %s of process %d (%s)\n", snap->core_path, (int)snap->pid,
 			snap->comm ? snap->comm : "?");
@@ -196,8 +197,8 @@ void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 		json_object_object_get_ex(rt, "tasks", &tasks);
 		json_object_object_get_ex(rt, "workers", &workers);
 		size_t nt = tasks ? json_object_array_length(tasks) : 0;
-		fprintf(out, "\nruntime %lld (%s), %zu tasks, workers:", num(rt, "id", 0),
-			str(rt, "flavor"), nt);
+		fprintf(out, "\nruntime %lld (%s), %zu task%s, workers:", num(rt, "id", 0),
+			str(rt, "flavor"), nt, nt == 1 ? "" : "s");
 		for (size_t w = 0; workers && w < json_object_array_length(workers); w++)
 			fprintf(out, " %d", json_object_get_int(json_object_array_get_idx(workers, w)));
 		fputc('\n', out);

@@ -119,7 +119,7 @@ def test_live_text(rust_tasks):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "runtime 1 (multi_thread), 7 tasks, workers:" in out
-    assert "runtime 3 (current_thread), 1 tasks, workers:\n" in out
+    assert "runtime 3 (current_thread), 1 task, workers:\n" in out
     assert re.search(r"^ +11  notified +tasks::dormant, not started yet$", out, re.M)
     assert re.search(r"^ +7  complete +tasks::quick$", out, re.M)
     assert "runtime 2 (current_thread), 2 tasks, workers:" in out
