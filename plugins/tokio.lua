@@ -155,25 +155,7 @@ end
 
 local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
 
-local function is_async_body(v)
-  local name = td.type_name(v) or ""
-  return name:find("^{async_") ~= nil and td.is_enum(v)
-end
-
--- The chain of .awaits, outermost first, decoded in C (td.await_chain):
--- entries hold type ids; their names are DWARF work left for finish().
-local function await_chain(future)
-  return td.await_chain(future)
-end
-
 local EMPTY = {}
-local names = {}
-local function cached_path(t)
-  local id = td.id(t)
-  local n = names[id]
-  if not n then n = type_path(t); names[id] = n end
-  return n
-end
 
 -- Layout facts resolved once per program.
 local layout

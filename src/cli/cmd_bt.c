@@ -6,7 +6,6 @@
 #include "cli/cli.h"
 #include "lua/binding.h"
 #include "model/threads.h"
-#include "value/program.h"
 #include "report/bt.h"
 #include "util/timing.h"
 
@@ -28,24 +27,15 @@ static const char bt_help[] =
  */
 struct bt_job {
 	char *plugin_path;
-	struct td_program *prog;
 	struct td_lua *lua;
 	struct json_object *current;   /* [{tid, task}] */
-	bool usable;
 };
 
 static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct bt_job *job = arg;
-	struct td_error *err = NULL;
-	if (!job->plugin_path || (err = td_program_create(snap, &job->prog)) ||
-	    (err = td_lua_create(job->prog, &job->lua)) ||
-	    (err = td_lua_load_plugin(job->lua, job->plugin_path)) ||
-	    (err = td_lua_call_plugin(job->lua, "prepare_threads", false, NULL))) {
-		td_error_destroy(err);
-		return NULL;
-	}
-	job->usable = true;
+	if (job->plugin_path)
+		td_error_destroy(td_lua_open_plugin(snap, job->plugin_path, "prepare_threads", &job->lua));
 	return NULL;
 }
 
@@ -56,7 +46,7 @@ static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
  */
 static void bt_current_tasks(struct bt_job *job)
 {
-	if (!job->usable)
+	if (!job->lua)
 		return;
 	struct td_error *err = td_lua_call_plugin(job->lua, "current_tasks", false, &job->current);
 	td_error_destroy(err);
@@ -66,7 +56,6 @@ static void bt_job_deinit(struct bt_job *job)
 {
 	json_object_put(job->current);  /* before the Lua state whose strings it borrows */
 	td_lua_destroy(job->lua);
-	td_program_destroy(job->prog);
 	free(job->plugin_path);
 }
 

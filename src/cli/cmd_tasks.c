@@ -28,7 +28,6 @@ static const char tasks_help[] =
 
 struct tasks_job {
 	const char *plugin_path;
-	struct td_program *prog;
 	struct td_lua *lua;
 	struct json_object *model;
 };
@@ -37,20 +36,16 @@ struct tasks_job {
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct tasks_job *job = arg;
-	struct td_error *err;
-	if ((err = td_program_create(snap, &job->prog)) || (err = td_lua_create(job->prog, &job->lua)) ||
-	    (err = td_lua_load_plugin(job->lua, job->plugin_path)) ||
-	    (err = td_lua_call_plugin(job->lua, "prepare", false, NULL)))
-		return err;
+	struct td_error *err = td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
 	td_timing_mark("plugin prepare");
-	return NULL;
+	return err;
 }
 
 static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
 	struct tasks_job *job = arg;
 	(void)snap;
-	td_program_forget_memory(job->prog);
+	td_program_forget_memory(td_lua_program(job->lua));
 	struct td_error *err = td_lua_call_plugin(job->lua, "snapshot", true, NULL);
 	td_timing_mark("runtime walk");
 	return err;
@@ -60,7 +55,6 @@ static void job_deinit(struct tasks_job *job)
 {
 	json_object_put(job->model);  /* before the Lua state whose strings it borrows */
 	td_lua_destroy(job->lua);
-	td_program_destroy(job->prog);
 }
 
 int td_cmd_tasks(int argc, char **argv)

@@ -30,6 +30,7 @@ struct chain_state;
 struct td_lua {
 	lua_State *L;
 	struct td_program *prog;
+	bool owns_prog;            /* made by td_lua_open_plugin */
 	char *plugin_path;
 	size_t memory;
 	unsigned long long instructions;
@@ -1241,6 +1242,8 @@ void td_lua_destroy(struct td_lua *lua)
 	lua_close(lua->L);
 	free(lua->chain_cache);
 	free(lua->plugin_path);
+	if (lua->owns_prog)
+		td_program_destroy(lua->prog);
 	free(lua);
 }
 
@@ -1468,6 +1471,33 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
 	lua_settop(L, base);
 	return NULL;
+}
+
+struct td_error *td_lua_open_plugin(struct td_snapshot *snap, const char *path,
+				    const char *prepare, struct td_lua **ret)
+{
+	struct td_program *prog;
+	struct td_error *err = td_program_create(snap, &prog);
+	if (err)
+		return err;
+	struct td_lua *lua;
+	if ((err = td_lua_create(prog, &lua))) {
+		td_program_destroy(prog);
+		return err;
+	}
+	lua->owns_prog = true;
+	if ((err = td_lua_load_plugin(lua, path)) ||
+	    (err = td_lua_call_plugin(lua, prepare, false, NULL))) {
+		td_lua_destroy(lua);
+		return err;
+	}
+	*ret = lua;
+	return NULL;
+}
+
+struct td_program *td_lua_program(struct td_lua *lua)
+{
+	return lua->prog;
 }
 
 struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool target_stopped,

@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "snapshot/snapshot.h"
 #include "value/program.h"
 
 struct td_lua;
@@ -18,6 +19,17 @@ struct td_lua;
 /* The Lua state borrows prog, which must outlive it. */
 struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret);
 void td_lua_destroy(struct td_lua *lua);
+
+/*
+ * The usual way in: a program over snap, a Lua state that owns it, the plugin
+ * at path loaded, and its entry `prepare` called (before a stop: types and
+ * offsets only). td_lua_destroy frees it all.
+ */
+struct td_error *td_lua_open_plugin(struct td_snapshot *snap, const char *path,
+				    const char *prepare, struct td_lua **ret);
+
+/* The program a Lua state reads through. */
+struct td_program *td_lua_program(struct td_lua *lua);
 
 /* Runs a plugin file in its own sandboxed environment; it returns its table. */
 struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path);
