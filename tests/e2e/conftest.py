@@ -40,7 +40,8 @@ def thread_states(pid):
     for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
         try:
             stat = (task / "stat").read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
+            # A thread that exited between the listing and the read.
             continue
         states[int(task.name)] = stat[stat.rindex(")") + 2]
     return states
