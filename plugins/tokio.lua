@@ -156,6 +156,11 @@ end
 local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
 
 local EMPTY = {}
+-- Scheduler Context types (their Core counts ticks), resolved before a stop.
+local tick_types = {}
+local TICK_CONTEXTS = { "tokio::runtime::scheduler::multi_thread::worker::Context",
+                        "tokio::runtime::scheduler::current_thread::Context" }
+local resource_record
 
 -- Layout facts resolved once per program.
 local layout
@@ -267,7 +272,7 @@ local function walk_tasks(first, out)
     max = MAX_TASKS,
   }
   -- Every task's await chain in one C call; Lua is asked once per future type.
-  local chains, reasons = td.await_chains{
+  local chains, reasons, leaves = td.await_chains{
     nodes = cols.node, vtables = cols.vtable, states = cols.state, skip_mask = COMPLETE,
     stage = function(vt)
       local info = vtable_info(vt)
@@ -278,7 +283,7 @@ local function walk_tasks(first, out)
   for i, why in pairs(reasons) do
     if why ~= "Finished" and why ~= "Consumed" then errors[i] = why end
   end
-  out[#out + 1] = { cols = cols, chains = chains, errors = errors }
+  out[#out + 1] = { cols = cols, chains = chains, errors = errors, leaves = leaves }
   return why
 end
 
@@ -324,6 +329,141 @@ local function follow_join_handles(lists)
   return targets
 end
 
+
+-- What a task waits on and what it holds, as resources: a key shared by the
+-- waiters and the holders of one lock or channel ("sem:0x..", "chan:0x..",
+-- "oneshot:0x..", "futex:0x.."), read while the target is stopped. One
+-- resolver per type, chosen by the type's path; nil for types that are no
+-- resource (a Sleep, a custom future).
+local function ref_target(r) return td.deref(r) end
+local function futex_of_std_mutex(m)
+  -- std::sync::Mutex { inner: sys::Mutex { futex: AtomicU32 }, poison, data }
+  local inner = m.inner
+  if td.has(inner, "futex") then return td.addr(inner.futex) end
+  return td.addr(inner)
+end
+local function chan_of(tx_or_rx)
+  -- Tx/Rx { inner: Arc<Chan<T, S>> }
+  local chan = arc_data(tx_or_rx.inner)
+  local res = { key = string.format("chan:0x%x", td.addr(chan)), address = td.addr(chan) }
+  if td.has(chan, "tx_count") then res.senders = td.uint(peel(chan.tx_count)) end
+  if td.has(chan, "semaphore") then
+    local sem = chan.semaphore
+    if td.has(sem, "semaphore") then
+      res.capacity_key = string.format("sem:0x%x", td.addr(sem.semaphore))
+    end
+  end
+  return res
+end
+local function oneshot_of(v)
+  local arc = some(v.inner)
+  if not arc then return nil end
+  local inner = arc_data(arc)
+  return { key = string.format("oneshot:0x%x", td.addr(inner)), address = td.addr(inner) }
+end
+local function sem_res(sem, kind, address)
+  local a = td.addr(sem)
+  return { key = string.format("sem:0x%x", a), kind = kind, address = address or a }
+end
+
+-- { pattern on the type path (generics removed), role, resolver(v) -> resource }
+local RESOURCE_TYPES = {
+  { "^tokio::sync::batch_semaphore::Acquire$", function(v)
+      local sem = ref_target(v.semaphore)
+      return sem_res(sem, nil) end },
+  { "^tokio::sync::oneshot::Receiver$", function(v)
+      local r = oneshot_of(v); if r then r.kind = "tokio::sync::oneshot"; r.side = "rx" end; return r end },
+  { "^tokio::sync::oneshot::Sender$", function(v)
+      local r = oneshot_of(v); if r then r.kind = "tokio::sync::oneshot"; r.side = "tx" end; return r end },
+  { "^tokio::sync::mpsc::.*Receiver$", function(v)
+      local r = chan_of(v.chan); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r end },
+  { "^tokio::sync::mpsc::.*Sender$", function(v)
+      local r = chan_of(v.chan); r.kind = "tokio::sync::mpsc"; r.side = "tx"; return r end },
+  { "^tokio::sync::mutex::MutexGuard$", function(v)
+      local m = ref_target(v.lock)
+      return sem_res(m.s, "tokio::sync::Mutex", td.addr(m)) end },
+  { "^tokio::sync::mutex::OwnedMutexGuard$", function(v)
+      local m = arc_data(v.lock)
+      return sem_res(m.s, "tokio::sync::Mutex", td.addr(m)) end },
+  { "^tokio::sync::rwlock::.*RwLock.*Guard$", function(v)
+      local sem = ref_target(v.s)
+      return sem_res(sem, "tokio::sync::RwLock") end },
+  { "^tokio::sync::semaphore::SemaphorePermit$", function(v)
+      local s = ref_target(v.sem)
+      return sem_res(s.ll_sem, "tokio::sync::Semaphore", td.addr(s)) end },
+  { "^tokio::sync::semaphore::OwnedSemaphorePermit$", function(v)
+      local s = arc_data(v.sem)
+      return sem_res(s.ll_sem, "tokio::sync::Semaphore", td.addr(s)) end },
+  { "^std::sync::mutex::MutexGuard$", function(v)
+      local m = ref_target(v.lock)
+      local f = futex_of_std_mutex(m)
+      return { key = string.format("futex:0x%x", f), kind = "std::sync::Mutex", address = td.addr(m) } end },
+  -- mpsc::Receiver::recv is poll_fn(|cx| self.chan.recv(cx)): its closure
+  -- holds &mut Rx (or the Receiver).
+  { "^tokio::future::poll_fn::PollFn$", function(v)
+      local f = v.f
+      for _, field in ipairs(td.fields(f)) do
+        local x = f[field.name]
+        for _ = 1, 3 do
+          local name = strip_generics(type_path(x))
+          if name:find("^tokio::sync::mpsc::") and td.has(x, "inner") then
+            local r = chan_of(x); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r
+          elseif name:find("^tokio::sync::mpsc::") and td.has(x, "chan") then
+            local r = chan_of(x.chan); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r
+          end
+          local ok, d = pcall(td.deref, x)
+          if not ok or not d then break end
+          x = d
+        end
+      end
+      return nil end },
+}
+
+local resolvers = {}   -- type id -> resolver or false
+local function resolver_for(type_id)
+  local r = resolvers[type_id]
+  if r == nil then
+    r = false
+    local name = strip_generics(type_path(td.type_by_id(type_id)))
+    for _, rt in ipairs(RESOURCE_TYPES) do
+      if name:find(rt[1]) then r = rt[2]; break end
+    end
+    resolvers[type_id] = r
+  end
+  return r
+end
+
+local function resolve(type_id, addr)
+  local r = resolver_for(type_id)
+  if not r then return nil end
+  local ok, res = pcall(r, td.value(td.type_by_id(type_id), addr))
+  if ok then return res end
+  return nil
+end
+
+-- For each task waiting in a future that is a resource: what it waits on;
+-- for each suspended state holding guards, permits, channel ends: what.
+local function follow_resources(lists)
+  for _, list in ipairs(lists) do
+    list.waits = {}
+    for i, leaf in pairs(list.leaves or EMPTY) do
+      local chain = list.chains[i]
+      local last = chain and chain[#chain]
+      if last and last.awaiting then
+        local res = resolve(last.awaiting, leaf)
+        if res then list.waits[i] = res end
+      end
+    end
+    for _, chain in pairs(list.chains) do
+      if not chain.shared then for _, level in ipairs(chain) do
+        for _, held in ipairs(level.holds or EMPTY) do
+          held.resource = resolve(held.type, held.addr)
+        end
+      end end
+    end
+  end
+end
+
 -- Tasks reached only through a JoinHandle (complete ones leave the owned list).
 local function decode_header(header)
   local bits = td.read(header + layout.state)
@@ -351,6 +491,7 @@ local function build_tasks(lists, running_on, id_of_header)
         spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
         chain = list.chains[i],
         error = list.errors[i],
+        waits = list.waits and list.waits[i],
       }
     end
   end
@@ -374,6 +515,31 @@ local function runtime_of_task(header)
   return data.shared.owned, flavor, td.addr(data)
 end
 
+
+-- A resource as tasks JSON shows it; a semaphore's kind comes from the
+-- functions of the chain that acquire it (Mutex::lock, RwLock::write...).
+local SEMAPHORE_USERS = {
+  { "Mutex::lock", "tokio::sync::Mutex" },
+  { "RwLock::write", "tokio::sync::RwLock", "write" },
+  { "RwLock::read", "tokio::sync::RwLock", "read" },
+  { "Semaphore::acquire", "tokio::sync::Semaphore" },
+  { "mpsc::bounded::Sender::", "tokio::sync::mpsc", "capacity" },
+  { "mpsc::bounded::Permit", "tokio::sync::mpsc", "capacity" },
+}
+resource_record = function(res, backtrace)
+  local kind, mode = res.kind, res.side
+  if not kind then
+    kind = "tokio::sync::batch_semaphore::Semaphore"
+    for _, aw in ipairs(backtrace or EMPTY) do
+      for _, u in ipairs(SEMAPHORE_USERS) do
+        if aw.name:find(u[1], 1, true) then kind, mode = u[2], u[3] or mode end
+      end
+    end
+  end
+  return { kind = kind, key = res.key, address = string.format("0x%x", res.address),
+           mode = mode, senders = res.senders, capacity_key = res.capacity_key }
+end
+
 local TLS_ROOTS = {
   "tokio::runtime::context::CONTEXT",
   "tokio::task::local::CURRENT",
@@ -385,6 +551,9 @@ local TLS_ROOTS = {
 -- Reads no target memory (it would be stale).
 function M.prepare()
   for _, path in ipairs(TLS_ROOTS) do td.find_tls(path) end
+  for _, path in ipairs(TICK_CONTEXTS) do
+    if tick_types[path] == nil then tick_types[path] = td.find_type(path) or false end
+  end
   if td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
     cell_types()
@@ -485,11 +654,18 @@ function M.finish()
       for _, aw in ipairs(chain) do
         for _, held in ipairs(aw.holds or {}) do
           task.holds = task.holds or {}
+          local res = held.resource
           task.holds[#task.holds + 1] = {
             type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
-            task = held.header and id_of_header[held.header] or nil }
+            task = held.header and id_of_header[held.header] or nil,
+            resource = res and resource_record(res, backtrace) or nil }
         end
       end
+      -- What it waits on (a lock, a channel), unless it is running.
+      if task.waits and task.state ~= "running" then
+        task.waiting_on = resource_record(task.waits, backtrace)
+      end
+      task.waits = nil
       task.chain = nil
     end
   end
@@ -497,7 +673,9 @@ function M.finish()
   return result
 end
 
-function M.walk()
+-- The runtimes threads are in (through CONTEXT) and the LocalSets being
+-- polled (through task::local::CURRENT), and which task each thread polls.
+local function find_runtimes()
   local runtimes, by_handle = {}, {}
   local running_on = {}
   local function new_runtime(flavor, owned, key)
@@ -532,6 +710,82 @@ function M.walk()
       rt.workers[#rt.workers + 1] = t.tid
     end
   end
+  return runtimes, by_handle, running_on, new_runtime
+end
+
+-- A scheduler's tick on a thread: its worker (or current_thread) Core counts
+-- every task it runs, so the same task with the same tick in two samples is
+-- one poll that has not returned. The Core sits in the thread's scheduler
+-- Context while a task is polled.
+local function scheduler_tick(tid)
+  for _, path in ipairs{ "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
+                         "tokio::runtime::scheduler::current_thread::CURRENT" } do
+    local storage = td.tls(path, tid)
+    if storage then
+      local ok, tick = pcall(function()
+        local p = td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
+        if p == 0 then return nil end
+        local ctx_path = path:gsub("::CURRENT$", "::Context")
+        local ty = tick_types[ctx_path]
+        if ty == nil then ty = td.find_type(ctx_path) or false; tick_types[ctx_path] = ty end
+        if not ty then return nil end
+        local core = some(peel(td.value(ty, p).core))
+        if not core then return nil end
+        return td.uint(td.deref(core).tick)
+      end)
+      if ok and tick then return tick end
+    end
+  end
+  return nil
+end
+
+-- The series `diagnose` watches: per sample, each thread's task, tick and
+-- system call, and which tasks are notified or running. Lists longer than
+-- SAMPLE_TASKS_MAX are not walked in samples (a stop must stay short).
+local SAMPLE_TASKS_MAX = 20000
+M.samples = setmetatable({}, { __array = true })
+function M.sample()
+  local s = { t = td.clock_ms(), threads = {}, runtimes = {} }
+  local runtimes, _, running_on = find_runtimes()
+  local polling = {}
+  for id, tid in pairs(running_on) do polling[tid] = id end
+  for _, t in ipairs(td.threads()) do
+    s.threads[t.tid] = { task = polling[t.tid], tick = scheduler_tick(t.tid),
+                         syscall = t.syscall, futex = t.futex }
+  end
+  if #runtimes > 0 and td.find_type("tokio::runtime::task::raw::Vtable") then
+    resolve_layout()
+    for _, rt in ipairs(runtimes) do
+      local rec = { address = rt.address, flavor = rt.flavor, workers = rt.workers,
+                    notified = {}, running = {}, count = 0 }
+      s.runtimes[#s.runtimes + 1] = rec
+      local ok, heads = pcall(owned_heads, rt.owned)
+      for _, head in ipairs(ok and heads or EMPTY) do
+        local first = some(head)
+        if first then
+          local cols = td.walk_list{
+            first = td.pointer(first.pointer),
+            next = { via = layout.vtable, via_field = layout.trailer_offset, at = layout.next },
+            fields = { state = { at = layout.state },
+                       id = { via = layout.vtable, via_field = layout.id_offset } },
+            max = SAMPLE_TASKS_MAX,
+          }
+          for i, bits in ipairs(cols.state) do
+            if bits & (COMPLETE | CANCELLED) == 0 then
+              if bits & RUNNING ~= 0 then rec.running[cols.id[i]] = true
+              elseif bits & NOTIFIED ~= 0 then rec.notified[cols.id[i]] = true end
+            end
+          end
+          rec.count = rec.count + #cols.state
+        end
+      end
+    end
+  end
+  M.samples[#M.samples + 1] = s
+end
+
+function M.walk()
+  local runtimes, by_handle, running_on, new_runtime = find_runtimes()
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
   resolve_layout()
   local function walk_runtime(rt)
@@ -546,6 +800,7 @@ function M.walk()
       end
     end
     rt.joined = follow_join_handles(rt.lists)
+    follow_resources(rt.lists)
     rt.owned = nil
   end
   for _, rt in ipairs(runtimes) do walk_runtime(rt) end

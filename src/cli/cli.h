@@ -38,6 +38,7 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 void td_cli_install_signal_handlers(void);
 
 int td_cmd_bt(int argc, char **argv);
+int td_cmd_diagnose(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
 int td_cmd_tasks(int argc, char **argv);
 

@@ -15,7 +15,7 @@ static const char main_help[] =
 	"commands:\n"
 	"  bt        every thread's stack, then exit\n"
 	"  tasks     every async task: state, future, await chain\n"
-	"  diagnose  run every detector, print findings                 (not yet built: issue #4)\n"
+	"  diagnose  run every detector, print findings\n"
 	"  run       run a Lua diagnosis script against TARGET\n"
 	"  attach    interactive session on a live process              (not yet built)\n"
 	"  core      interactive session on a core dump                 (not yet built)\n"
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "tasks"))
 		return td_cmd_tasks(argc - 1, argv + 1);
 	if (!strcmp(cmd, "diagnose"))
-		return not_built(cmd, "issue #4");
+		return td_cmd_diagnose(argc - 1, argv + 1);
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
 		return not_built(cmd, "the interactive REPL comes after issue #3");
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);

@@ -1,6 +1,8 @@
 #include "lua/binding.h"
 #include "util/clock.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <dwarf.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -12,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "target/syscalls.h"
 #include "util/timing.h"
 #include "value/value.h"
 
@@ -891,11 +894,11 @@ static bool is_async_body_type(Dwarf_Die *t)
  */
 #define TD_CHAIN_CACHE 4096
 #define TD_CHAIN_DEPTH 64
-static int push_await_chain(lua_State *L, struct td_value v);
+static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf);
 
 static int l_await_chain(lua_State *L)
 {
-	return push_await_chain(L, *check_value(L, 1));
+	return push_await_chain(L, *check_value(L, 1), NULL);
 }
 
 /*
@@ -905,7 +908,7 @@ static int l_await_chain(lua_State *L)
  * Never raises: an unreadable stage gives nil and the reason.
  */
 /* The chain of the future a task's Stage<T> at addr runs, or nil and why (see below). */
-static int push_stage_chain(lua_State *L, Dwarf_Die *stage_type, uint64_t addr)
+static int push_stage_chain(lua_State *L, Dwarf_Die *stage_type, uint64_t addr, uint64_t *leaf)
 {
 	struct td_value stage, payload, future;
 	td_value_init(&stage, get_lua(L)->prog, stage_type, addr);
@@ -938,21 +941,24 @@ static int push_stage_chain(lua_State *L, Dwarf_Die *stage_type, uint64_t addr)
 		td_error_destroy(err);
 		return 2;
 	}
-	return push_await_chain(L, future);
+	return push_await_chain(L, future, leaf);
 }
 
 static int l_await_chain_at(lua_State *L)
 {
-	return push_stage_chain(L, check_type(L, 1), check_addr(L, 2));
+	return push_stage_chain(L, check_type(L, 1), check_addr(L, 2), NULL);
 }
 
 /*
  * td.await_chains{nodes=, vtables=, states=, skip_mask=, stage=function(vtable)}
- *   -> chains, reasons
+ *   -> chains, reasons, leaves
  * td.await_chain_at for a whole column of tasks in one call: for task i,
  * unless states[i] & skip_mask, the chain of the future in its Stage, found at
  * nodes[i] + offset with stage(vtables[i]) -> StageType, offset (asked once
  * per distinct vtable; nil: no chain). reasons[i] says why a task has none.
+ * leaves[i] is the address of the innermost awaited future (the one that is
+ * not an async body: a JoinHandle, a semaphore's Acquire, a Sleep...), so a
+ * plugin can follow it to the resource it waits on even when chains are shared.
  */
 #define TD_STAGE_CACHE 256
 static int l_await_chains(lua_State *L)
@@ -973,6 +979,8 @@ static int l_await_chains(lua_State *L)
 	int chains = lua_gettop(L);
 	lua_newtable(L);
 	int reasons = lua_gettop(L);
+	lua_newtable(L);
+	int leaves = lua_gettop(L);
 	struct { uint64_t vtable; bool has; Dwarf_Die type; uint64_t offset; } cache[TD_STAGE_CACHE];
 	int ncache = 0;
 	for (lua_Integer i = 1; i <= n; i++) {
@@ -1006,15 +1014,20 @@ static int l_await_chains(lua_State *L)
 		}
 		if (!cache[c].has)
 			continue;
-		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset);
+		uint64_t leaf = 0;
+		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset, &leaf);
 		if (pushed == 1) {
 			lua_rawseti(L, chains, i);
+			if (leaf) {
+				lua_pushinteger(L, (lua_Integer)leaf);
+				lua_rawseti(L, leaves, i);
+			}
 		} else {
 			lua_rawseti(L, reasons, i);
 			lua_pop(L, 1);
 		}
 	}
-	return 2;
+	return 3;
 }
 
 /* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
@@ -1062,7 +1075,7 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
  * held) is interned: the 100,000 tasks waiting at one place share one table
  * (marked shared = true), and building it costs nothing after the first.
  */
-static int push_await_chain(lua_State *L, struct td_value v)
+static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 {
 	struct td_lua *lua = get_lua(L);
 	if (!lua->chain_cache && !(lua->chain_cache = calloc(TD_CHAIN_CACHE, sizeof(*lua->chain_cache))))
@@ -1113,6 +1126,8 @@ static int push_await_chain(lua_State *L, struct td_value v)
 		struct td_value next;
 		td_value_init(&next, v.prog, &st->awaitee_type, v.address + st->awaitee_off);
 		v = next;
+		if (leaf && !is_async_body_type(&v.type))
+			*leaf = v.address;
 	}
 	if (!per_task && !err) {
 		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
@@ -1167,25 +1182,52 @@ static int l_type_by_id(lua_State *L)
 	return 1;
 }
 
-/* td.threads() -> { {tid=, name=, fs_base=}, ... } */
+/*
+ * td.threads() -> { {tid=, name=, state=, syscall=, futex=}, ... }
+ * syscall: the name of the system call the thread was blocked in at the
+ * snapshot (nil if none); futex: for a thread blocked in futex, the address of
+ * the futex word it waits on (its first argument), which names the lock.
+ */
 static int l_threads(lua_State *L)
 {
 	struct td_snapshot *snap = td_program_snapshot(get_lua(L)->prog);
 	lua_createtable(L, (int)snap->nthreads, 0);
 	for (size_t i = 0; i < snap->nthreads; i++) {
-		lua_createtable(L, 0, 3);
-		lua_pushinteger(L, snap->threads[i].tid);
+		const struct td_snapshot_thread *t = &snap->threads[i];
+		lua_createtable(L, 0, 5);
+		lua_pushinteger(L, t->tid);
 		lua_setfield(L, -2, "tid");
-		if (snap->threads[i].has_name) {
-			lua_pushstring(L, snap->threads[i].name);
+		if (t->has_name) {
+			lua_pushstring(L, t->name);
 			lua_setfield(L, -2, "name");
+		}
+		if (t->state) {
+			lua_pushlstring(L, &t->state, 1);
+			lua_setfield(L, -2, "state");
+		}
+		const char *sc = td_syscall_name(t->syscall);
+		if (sc) {
+			lua_pushstring(L, sc);
+			lua_setfield(L, -2, "syscall");
+			if (strcmp(sc, "futex") == 0) {
+				lua_pushinteger(L, (lua_Integer)t->regs.rdi);
+				lua_setfield(L, -2, "futex");
+			}
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	return 1;
 }
 
+/* td.clock_ms() -> milliseconds of a monotonic clock (for timing samples) */
+static int l_clock_ms(lua_State *L)
+{
+	lua_pushnumber(L, (lua_Number)td_now_ns() / 1e6);
+	return 1;
+}
+
 static const luaL_Reg td_functions[] = {
+	{ "clock_ms", l_clock_ms },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
@@ -1616,4 +1658,182 @@ struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, cha
 		"no plugin %s.lua found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s and the "
 		"source tree)\nInstall taskdbg (`ninja -C build install`) or pass --plugins DIR.",
 		name, TD_PLUGIN_DIR);
+}
+
+/* JSON (json-c) to a Lua value: objects become tables, arrays sequences, null nil. */
+static void push_json(lua_State *L, struct json_object *o, int depth)
+{
+	if (!o || depth > 64) {
+		lua_pushnil(L);
+		return;
+	}
+	switch (json_object_get_type(o)) {
+	case json_type_boolean: lua_pushboolean(L, json_object_get_boolean(o)); break;
+	case json_type_int: lua_pushinteger(L, (lua_Integer)json_object_get_int64(o)); break;
+	case json_type_double: lua_pushnumber(L, json_object_get_double(o)); break;
+	case json_type_string: lua_pushstring(L, json_object_get_string(o)); break;
+	case json_type_array: {
+		size_t n = json_object_array_length(o);
+		lua_createtable(L, (int)n, 0);
+		for (size_t i = 0; i < n; i++) {
+			push_json(L, json_object_array_get_idx(o, i), depth + 1);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		break;
+	}
+	case json_type_object:
+		lua_newtable(L);
+		json_object_object_foreach(o, key, val) {
+			push_json(L, val, depth + 1);
+			lua_setfield(L, -2, key);
+		}
+		break;
+	default: lua_pushnil(L); break;
+	}
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.lua files of dir, sorted (so _lib.lua comes before the detectors). */
+static struct td_error *lua_files(const char *dir, char ***ret, size_t *nret)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return td_error_format(TD_ERR_TARGET, "cannot open the detectors directory %s: %s",
+				       dir, strerror(errno));
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **grown = realloc(names, cap * sizeof(*names));
+			if (!grown)
+				break;
+			names = grown;
+		}
+		if (asprintf(&names[n], "%s/%s", dir, e->d_name) < 0)
+			break;
+		n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), compare_names);
+	*ret = names;
+	*nret = n;
+	return NULL;
+}
+
+struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
+				 struct json_object *options, struct json_object **ret)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	struct td_error *err = NULL;
+	char **files = NULL;
+	size_t nfiles = 0;
+	if ((err = lua_files(dir, &files, &nfiles)))
+		return err;
+	lua_pushcfunction(L, traceback);
+	int tb = lua_gettop(L);
+	/* The context every detector gets: the runtime model, samples, threads, options. */
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (!lua_istable(L, -1)) {
+		err = td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
+		goto out;
+	}
+	int plugin = lua_gettop(L);
+	lua_createtable(L, 0, 5);
+	int ctx = lua_gettop(L);
+	lua_getfield(L, plugin, "finish");
+	budget_start(lua, TD_LUA_OTHER_MS);
+	if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
+		err = td_error_format(TD_ERR_TARGET, "plugin %s failed in finish: %s",
+				      lua->plugin_path ? lua->plugin_path : "?", lua_tostring(L, -1));
+		goto out;
+	}
+	lua_setfield(L, ctx, "model");
+	lua_getfield(L, plugin, "samples");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	lua_setfield(L, ctx, "samples");
+	push_json(L, threads, 0);
+	lua_setfield(L, ctx, "threads");
+	push_json(L, options, 0);
+	lua_setfield(L, ctx, "options");
+	/* One environment shared by every file of dir: _lib.lua's helpers are the others' too. */
+	push_sandbox(L);
+	int env = lua_gettop(L);
+	lua_newtable(L);
+	lua_setfield(L, env, "detectors");
+	for (size_t i = 0; i < nfiles; i++) {
+		if (load_text_file(L, files[i]) != LUA_OK) {
+			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
+			goto out;
+		}
+		lua_pushvalue(L, env);
+		lua_setupvalue(L, -2, 1);
+		budget_start(lua, TD_LUA_OTHER_MS);
+		if (lua_pcall(L, 0, 0, tb) != LUA_OK) {
+			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
+			goto out;
+		}
+	}
+	/* Detectors run by name, each adding to one list of findings. */
+	lua_getfield(L, env, "run_detectors");
+	if (!lua_isfunction(L, -1)) {
+		err = td_error_format(TD_ERR_TARGET, "detectors in %s: no function run_detectors "
+				      "(is _lib.lua there?)", dir);
+		goto out;
+	}
+	lua_pushvalue(L, ctx);
+	budget_start(lua, TD_LUA_OTHER_MS);
+	if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
+		err = td_error_format(TD_ERR_TARGET, "diagnosis failed: %s", lua_tostring(L, -1));
+		goto out;
+	}
+	keep_alive(L, -1);
+	*ret = to_json(L, -1, 0);
+out:
+	lua_settop(L, base);
+	for (size_t i = 0; i < nfiles; i++)
+		free(files[i]);
+	free(files);
+	return err;
+}
+
+struct td_error *td_lua_find_detectors(char **dir_ret)
+{
+	char exe_dir[4096] = "";
+	ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof(exe_dir) - 1);
+	if (n > 0) {
+		exe_dir[n] = '\0';
+		char *slash = strrchr(exe_dir, '/');
+		if (slash)
+			*slash = '\0';
+	}
+	char source_tree[4200];
+	snprintf(source_tree, sizeof(source_tree), "%s/../detectors", exe_dir);
+	const char *dirs[] = { getenv("TASKDBG_DETECTORS"), TD_DETECTOR_DIR, exe_dir[0] ? source_tree : NULL };
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		char *lib;
+		if (!dirs[i] || !dirs[i][0] || asprintf(&lib, "%s/_lib.lua", dirs[i]) < 0)
+			continue;
+		bool ok = readable(lib);
+		free(lib);
+		if (ok) {
+			*dir_ret = strdup(dirs[i]);
+			return *dir_ret ? NULL : &td_enomem;
+		}
+	}
+	return td_error_format(TD_ERR_TARGET,
+		"no detectors found (looked in $TASKDBG_DETECTORS, %s and the source tree)\n"
+		"Install taskdbg (`ninja -C build install`).", TD_DETECTOR_DIR);
 }

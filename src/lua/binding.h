@@ -56,4 +56,17 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 /* The directories searched for plugins, in order: --plugins, $TASKDBG_PLUGIN_PATH, install dir, source tree. */
 struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret);
 
+/*
+ * `diagnose`: calls the plugin's finish, then loads every detector file of dir
+ * (detectors/: _lib.lua first, one shared sandboxed environment) and runs
+ * run_detectors(ctx), ctx = {model, samples (the plugin's), threads (CLI
+ * THREAD objects), options}. *ret: the findings, JSON (caller frees it
+ * before td_lua_destroy).
+ */
+struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
+				 struct json_object *options, struct json_object **ret);
+
+/* The detectors directory: $TASKDBG_DETECTORS, the install dir, the source tree. */
+struct td_error *td_lua_find_detectors(char **dir_ret);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "debuginfo/modules.h"
@@ -107,6 +108,120 @@ out:
 	free(remote);
 }
 
+/* Forgets the threads of an earlier stop (live snapshots taken again). */
+static void drop_threads(struct td_snapshot *snap)
+{
+	for (size_t i = 0; i < snap->nthreads; i++)
+		if (snap->threads[i].stack_owned)
+			free(snap->threads[i].stack);
+	free(snap->threads);
+	snap->threads = NULL;
+	snap->nthreads = 0;
+	snap->unwind_next = 0;
+}
+
+/*
+ * One stop of a live target: thread names and states and the memory map read
+ * before it, then stop, registers, stacks and TLS copied, while_stopped,
+ * resume. before_stop runs only on the first stop (first = true).
+ */
+static struct td_error *stop_and_copy(struct td_snapshot *snap, const struct td_snapshot_options *opts,
+				      bool first)
+{
+	struct td_error *err;
+	pid_t pid = snap->pid;
+	struct td_mapping *maps = NULL;
+	size_t nmaps = 0;
+	struct td_live *live = NULL;
+	struct td_snapshot_thread *pre = NULL;
+	if ((err = td_proc_read_maps(snap->mem_pid, &maps, &nmaps)))
+		return err;
+	/* Names and states as they are before the stop (during it, all read 't'). */
+	pid_t *pre_tids = NULL;
+	size_t npre = 0;
+	if ((err = td_proc_list_threads(pid, &pre_tids, &npre)))
+		goto out;
+	pre = calloc(npre ? npre : 1, sizeof(*pre));
+	if (!pre) {
+		free(pre_tids);
+		err = &td_enomem;
+		goto out;
+	}
+	for (size_t i = 0; i < npre; i++) {
+		pre[i].tid = pre_tids[i];
+		pre[i].has_name = td_proc_thread_info(pid, pre_tids[i], pre[i].name, &pre[i].state);
+	}
+	free(pre_tids);
+
+	td_timing_mark("threads and maps");
+	if (first && opts && opts->before_stop && (err = opts->before_stop(snap, opts->while_stopped_arg)))
+		goto out;
+	/* Stack buffers, touched now so the copy during the stop does not fault. */
+	size_t arena = npre * TD_STACK_ARENA_PER_THREAD + TD_STACK_ARENA_PER_THREAD;
+	if (arena > TD_STACK_ARENA_MAX)
+		arena = TD_STACK_ARENA_MAX;
+	if (arena > snap->stack_arena_size) {
+		free(snap->stack_arena);
+		snap->stack_arena = malloc(arena);
+		snap->stack_arena_size = snap->stack_arena ? arena : 0;
+		if (snap->stack_arena)
+			memset(snap->stack_arena, 0, arena);
+	}
+	drop_threads(snap);
+	/* The stop: as short as we can make it. */
+	uint64_t t0 = td_now_ns();
+	if ((err = td_live_stop(pid, &live)))
+		goto out;
+	snap->threads = calloc(live->count, sizeof(*snap->threads));
+	if (!snap->threads) {
+		err = &td_enomem;
+		goto out;
+	}
+	snap->nthreads = live->count;
+	for (size_t i = 0; i < live->count; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		t->tid = live->threads[i].tid;
+		t->syscall = -1;
+		t->stopped = live->threads[i].stopped;
+		if (!t->stopped)
+			continue;  /* uninterruptible: it would not stop; nothing to read */
+		if ((err = td_live_get_regs(live, i, &t->regs)))
+			goto out;
+		t->syscall = td_syscall_blocked_in(&t->regs);
+	}
+	copy_stacks(snap, maps, nmaps);
+	if (opts && opts->while_stopped && (err = opts->while_stopped(snap, opts->while_stopped_arg)))
+		goto out;
+	if (opts && opts->pause_stopped_ms)
+		usleep(opts->pause_stopped_ms * 1000u);
+	td_live_detach(live);
+	snap->stopped_ns = td_now_ns() - t0;
+	td_live_destroy(live);
+	live = NULL;
+
+	td_timing_mark("stop, copy, detach");
+	/* Threads born during the attach get their name and state now. */
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		const struct td_snapshot_thread *p = NULL;
+		for (size_t j = 0; j < npre && !p; j++)
+			if (pre[j].tid == t->tid && pre[j].has_name)
+				p = &pre[j];
+		if (p) {
+			memcpy(t->name, p->name, sizeof(t->name));
+			t->state = p->state;
+			t->has_name = true;
+		} else {
+			t->has_name = td_proc_thread_info(pid, t->tid, t->name, &t->state);
+		}
+	}
+out:
+	td_live_destroy(live);  /* resumes the target if still stopped (error paths) */
+	free(pre);
+	free(maps);
+	return err;
+}
+
 struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_options *opts,
 				       struct td_snapshot **ret)
 {
@@ -120,10 +235,6 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 		return &td_enomem;
 	snap->pid = pid;
 	snap->comm = strdup(status.name);
-	struct td_mapping *maps = NULL;
-	size_t nmaps = 0;
-	struct td_live *live = NULL;
-	struct td_snapshot_thread *pre = NULL;
 
 	/* Everything that can be done without stopping the process comes first. */
 	pid_t proc_tid = td_proc_live_thread(pid);  /* the leader, unless it exited */
@@ -154,96 +265,27 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 					&snap->exe_module)))
 		goto fail;
 	td_timing_mark("check executable");
-	if ((err = td_proc_read_maps(proc_tid, &maps, &nmaps)))
-		goto fail;
 	snap->tls_block_size = td_modules_tls_block_size(snap->exe_module);
-	/* Names and states as they are before the stop (during it, all read 't'). */
-	pid_t *pre_tids = NULL;
-	size_t npre = 0;
-	if ((err = td_proc_list_threads(pid, &pre_tids, &npre)))
+	if ((err = stop_and_copy(snap, opts, true)))
 		goto fail;
-	pre = calloc(npre ? npre : 1, sizeof(*pre));
-	if (!pre) {
-		free(pre_tids);
-		err = &td_enomem;
-		goto fail;
-	}
-	for (size_t i = 0; i < npre; i++) {
-		pre[i].tid = pre_tids[i];
-		pre[i].has_name = td_proc_thread_info(pid, pre_tids[i], pre[i].name, &pre[i].state);
-	}
-	free(pre_tids);
-
-	td_timing_mark("threads and maps");
-	if (opts && opts->before_stop && (err = opts->before_stop(snap, opts->while_stopped_arg)))
-		goto fail;
-	/* Stack buffers, touched now so the copy during the stop does not fault. */
-	snap->stack_arena_size = npre * TD_STACK_ARENA_PER_THREAD + TD_STACK_ARENA_PER_THREAD;
-	if (snap->stack_arena_size > TD_STACK_ARENA_MAX)
-		snap->stack_arena_size = TD_STACK_ARENA_MAX;
-	snap->stack_arena = malloc(snap->stack_arena_size);
-	if (snap->stack_arena)
-		memset(snap->stack_arena, 0, snap->stack_arena_size);
-	else
-		snap->stack_arena_size = 0;
-	/* The stop: as short as we can make it. */
-	uint64_t t0 = td_now_ns();
-	if ((err = td_live_stop(pid, &live)))
-		goto fail;
-	snap->threads = calloc(live->count, sizeof(*snap->threads));
-	if (!snap->threads) {
-		err = &td_enomem;
-		goto fail;
-	}
-	snap->nthreads = live->count;
-	for (size_t i = 0; i < live->count; i++) {
-		struct td_snapshot_thread *t = &snap->threads[i];
-		t->tid = live->threads[i].tid;
-		t->syscall = -1;
-		t->stopped = live->threads[i].stopped;
-		if (!t->stopped)
-			continue;  /* uninterruptible: it would not stop; nothing to read */
-		if ((err = td_live_get_regs(live, i, &t->regs)))
-			goto fail;
-		t->syscall = td_syscall_blocked_in(&t->regs);
-	}
-	copy_stacks(snap, maps, nmaps);
-	if (opts && opts->while_stopped && (err = opts->while_stopped(snap, opts->while_stopped_arg)))
-		goto fail;
-	if (opts && opts->pause_stopped_ms)
-		usleep(opts->pause_stopped_ms * 1000u);
-	td_live_detach(live);
-	snap->stopped_ns = td_now_ns() - t0;
-	td_live_destroy(live);
-	live = NULL;
-
-	td_timing_mark("stop, copy, detach");
-	/* Threads born during the attach get their name and state now. */
-	for (size_t i = 0; i < snap->nthreads; i++) {
-		struct td_snapshot_thread *t = &snap->threads[i];
-		const struct td_snapshot_thread *p = NULL;
-		for (size_t j = 0; j < npre && !p; j++)
-			if (pre[j].tid == t->tid && pre[j].has_name)
-				p = &pre[j];
-		if (p) {
-			memcpy(t->name, p->name, sizeof(t->name));
-			t->state = p->state;
-			t->has_name = true;
-		} else {
-			t->has_name = td_proc_thread_info(pid, t->tid, t->name, &t->state);
-		}
-	}
-	free(pre);
-	free(maps);
 	*ret = snap;
 	return NULL;
 
 fail:
-	td_live_destroy(live);
-	free(pre);
-	free(maps);
 	td_snapshot_destroy(snap);
 	return err;
+}
+
+struct td_error *td_snapshot_retake(struct td_snapshot *snap, const struct td_snapshot_options *opts)
+{
+	if (snap->kind != TD_SNAPSHOT_LIVE)
+		return td_error_format(TD_ERR_INTERNAL, "a core file is one snapshot; it cannot be retaken");
+	if (kill(snap->pid, 0) != 0 && errno == ESRCH)
+		return td_error_format(TD_ERR_TARGET, "process %d exited", (int)snap->pid);
+	pid_t tid = td_proc_live_thread(snap->pid);
+	if (tid)
+		snap->mem_pid = tid;
+	return stop_and_copy(snap, opts, false);
 }
 
 struct td_error *td_snapshot_open_core(const char *path, const struct td_snapshot_options *opts,
@@ -335,11 +377,8 @@ void td_snapshot_destroy(struct td_snapshot *snap)
 {
 	if (!snap)
 		return;
-	for (size_t i = 0; i < snap->nthreads; i++)
-		if (snap->threads[i].stack_owned)
-			free(snap->threads[i].stack);
+	drop_threads(snap);
 	free(snap->stack_arena);
-	free(snap->threads);
 	if (snap->dwfl)
 		dwfl_end(snap->dwfl);
 	td_core_destroy(snap->core);

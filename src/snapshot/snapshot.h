@@ -54,6 +54,7 @@ struct td_snapshot {
 	char *core_path;
 	char *comm;                 /* process name */
 	size_t unwind_next;         /* libdwfl's thread iterator (snapshot/unwind.c) */
+	bool unwind_attached;       /* dwfl_attach_state done (once per Dwfl) */
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */
@@ -85,6 +86,13 @@ struct td_snapshot_options {
  */
 struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_options *opts,
 				       struct td_snapshot **ret);
+
+/*
+ * Stops a live target again and refreshes every thread (threads, registers,
+ * stacks, TLS; opts->while_stopped runs during the stop; before_stop does
+ * not). Modules and debug info are kept. For `diagnose`'s series of samples.
+ */
+struct td_error *td_snapshot_retake(struct td_snapshot *snap, const struct td_snapshot_options *opts);
 
 /* Opens a core file as a snapshot. */
 struct td_error *td_snapshot_open_core(const char *path, const struct td_snapshot_options *opts,

@@ -104,12 +104,14 @@ struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
 	struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
 	if (!stacks)
 		return &td_enomem;
-	if (!dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, snap)) {
+	/* Once per Dwfl: a snapshot taken again keeps its callbacks and argument. */
+	if (!snap->unwind_attached && !dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, snap)) {
 		struct td_error *err = td_error_format(TD_ERR_INTERNAL,
 			"cannot set up unwinding: %s", dwfl_errmsg(-1));
 		free(stacks);
 		return err;
 	}
+	snap->unwind_attached = true;
 	for (size_t i = 0; i < snap->nthreads; i++) {
 		struct frame_collector c = { .stack = &stacks[i] };
 		if (!snap->threads[i].stopped) {

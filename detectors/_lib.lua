@@ -1,0 +1,178 @@
+-- What every detector shares: an index of the model, how to read a stack,
+-- how a finding is made, and run_detectors, which `taskdbg diagnose` calls.
+--
+-- All files of detectors/ run in one sandboxed environment, this one first
+-- (sorted by name). A detector is a function in the `detectors` table:
+--   detectors.NAME = function(ctx, ix) return { FINDING, ... } end
+-- ctx = { model = the runtime plugin's model (runtimes, tasks), samples = the
+-- plugin's samples (live targets), threads = THREAD objects of CLI.md with
+-- frames, options = { live, window_ms, interval_ms, greedy_threshold_ms } };
+-- ix = the index built below. See docs/diagnose.md.
+
+local SEVERITY = {
+  deadlock = 1, self_shutdown = 2, starvation = 3, blocking_in_async = 4,
+  greedy_task = 5, lost_waker = 6,
+}
+
+local function array(t) return setmetatable(t or {}, { __array = true }) end
+_ENV.array = array
+
+function is_id(x) return math.type(x) == "integer" end
+
+-- Tasks by id, threads by tid, the runtime of each task, the task each thread polls.
+function index_model(ctx)
+  local ix = { tasks = {}, threads = {}, runtime_of = {}, polling = {}, runtimes = {},
+               ntasks = 0, last_sample = ctx.samples[#ctx.samples] }
+  for _, rt in ipairs(ctx.model.runtimes or {}) do
+    ix.runtimes[#ix.runtimes + 1] = rt
+    for _, t in ipairs(rt.tasks or {}) do
+      ix.tasks[t.id] = t
+      ix.runtime_of[t.id] = rt
+      ix.ntasks = ix.ntasks + 1
+      if is_id(t.running_on) then ix.polling[t.running_on] = t end
+    end
+  end
+  for _, th in ipairs(ctx.threads) do ix.threads[th.tid] = th end
+  return ix
+end
+
+local function strip_generics(name)
+  local out, depth = {}, 0
+  for ch in name:gmatch(".") do
+    if ch == "<" then depth = depth + 1
+    elseif ch == ">" then depth = depth - 1
+    elseif depth == 0 then out[#out + 1] = ch end
+  end
+  return table.concat(out)
+end
+_ENV.strip_generics = strip_generics
+
+function task_ref(t) return { id = t.id, name = t.name } end
+
+function task_label(t)
+  if not t then return "a task" end
+  return string.format("task %d `%s`", t.id, t.name)
+end
+
+function thread_label(th)
+  if not th then return "a thread" end
+  return string.format("thread %d%s", th.tid, th.name and (" (" .. th.name .. ")") or "")
+end
+
+-- "src/main.rs:12" of a source location table, or nil.
+function at(loc)
+  if loc and type(loc.file) == "string" then
+    return string.format("%s:%s", loc.file, tostring(loc.line))
+  end
+  return nil
+end
+
+-- The innermost .await of a task: where it is suspended.
+function innermost(t)
+  local bt = t and t.backtrace
+  return bt and bt[#bt] or nil
+end
+
+-- One line per .await of a task, outermost first.
+function chain_lines(t, indent)
+  local out = {}
+  for _, aw in ipairs(t.backtrace or {}) do
+    local line = string.format("%s%s at %s", indent or "  ", aw.name, at(aw) or "?")
+    if type(aw.awaiting) == "string" then line = line .. " awaiting " .. strip_generics(aw.awaiting) end
+    out[#out + 1] = line
+  end
+  return out
+end
+
+-- Frames of code that is not the user's: the standard library, the runtime
+-- and the crates under it, libc. A Rust function's crate is the first
+-- component of its path ("<tokio::x::Y as core::ops::Drop>::drop": tokio);
+-- a name without "::" is C (libc, the dynamic loader).
+LIBRARY_CRATES = {
+  std = true, core = true, alloc = true, tokio = true, parking_lot = true,
+  parking_lot_core = true, lock_api = true, mio = true, futures = true,
+  futures_util = true, futures_core = true, libc = true, hashbrown = true,
+  crossbeam_utils = true, crossbeam_channel = true, once_cell = true,
+}
+function crate_of(fn)
+  local name = fn:gsub("^<", "")
+  return name:match("^([%w_]+)::")
+end
+function is_library_frame(f)
+  local fn = f["function"]
+  if type(fn) ~= "string" then return true end
+  local crate = crate_of(fn)
+  return not crate or LIBRARY_CRATES[crate] == true
+end
+
+local function fn_of(f) return type(f["function"]) == "string" and f["function"] or "?" end
+_ENV.fn_of = fn_of
+
+-- Where a thread entered the code that polls: the frame index of a task's
+-- poll (tokio's harness) or of block_on, whichever is innermost.
+function poll_entry(th)
+  for i, f in ipairs(th.frames or {}) do
+    local fn = fn_of(f)
+    if fn:find("^tokio::runtime::task::harness::Harness") or fn:find("^tokio::runtime::task::raw::poll")
+       or fn:find("block_on") then
+      return i, fn:find("block_on") and "block_on" or "task"
+    end
+  end
+  return nil
+end
+
+-- The innermost frame of the user's own code, with the library call it made
+-- (the outermost library frame inside it): for "blocked in std::thread::sleep
+-- called at src/main.rs:30". limit: only frames before this index count.
+function user_call(th, limit)
+  local frames = th.frames or {}
+  for i, f in ipairs(frames) do
+    if limit and i >= limit then return nil end
+    if not is_library_frame(f) then
+      local api = nil
+      for j = i - 1, 1, -1 do
+        local crate = crate_of(fn_of(frames[j]))
+        if crate == "std" or crate == "tokio" or crate == "core" or crate == "alloc" then
+          api = frames[j]
+          break
+        end
+      end
+      return f, api, i
+    end
+  end
+  return nil
+end
+
+function short_fn(name)
+  return strip_generics(name or "?")
+end
+
+-- A finding as CLI.md defines it (extra key: fix).
+function finding(kind, summary, f)
+  return {
+    kind = kind, summary = summary,
+    tasks = array(f.tasks), threads = array(f.threads), resources = array(f.resources),
+    evidence = array(f.evidence), fix = f.fix,
+  }
+end
+
+function run_detectors(ctx)
+  local ix = index_model(ctx)
+  local names = {}
+  for name in pairs(detectors) do names[#names + 1] = name end
+  table.sort(names)
+  local all = {}
+  for _, name in ipairs(names) do
+    for _, f in ipairs(detectors[name](ctx, ix) or {}) do
+      f.order = #all
+      all[#all + 1] = f
+    end
+  end
+  table.sort(all, function(a, b)
+    local sa, sb = SEVERITY[a.kind] or 99, SEVERITY[b.kind] or 99
+    if sa ~= sb then return sa < sb end
+    return a.order < b.order
+  end)
+  for _, f in ipairs(all) do f.order = nil end
+  return { findings = array(all), tasks = ix.ntasks, runtimes = #ix.runtimes }
+end

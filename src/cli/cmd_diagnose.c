@@ -1,0 +1,253 @@
+/*
+ * taskdbg diagnose [--json] [--window D] TARGET: run every detector, print findings.
+ *
+ * A live target is sampled at a steady rate over the window (each sample a
+ * short stop: registers, stacks, thread-locals, and the runtime plugin's
+ * `sample`), then stopped once more for the full walk of its runtimes
+ * (`snapshot`). A core file is one snapshot. The detectors (the Lua files of detectors/)
+ * then work on the model, the samples and the threads' stacks, with the
+ * target running.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "lua/binding.h"
+#include "model/threads.h"
+#include "report/bt.h"
+#include "report/diagnose.h"
+#include "util/clock.h"
+#include "util/timing.h"
+#include "value/program.h"
+
+static const char diagnose_help[] =
+	"usage: taskdbg diagnose [--json] [--window D] [--greedy-threshold D] [--interval D]\n"
+	"                        [--exe PATH] [--plugins DIR] TARGET\n"
+	"\n"
+	"Run every detector on TARGET and print what is wrong: deadlocks, tasks that never\n"
+	"yield, blocking calls in async code, runtimes shut down from inside, starved run\n"
+	"queues, tasks nothing can wake. Exit code 0: nothing found; 1: findings.\n"
+	"\n"
+	"A live process is watched for the window, sampled at a steady rate (each sample\n"
+	"stops it well under a millisecond for a few threads); a core file is one snapshot\n"
+	"(no greedy_task, and starvation only when every worker is blocked in it).\n"
+	"\n"
+	"  --json                  one JSON object on stdout (see docs/cli-contract.md)\n"
+	"  --window D              how long to watch a live process (default 1s; 500ms, 2s)\n"
+	"  --greedy-threshold D    a poll running longer than this is greedy (default 100ms)\n"
+	"  --interval D            time between samples (default 25ms)\n"
+	"  --exe PATH              the executable, when a core file's notes do not lead to it\n"
+	"  --plugins DIR           look for runtime plugins in DIR first\n";
+
+struct diagnose_job {
+	const char *plugin_path;
+	struct td_lua *lua;
+	unsigned samples;            /* stops taken (live) */
+	uint64_t max_stopped_ns;
+};
+
+static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
+{
+	struct diagnose_job *job = arg;
+	return td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
+}
+
+static struct td_error *sample_while_stopped(struct td_snapshot *snap, void *arg)
+{
+	struct diagnose_job *job = arg;
+	(void)snap;
+	td_program_forget_memory(td_lua_program(job->lua));
+	return td_lua_call_plugin(job->lua, "sample", true, NULL);
+}
+
+static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
+{
+	struct diagnose_job *job = arg;
+	(void)snap;
+	td_program_forget_memory(td_lua_program(job->lua));
+	struct td_error *err = td_lua_call_plugin(job->lua, "sample", true, NULL);
+	if (!err)
+		err = td_lua_call_plugin(job->lua, "snapshot", true, NULL);
+	return err;
+}
+
+/* "500ms", "2s", "1.5s", "250us"; a bare number is seconds. Returns false if malformed. */
+static bool parse_duration_ms(const char *s, double *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return false;
+	double scale;
+	if (!strcmp(end, "ms"))
+		scale = 1;
+	else if (!strcmp(end, "s") || !*end)
+		scale = 1000;
+	else if (!strcmp(end, "us"))
+		scale = 0.001;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		scale = 60000;
+	else
+		return false;
+	*ms = v * scale;
+	return *ms <= 24.0 * 3600 * 1000;
+}
+
+static void sleep_until(uint64_t deadline_ns)
+{
+	for (;;) {
+		uint64_t now = td_now_ns();
+		if (now >= deadline_ns)
+			return;
+		uint64_t left = deadline_ns - now;
+		struct timespec ts = { (time_t)(left / 1000000000u), (long)(left % 1000000000u) };
+		if (nanosleep(&ts, NULL) == 0)
+			return;
+	}
+}
+
+static void note_stop(struct diagnose_job *job, const struct td_snapshot *snap)
+{
+	job->samples++;
+	if (snap->stopped_ns > job->max_stopped_ns)
+		job->max_stopped_ns = snap->stopped_ns;
+}
+
+/*
+ * Live: samples every interval over the window, then a last stop with the
+ * full walk. The target runs between stops.
+ */
+static struct td_error *watch(struct td_snapshot *snap, struct diagnose_job *job, double window_ms,
+			      double interval_ms)
+{
+	struct td_snapshot_options opts = {
+		.while_stopped = sample_while_stopped, .while_stopped_arg = job };
+	uint64_t start = td_now_ns(), step = (uint64_t)(interval_ms * 1e6);
+	uint64_t end = start + (uint64_t)(window_ms * 1e6);
+	for (uint64_t next = start + step; next < end; next += step) {
+		sleep_until(next);
+		struct td_error *err = td_snapshot_retake(snap, &opts);
+		if (err)
+			return err;
+		note_stop(job, snap);
+	}
+	sleep_until(end);
+	opts.while_stopped = walk_while_stopped;
+	struct td_error *err = td_snapshot_retake(snap, &opts);
+	if (!err)
+		note_stop(job, snap);
+	return err;
+}
+
+int td_cmd_diagnose(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "greedy-threshold", required_argument, NULL, 'g' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "exe", required_argument, NULL, 'e' },
+		{ "plugins", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	bool json = false;
+	double window_ms = 1000, greedy_ms = 100, interval_ms = 25;
+	const char *exe = NULL, *plugins = NULL;
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'w':
+		case 'g':
+		case 'i': {
+			double *dst = c == 'w' ? &window_ms : c == 'g' ? &greedy_ms : &interval_ms;
+			if (!parse_duration_ms(optarg, dst))
+				return td_cli_usage("diagnose", "bad duration '%s' (write e.g. 500ms or 2s)", optarg);
+			break;
+		}
+		case 'e': exe = optarg; break;
+		case 'p': plugins = optarg; break;
+		case 'h': fputs(diagnose_help, stdout); return TD_EXIT_OK;
+		default: return td_cli_usage("diagnose", "unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind + 1 != argc)
+		return td_cli_usage("diagnose", optind == argc ? "TARGET is missing" : "too many arguments");
+	if (interval_ms < 1)
+		return td_cli_usage("diagnose", "--interval must be at least 1ms");
+
+	struct diagnose_job job = { 0 };
+	char *plugin_path = NULL, *detectors = NULL;
+	struct td_error *err = td_lua_find_plugin("tokio", plugins, &plugin_path);
+	if (!err)
+		err = td_lua_find_detectors(&detectors);
+	if (err) {
+		free(plugin_path);
+		return td_cli_fail(err);
+	}
+	job.plugin_path = plugin_path;
+	struct td_snapshot *snap = NULL;
+	struct td_thread_list *list = NULL;
+	struct json_object *threads = NULL, *opts = NULL, *findings = NULL;
+	bool live = true;
+	int code = TD_EXIT_OK;
+	const char *target = argv[optind];
+	for (const char *p = target; *p; p++)
+		if (*p < '0' || *p > '9')
+			live = false;
+	/* The first stop: a sample (live), or the whole walk (core). */
+	err = td_cli_snapshot_with(target, exe, prepare_before_stop,
+				   live ? sample_while_stopped : walk_while_stopped, &job, &snap);
+	if (!err && live) {
+		note_stop(&job, snap);
+		err = watch(snap, &job, window_ms, interval_ms);
+	}
+	td_timing_mark("watch");
+	if (!err)
+		err = td_thread_list_build(snap, &list);
+	if (err)
+		goto out;
+	threads = json_object_new_array();
+	for (size_t i = 0; i < list->count; i++)
+		json_object_array_add(threads, td_report_thread_json(&list->threads[i]));
+	opts = json_object_new_object();
+	json_object_object_add(opts, "live", json_object_new_boolean(live));
+	json_object_object_add(opts, "window_ms", json_object_new_double(live ? window_ms : 0));
+	json_object_object_add(opts, "interval_ms", json_object_new_double(interval_ms));
+	json_object_object_add(opts, "greedy_threshold_ms", json_object_new_double(greedy_ms));
+	err = td_lua_diagnose(job.lua, detectors, threads, opts, &findings);
+	td_timing_mark("detectors");
+	if (err)
+		goto out;
+	struct td_diagnose_run run = {
+		.window_ms = live ? window_ms : 0, .snapshots = live ? job.samples : 1,
+		.max_stopped_us = job.max_stopped_ns / 1000, .threads = list->count,
+	};
+	if (json)
+		td_report_diagnose_json(stdout, snap, &run, findings);
+	else
+		td_report_diagnose_text(stdout, snap, &run, findings);
+	td_timing_mark("output");
+	td_timing_report();
+	code = json_object_array_length(td_diagnose_findings(findings)) > 0 ? TD_EXIT_FINDINGS : TD_EXIT_OK;
+out:
+	json_object_put(findings);  /* before the Lua state whose strings it borrows */
+	json_object_put(threads);
+	json_object_put(opts);
+	td_lua_destroy(job.lua);
+	td_thread_list_destroy(list);
+	td_snapshot_destroy(snap);
+	free(plugin_path);
+	free(detectors);
+	if (err)
+		return td_cli_fail(err);
+	return fflush(stdout) == 0 ? code : TD_EXIT_FAILED;
+}
