@@ -73,6 +73,17 @@ function innermost(t)
   return bt and bt[#bt] or nil
 end
 
+-- The innermost .await in the user's own code (not in tokio's or std's):
+-- where a person would look. Falls back to the innermost.
+function user_await(t)
+  local bt = t and t.backtrace or {}
+  for i = #bt, 1, -1 do
+    local crate = crate_of(bt[i].name or "")
+    if crate and not LIBRARY_CRATES[crate] then return bt[i] end
+  end
+  return bt[#bt]
+end
+
 -- One line per .await of a task, outermost first.
 function chain_lines(t, indent)
   local out = {}

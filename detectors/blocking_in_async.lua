@@ -18,17 +18,17 @@ local BLOCKING = {
 }
 
 local FIXES = {
-  { "std::thread::sleep", "use tokio::time::sleep(..).await instead of std::thread::sleep" },
-  { "std::fs::", "use tokio::fs, or run the file work in tokio::task::spawn_blocking" },
+  { "^std::thread::.*sleep", "use tokio::time::sleep(..).await instead of std::thread::sleep" },
+  { "^std::fs::", "use tokio::fs, or run the file work in tokio::task::spawn_blocking" },
   { "Mutex", "do not hold a std::sync::MutexGuard across .await; use tokio::sync::Mutex, or make the critical section short and synchronous" },
-  { "std::sync::mpsc", "use tokio::sync::mpsc and .await the receive" },
-  { "std::net::", "use tokio::net" },
-  { "std::process::", "use tokio::process" },
+  { "^std::sync::mpsc", "use tokio::sync::mpsc and .await the receive" },
+  { "^std::net::", "use tokio::net" },
+  { "^std::process::", "use tokio::process" },
 }
 
 local function suggestion(api_name)
   for _, f in ipairs(FIXES) do
-    if api_name and api_name:find(f[1], 1, true) then return f[2] end
+    if api_name and api_name:find(f[1]) then return f[2] end
   end
   return "move the blocking call into tokio::task::spawn_blocking, or use its async equivalent"
 end

@@ -394,7 +394,7 @@ local RESOURCE_TYPES = {
   { "^tokio::sync::semaphore::OwnedSemaphorePermit$", function(v)
       local s = arc_data(v.sem)
       return sem_res(s.ll_sem, "tokio::sync::Semaphore", td.addr(s)) end },
-  { "^std::sync::mutex::MutexGuard$", function(v)
+  { "^std::sync::.*MutexGuard$", function(v)
       local m = ref_target(v.lock)
       local f = futex_of_std_mutex(m)
       return { key = string.format("futex:0x%x", f), kind = "std::sync::Mutex", address = td.addr(m) } end },
@@ -519,12 +519,11 @@ end
 -- A resource as tasks JSON shows it; a semaphore's kind comes from the
 -- functions of the chain that acquire it (Mutex::lock, RwLock::write...).
 local SEMAPHORE_USERS = {
-  { "Mutex::lock", "tokio::sync::Mutex" },
-  { "RwLock::write", "tokio::sync::RwLock", "write" },
-  { "RwLock::read", "tokio::sync::RwLock", "read" },
-  { "Semaphore::acquire", "tokio::sync::Semaphore" },
-  { "mpsc::bounded::Sender::", "tokio::sync::mpsc", "capacity" },
-  { "mpsc::bounded::Permit", "tokio::sync::mpsc", "capacity" },
+  { "^tokio::sync::mutex::", "tokio::sync::Mutex" },
+  { "^tokio::sync::rwlock::.*::write", "tokio::sync::RwLock", "write" },
+  { "^tokio::sync::rwlock::.*::read", "tokio::sync::RwLock", "read" },
+  { "^tokio::sync::semaphore::", "tokio::sync::Semaphore" },
+  { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
   local kind, mode = res.kind, res.side
@@ -532,7 +531,7 @@ resource_record = function(res, backtrace)
     kind = "tokio::sync::batch_semaphore::Semaphore"
     for _, aw in ipairs(backtrace or EMPTY) do
       for _, u in ipairs(SEMAPHORE_USERS) do
-        if aw.name:find(u[1], 1, true) then kind, mode = u[2], u[3] or mode end
+        if aw.name:find(u[1]) then kind, mode = u[2], u[3] or mode; break end
       end
     end
   end

@@ -855,6 +855,26 @@ static bool is_upvar(Dwarf_Die *state_machine, const char *name, Dwarf_Word off)
 	return false;
 }
 
+/* A struct with one member: that member's type and offset. */
+static bool newtype_of(Dwarf_Die *t, Dwarf_Die *inner, Dwarf_Word *off)
+{
+	Dwarf_Die child, only;
+	int n = 0;
+	Dwarf_Attribute attr;
+	if (dwarf_tag(t) != DW_TAG_structure_type || dwarf_child(t, &child) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_member) {
+			only = child;
+			n++;
+		} else if (dwarf_tag(&child) == DW_TAG_variant_part) {
+			return false;
+		}
+	} while (n < 2 && dwarf_siblingof(&child, &child) == 0);
+	return n == 1 && td_die_type(&only, inner) &&
+	       dwarf_formudata(dwarf_attr(&only, DW_AT_data_member_location, &attr), off) == 0;
+}
+
 /* The fields of a suspended state that hold handles, guards or channel ends. */
 static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_Die *payload_type,
 		       uint64_t payload_off, bool unresumed)
@@ -868,15 +888,24 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
 		Dwarf_Word off;
 		const char *n = dwarf_diename(&child);
 		if (dwarf_tag(&child) != DW_TAG_member || (n && strcmp(n, "__awaitee") == 0) ||
-		    !td_die_type(&child, &t) || !is_held_kind(&t) ||
+		    !td_die_type(&child, &t) ||
 		    !dwarf_attr(&child, DW_AT_data_member_location, &attr) || dwarf_formudata(&attr, &off) != 0)
 			continue;
+		/* A newtype around a guard (struct SendGuard(MutexGuard<..>)) holds it too. */
+		Dwarf_Die inner_t;
+		Dwarf_Word inner_off = 0;
+		if (!is_held_kind(&t) && newtype_of(&t, &inner_t, &inner_off) && is_held_kind(&inner_t))
+			t = inner_t;
+		else if (!is_held_kind(&t))
+			continue;
+		else
+			inner_off = 0;
 		if (!unresumed && is_upvar(state_machine, n, off))
 			continue;
 		if (st->nholds == TD_CHAIN_MAX_HOLDS)
 			return;
 		st->hold_type[st->nholds] = dwarf_dieoffset(&t);
-		st->hold_off[st->nholds] = payload_off + off;
+		st->hold_off[st->nholds] = payload_off + off + inner_off;
 		st->nholds++;
 	} while (dwarf_siblingof(&child, &child) == 0);
 }

@@ -1,0 +1,330 @@
+-- deadlock: a wait-for graph over tasks, threads, resources and runtimes,
+-- and the part of it that can never move again.
+--
+-- Nodes and what each needs to make progress:
+--   task (not running)  needs what it awaits (a resource, or the task whose
+--                       JoinHandle it awaits) AND a worker of its runtime
+--   task (running)      needs the thread polling it
+--   thread              blocked in futex on a lock: needs that lock's holders;
+--                       anything else: free (running, parked, external I/O)
+--   runtime             needs ANY of its worker threads (none known: free)
+--   resource            a lock: its holder(s) (an RwLock writer needs ALL
+--                       readers); a channel: ANY task holding the other end;
+--                       if some holders are unknown (outside any task's
+--                       state), free: taskdbg cannot see them, so it claims
+--                       nothing.
+-- The stuck nodes are the greatest fixpoint (a node is free if its needs can
+-- be met); every cycle among stuck nodes is a deadlock, and nothing outside
+-- the snapshot can break it.
+
+local function new_graph()
+  return { nodes = {}, order = {} }
+end
+
+local function node(g, name, kind, label)
+  local n = g.nodes[name]
+  if not n then
+    n = { name = name, kind = kind or "free", succ = {}, label = label }
+    g.nodes[name] = n
+    g.order[#g.order + 1] = name
+  end
+  return n
+end
+
+local function need(n, target) n.succ[#n.succ + 1] = target end
+
+-- Greatest fixpoint: start with every and/or node stuck, free what can move.
+local function stuck_nodes(g)
+  local free = {}
+  for name, n in pairs(g.nodes) do if n.kind == "free" then free[name] = true end end
+  local changed = true
+  while changed do
+    changed = false
+    for _, name in ipairs(g.order) do
+      local n = g.nodes[name]
+      if not free[name] then
+        local f
+        if #n.succ == 0 then f = true
+        elseif n.kind == "or" then
+          f = false
+          for _, s in ipairs(n.succ) do if free[s] or not g.nodes[s] then f = true; break end end
+        else
+          f = true
+          for _, s in ipairs(n.succ) do if not free[s] and g.nodes[s] then f = false; break end end
+        end
+        if f then free[name] = true; changed = true end
+      end
+    end
+  end
+  local stuck = {}
+  for _, name in ipairs(g.order) do if not free[name] then stuck[name] = true end end
+  return stuck
+end
+
+-- Strongly connected components of the stuck subgraph (Tarjan), in node order.
+local function components(g, stuck)
+  local index, low, on, stack, out, counter = {}, {}, {}, {}, {}, 0
+  local function visit(v)
+    counter = counter + 1
+    index[v], low[v] = counter, counter
+    stack[#stack + 1] = v
+    on[v] = true
+    for _, w in ipairs(g.nodes[v].succ) do
+      if stuck[w] then
+        if not index[w] then
+          visit(w)
+          low[v] = math.min(low[v], low[w])
+        elseif on[w] then
+          low[v] = math.min(low[v], index[w])
+        end
+      end
+    end
+    if low[v] == index[v] then
+      local comp = {}
+      repeat
+        local w = table.remove(stack)
+        on[w] = false
+        comp[#comp + 1] = w
+      until w == v
+      out[#out + 1] = comp
+    end
+  end
+  for _, v in ipairs(g.order) do
+    if stuck[v] and not index[v] then visit(v) end
+  end
+  return out
+end
+
+local function is_cycle(g, comp)
+  if #comp > 1 then return true end
+  for _, s in ipairs(g.nodes[comp[1]].succ) do if s == comp[1] then return true end end
+  return false
+end
+
+-- Holders of each resource key, from the tasks' suspended states.
+local function holders_by_key(ix)
+  local by = {}
+  local function add(key, side, task)
+    by[key] = by[key] or {}
+    local list = by[key]
+    list[#list + 1] = { task = task, side = side }
+  end
+  for _, t in pairs(ix.tasks) do
+    if t.state ~= "complete" and t.state ~= "cancelled" then
+      for _, h in ipairs(t.holds or {}) do
+        local r = h.resource
+        if r and r.key then
+          add(r.key, r.mode, t)
+          -- A receiver frees capacity on its channel's semaphore.
+          if r.capacity_key and r.mode == "rx" then add(r.capacity_key, "rx", t) end
+        end
+      end
+    end
+  end
+  return by
+end
+
+-- Holders know a lock best (a guard leads to the Mutex itself; a waiter only
+-- to its semaphore): one record per key, the holder's when there is one.
+local canonical = {}
+local function resource_name(r)
+  r = canonical[r.key] or r
+  return string.format("%s %s", r.kind, r.address)
+end
+
+detectors.deadlock = function(ctx, ix)
+  local g = new_graph()
+  local holders = holders_by_key(ix)
+  canonical = {}
+  for key, list in pairs(holders) do
+    for _, h in ipairs(list[1].task.holds or {}) do
+      if h.resource and h.resource.key == key then canonical[key] = h.resource end
+    end
+  end
+  local waits = {}   -- node name -> { resource record, where (await) }
+
+  -- Runtimes: one of their workers must be free to poll a task.
+  for _, rt in ipairs(ix.runtimes) do
+    local n = node(g, "rt:" .. rt.address, #rt.workers > 0 and "or" or "free",
+      string.format("runtime %d (%s)", rt.id, rt.flavor))
+    n.runtime = rt
+    for _, tid in ipairs(rt.workers) do need(n, "thread:" .. tid) end
+  end
+
+  -- Threads blocked on a std mutex whose guard lives in some task's state.
+  local sample = ix.last_sample
+  for _, th in ipairs(ctx.threads) do
+    local s = sample and sample.threads[th.tid]
+    local futex = s and s.futex
+    local key = futex and string.format("futex:0x%x", futex)
+    local n = node(g, "thread:" .. th.tid, key and holders[key] and "and" or "free", thread_label(th))
+    n.thread = th
+    if key and holders[key] then
+      local rn = node(g, "res:" .. key, "or")
+      for _, h in ipairs(holders[key]) do need(rn, "task:" .. h.task.id) end
+      local any = holders[key][1].task
+      for _, h in ipairs(any.holds) do
+        if h.resource and h.resource.key == key then rn.resource = h.resource end
+      end
+      need(n, "res:" .. key)
+      waits[n.name] = { resource = rn.resource }
+    end
+  end
+
+  -- Tasks.
+  for _, t in pairs(ix.tasks) do
+    local name = "task:" .. t.id
+    local rt = ix.runtime_of[t.id]
+    if t.state == "complete" or t.state == "cancelled" then
+      node(g, name, "free", task_label(t)).task = t
+    elseif t.state == "running" and is_id(t.running_on) then
+      local n = node(g, name, "and", task_label(t))
+      n.task = t
+      need(n, "thread:" .. t.running_on)
+    else
+      local n = node(g, name, "and", task_label(t))
+      n.task = t
+      need(n, "rt:" .. rt.address)
+      local aw = innermost(t)
+      local w = t.waiting_on
+      if aw and is_id(aw.awaiting_task) then
+        need(n, "task:" .. aw.awaiting_task)
+        waits[name] = { task = aw.awaiting_task, at = aw }
+      elseif w and w.key then
+        local want = (w.mode == "rx") and "tx" or nil   -- a receiver waits for senders
+        local list = holders[w.key] or {}
+        local found = {}
+        for _, h in ipairs(list) do
+          if h.task ~= t or want then
+            if not want or h.side == want then found[#found + 1] = h.task end
+          end
+        end
+        local unknown = #found == 0
+        if w.kind == "tokio::sync::mpsc" and w.mode == "rx" and w.senders and w.senders > #found then
+          unknown = true
+        end
+        if not unknown then
+          local rname = "res:" .. w.key .. ":" .. (w.mode or "")
+          local all = w.kind == "tokio::sync::Mutex" or (w.kind == "tokio::sync::RwLock" and w.mode == "write")
+          local rn = node(g, rname, all and "and" or "or")
+          rn.resource = w
+          for _, h in ipairs(found) do need(rn, "task:" .. h.id) end
+          need(n, rname)
+        end
+        waits[name] = { resource = w, at = aw }
+      end
+    end
+  end
+
+  local stuck = stuck_nodes(g)
+  local out = {}
+  for _, comp in ipairs(components(g, stuck)) do
+    if is_cycle(g, comp) then
+      local tasks, threads, resources, evidence, seen = {}, {}, {}, {}, {}
+      local kinds = {}
+      table.sort(comp)
+      -- Resources the cycle goes through, named by their holders' records.
+      for _, name in ipairs(comp) do
+        local n = g.nodes[name]
+        if n.task and not seen["task" .. n.task.id] then
+          seen["task" .. n.task.id] = true
+          tasks[#tasks + 1] = task_ref(n.task)
+        end
+        if n.thread then
+          threads[#threads + 1] = n.thread.tid
+          local polled = ix.polling[n.thread.tid]
+          if polled and not seen["task" .. polled.id] then
+            seen["task" .. polled.id] = true
+            tasks[#tasks + 1] = task_ref(polled)
+          end
+        end
+        local w = waits[name]
+        if w and w.resource and not seen[w.resource.key] then
+          seen[w.resource.key] = true
+          local r = canonical[w.resource.key] or w.resource
+          resources[#resources + 1] = { kind = r.kind, address = r.address }
+          kinds[r.kind] = true
+        end
+        if w and w.task then
+          kinds.JoinHandle = true
+          if not seen["join" .. w.task] then
+            seen["join" .. w.task] = true
+            resources[#resources + 1] = { kind = "tokio::task::JoinHandle", address = ix.tasks[w.task] and ix.tasks[w.task].address or "?" }
+          end
+        end
+      end
+      table.sort(tasks, function(a, b) return a.id < b.id end)
+      -- One line per member: what it holds, what it waits for, where.
+      for _, name in ipairs(comp) do
+        local n = g.nodes[name]
+        if n.task then
+          local t = n.task
+          local held = {}
+          for _, h in ipairs(t.holds or {}) do
+            if h.resource then held[#held + 1] = resource_name(h.resource)
+            elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
+          end
+          local w, aw = waits[name], user_await(t)
+          local line = task_label(t)
+          if #held > 0 then line = line .. " holds " .. table.concat(held, ", ") .. " and" end
+          if w and w.resource then
+            line = line .. " waits for " .. resource_name(w.resource)
+          elseif w and w.task then
+            line = line .. " awaits the JoinHandle of " .. task_label(ix.tasks[w.task])
+          elseif t.state == "running" then
+            line = line .. " is being polled by thread " .. tostring(t.running_on)
+          else
+            line = line .. " waits for a worker of its runtime to poll it"
+          end
+          if aw and at(aw) and t.state ~= "running" then line = line .. " at " .. at(aw) end
+          evidence[#evidence + 1] = line
+        elseif n.thread then
+          local th = n.thread
+          local user, api = user_call(th, nil)
+          local w = waits[name]
+          local polled = ix.polling[th.tid]
+          evidence[#evidence + 1] = string.format("%s%s is blocked in %s on %s%s",
+            thread_label(th), polled and (", polling " .. task_label(polled) .. ",") or "",
+            api and short_fn(fn_of(api)) or th.syscall or "?",
+            w and w.resource and resource_name(w.resource) or "a lock",
+            user and (" at " .. (at(user) or "?")) or "")
+        elseif n.runtime then
+          local rt = n.runtime
+          local tids = {}
+          for _, tid in ipairs(rt.workers) do tids[#tids + 1] = tostring(tid) end
+          evidence[#evidence + 1] = string.format(
+            "runtime %d (%s) has no worker free to poll: its worker thread%s %s %s blocked",
+            rt.id, rt.flavor, #tids == 1 and "" or "s", table.concat(tids, ", "),
+            #tids == 1 and "is" or "are")
+        end
+      end
+      local names = {}
+      for _, t in ipairs(tasks) do names[#names + 1] = string.format("%d `%s`", t.id, t.name) end
+      local who = #names > 0 and ("task" .. (#names > 1 and "s " or " ") .. table.concat(names, ", ")) or ""
+      if #threads > 0 then
+        who = who .. (who ~= "" and " and " or "") .. "thread" .. (#threads > 1 and "s " or " ")
+        local tids = {}
+        for _, tid in ipairs(threads) do tids[#tids + 1] = tostring(tid) end
+        who = who .. table.concat(tids, ", ")
+      end
+      local via = {}
+      for k in pairs(kinds) do via[#via + 1] = k end
+      table.sort(via)
+      local summary = string.format("%s wait for each other (%s): none can ever proceed",
+        who, table.concat(via, ", "))
+      local fix
+      if kinds["std::sync::Mutex"] then
+        fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use tokio::sync::Mutex"
+      elseif kinds.JoinHandle then
+        fix = "tasks await each other's JoinHandle: break the cycle (one side must not join the other)"
+      elseif kinds["tokio::sync::Mutex"] or kinds["tokio::sync::RwLock"] or kinds["tokio::sync::Semaphore"] then
+        fix = "take the locks in one global order everywhere, or never hold one while awaiting another"
+      else
+        fix = "a task waits on a channel whose other end it (or a task it waits for) keeps open: drop that end first"
+      end
+      out[#out + 1] = finding("deadlock", summary, {
+        tasks = tasks, threads = threads, resources = resources, evidence = evidence, fix = fix })
+    end
+  end
+  return out
+end

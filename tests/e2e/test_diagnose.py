@@ -1,0 +1,214 @@
+"""`taskdbg diagnose` on one fixture per pathology (tests/fixtures/rust/src/bin/diag_*.rs),
+live and on a core of each, and on a healthy busy service where it must find nothing.
+Each finding is checked for its kind, the exact tasks (ids and names), threads,
+resources, and the source lines (from `// @marker` comments) in its text."""
+import json
+
+import pytest
+
+from conftest import RUST_FIXTURES, RUST_SOURCE_DIR, Target, assert_untouched, gcore, marker_lines, run
+
+WINDOW = "600ms"
+
+
+def lines_of(fixture):
+    return marker_lines(RUST_SOURCE_DIR / f"{fixture}.rs")
+
+
+def at(fixture, marker):
+    return f"src/bin/{fixture}.rs:{lines_of(fixture)[marker]}"
+
+
+def diagnose(target, *extra):
+    r = run("diagnose", "--json", "--window", WINDOW, *extra, target)
+    assert r.returncode in (0, 1), r.stderr
+    doc = json.loads(r.stdout)
+    assert r.returncode == (1 if doc["findings"] else 0)
+    for key in ("target", "window_ms", "snapshots", "findings"):
+        assert key in doc
+    for f in doc["findings"]:
+        assert set(f) >= {"kind", "summary", "tasks", "threads", "resources", "evidence"}, f
+        assert f["kind"] in {"deadlock", "greedy_task", "blocking_in_async", "self_shutdown",
+                             "starvation", "lost_waker"}
+    return doc
+
+
+def text(finding):
+    return "\n".join([finding["summary"]] + finding["evidence"])
+
+
+def tasks_of(finding):
+    return [(t["id"], t["name"]) for t in finding["tasks"]]
+
+
+def by_kind(doc, kind):
+    return [f for f in doc["findings"] if f["kind"] == kind]
+
+
+# Each check gets the findings document and whether the target was live.
+
+def check_greedy(doc, live):
+    if not live:
+        # One snapshot cannot tell a long poll from many short ones.
+        assert doc["findings"] == []
+        return
+    (f,) = doc["findings"]
+    assert f["kind"] == "greedy_task"
+    assert tasks_of(f) == [(4, "diag_greedy::crunch")]
+    assert at("diag_greedy", "greedy_loop") in text(f)
+    assert len(f["threads"]) == 1
+
+
+def check_blocking(doc, live):
+    assert [f["kind"] for f in doc["findings"]] == ["blocking_in_async"] * 2
+    found = {tasks_of(f)[0]: f for f in doc["findings"]}
+    read = found[(3, "diag_blocking::load_config")]
+    assert "std::fs::read_to_string" in read["summary"] and "(read)" in read["summary"]
+    assert at("diag_blocking", "blocking_read") in read["summary"]
+    nap = found[(4, "diag_blocking::nap")]
+    assert "sleep" in nap["summary"] and "(clock_nanosleep)" in nap["summary"]
+    assert at("diag_blocking", "blocking_sleep") in nap["summary"]
+    assert "tokio::time::sleep" in nap["fix"]
+
+
+def check_lock_order(doc, live):
+    (f,) = doc["findings"]
+    assert f["kind"] == "deadlock"
+    assert tasks_of(f) == [(3, "diag_lock_order::transfer_ab"), (4, "diag_lock_order::transfer_ba")]
+    assert [r["kind"] for r in f["resources"]] == ["tokio::sync::Mutex"] * 2
+    assert len({r["address"] for r in f["resources"]}) == 2
+    assert at("diag_lock_order", "ab_second_lock") in text(f)
+    assert at("diag_lock_order", "ba_second_lock") in text(f)
+    assert f["threads"] == []
+
+
+def check_join_cycle(doc, live):
+    (f,) = doc["findings"]
+    assert f["kind"] == "deadlock"
+    assert tasks_of(f) == [(3, "diag_join_cycle::await_peer_a"), (4, "diag_join_cycle::await_peer_b")]
+    assert [r["kind"] for r in f["resources"]] == ["tokio::task::JoinHandle"] * 2
+    assert at("diag_join_cycle", "join_a") in text(f)
+    assert at("diag_join_cycle", "join_b") in text(f)
+
+
+def check_std_mutex(doc, live):
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async"]
+    dead, blocking = doc["findings"]
+    # A mixed cycle: the worker thread waits for the guard in refresh's state,
+    # and refresh waits for the runtime's only worker.
+    assert tasks_of(dead) == [(2, "diag_std_mutex::refresh"), (3, "diag_std_mutex::lookup")]
+    assert len(dead["threads"]) == 1
+    assert [r["kind"] for r in dead["resources"]] == ["std::sync::Mutex"]
+    assert at("diag_std_mutex", "refresh_await") in text(dead)
+    assert at("diag_std_mutex", "lookup_lock") in text(dead)
+    assert tasks_of(blocking) == [(3, "diag_std_mutex::lookup")]
+    assert blocking["threads"] == dead["threads"]
+
+
+def check_lost_waker(doc, live):
+    (f,) = doc["findings"]
+    assert f["kind"] == "lost_waker"
+    assert tasks_of(f) == [(3, "diag_lost_waker::wait_for_flag")]
+    assert at("diag_lost_waker", "lost_await") in text(f)
+    assert "diag_lost_waker::FlagSet" in text(f)
+
+
+def check_starved(doc, live):
+    assert [f["kind"] for f in doc["findings"]] == ["starvation", "blocking_in_async"]
+    starve, blocking = doc["findings"]
+    assert tasks_of(starve) == [(i, "diag_starved::worker_job") for i in (1, 2, 3)]
+    assert "current_thread" in starve["summary"]
+    assert at("diag_starved", "starve_recv") in text(starve)
+    # The thread is blocked inside block_on's own future, not in a task.
+    assert blocking["tasks"] == [] and "block_on" in blocking["summary"]
+    assert "std::sync::mpsc::Receiver" in blocking["summary"]
+    assert at("diag_starved", "starve_recv") in blocking["summary"]
+    assert starve["threads"] == blocking["threads"]
+
+
+def check_self_shutdown(doc, live):
+    (f,) = doc["findings"]
+    assert f["kind"] == "self_shutdown"
+    assert at("diag_self_shutdown", "self_drop") in f["summary"]
+    assert "diag_self_shutdown::stop_service" in text(f)
+    assert len(f["threads"]) == 1
+
+
+def check_healthy(doc, live):
+    assert doc["findings"] == [], [text(f) for f in doc["findings"]]
+
+
+CASES = {
+    "diag_greedy": check_greedy,
+    "diag_blocking": check_blocking,
+    "diag_lock_order": check_lock_order,
+    "diag_join_cycle": check_join_cycle,
+    "diag_std_mutex": check_std_mutex,
+    "diag_lost_waker": check_lost_waker,
+    "diag_starved": check_starved,
+    "diag_self_shutdown": check_self_shutdown,
+    "diag_healthy": check_healthy,
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(CASES))
+def test_diagnose_live_and_core(fixture, tmp_path):
+    target = Target([RUST_FIXTURES / fixture])
+    try:
+        doc = diagnose(target.pid)
+        assert doc["target"]["kind"] == "process"
+        assert doc["window_ms"] == 600 and doc["snapshots"] > 10
+        CASES[fixture](doc, True)
+        assert_untouched(target.pid)
+        core = gcore(target.pid, tmp_path)
+        assert_untouched(target.pid)
+        doc = diagnose(core)
+        assert doc["target"]["kind"] == "core" and doc["snapshots"] == 1
+        CASES[fixture](doc, False)
+    finally:
+        target.stop()
+
+
+def test_text_report(tmp_path):
+    """The human report: most severe first, with tasks, lines and a fix."""
+    target = Target([RUST_FIXTURES / "diag_std_mutex"])
+    try:
+        r = run("diagnose", "--window", "300ms", target.pid)
+        assert r.returncode == 1, r.stderr
+        out = r.stdout
+        assert "2 problems found" in out
+        assert out.index("1. deadlock:") < out.index("2. blocking_in_async:")
+        assert "2 diag_std_mutex::refresh, 3 diag_std_mutex::lookup" in out
+        assert "fix: do not hold a std::sync::MutexGuard across .await" in out
+    finally:
+        target.stop()
+    healthy = Target([RUST_FIXTURES / "diag_healthy"])
+    try:
+        r = run("diagnose", "--window", "300ms", healthy.pid)
+        assert r.returncode == 0, r.stderr
+        assert "No problem found in 6 tasks of 1 runtime" in r.stdout
+    finally:
+        healthy.stop()
+
+
+def test_greedy_threshold_option():
+    """A threshold longer than the window: the same CPU loop is not reported."""
+    target = Target([RUST_FIXTURES / "diag_greedy"])
+    try:
+        doc = diagnose(target.pid, "--greedy-threshold", "2s")
+        assert doc["findings"] == []
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--window", "soon", "1"], 64, "bad duration 'soon'"),
+    (["--interval", "0ms", "1"], 64, "--interval must be at least 1ms"),
+    ([], 64, "TARGET is missing"),
+    (["999999999"], 2, "no process with id"),
+])
+def test_usage_and_errors(args, code, message):
+    r = run("diagnose", *args)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
