@@ -332,103 +332,148 @@ end
 
 -- What a task waits on and what it holds, as resources: a key shared by the
 -- waiters and the holders of one lock or channel ("sem:0x..", "chan:0x..",
--- "oneshot:0x..", "futex:0x.."), read while the target is stopped. One
--- resolver per type, chosen by the type's path; nil for types that are no
--- resource (a Sleep, a custom future).
-local function ref_target(r) return td.deref(r) end
-local function futex_of_std_mutex(m)
-  -- std::sync::Mutex { inner: sys::Mutex { futex: AtomicU32 }, poison, data }
-  local inner = m.inner
-  if td.has(inner, "futex") then return td.addr(inner.futex) end
-  return td.addr(inner)
-end
-local function chan_of(tx_or_rx)
-  -- Tx/Rx { inner: Arc<Chan<T, S>> }
-  local chan = arc_data(tx_or_rx.inner)
-  local res = { key = string.format("chan:0x%x", td.addr(chan)), address = td.addr(chan) }
-  if td.has(chan, "tx_count") then res.senders = td.uint(peel(chan.tx_count)) end
-  if td.has(chan, "semaphore") then
-    local sem = chan.semaphore
-    if td.has(sem, "semaphore") then
-      res.capacity_key = string.format("sem:0x%x", td.addr(sem.semaphore))
+-- "oneshot:0x..", "futex:0x.."), read while the target is stopped. Per type,
+-- once: a builder turns the type's layout into paths of offsets and pointer
+-- reads (td.follow), so each instance costs a few reads and no values. nil
+-- for types that are no resource (a Sleep, a custom future).
+local ARC = { "ptr", "pointer", "*", "data" }
+
+-- Steps for td.follow along a path of field names, "*" (through a pointer)
+-- and "?" (into Option<T>'s payload: pointers use the null niche); also the
+-- type reached.
+local function recipe(t, ...)
+  local steps, acc = {}, 0
+  for _, path in ipairs({ ... }) do
+    for _, step in ipairs(path) do
+      if step == "*" then
+        steps[#steps + 1] = acc
+        steps[#steps + 1] = -1
+        acc = 0
+        t = assert(td.pointee(t), "not a pointer")
+      elseif step == "?" then
+        t = assert(td.template(t, "T"), "not an Option")
+      else
+        local off, ft = td.offset(t, step)
+        acc, t = acc + off, ft
+      end
     end
   end
-  return res
-end
-local function oneshot_of(v)
-  local arc = some(v.inner)
-  if not arc then return nil end
-  local inner = arc_data(arc)
-  return { key = string.format("oneshot:0x%x", td.addr(inner)), address = td.addr(inner) }
-end
-local function sem_res(sem, kind, address)
-  local a = td.addr(sem)
-  return { key = string.format("sem:0x%x", a), kind = kind, address = address or a }
+  steps[#steps + 1] = acc
+  return steps, t
 end
 
--- { pattern on the type path (generics removed), role, resolver(v) -> resource }
+local function has_field(t, name) return (pcall(td.offset, t, name)) end
+
+local function fmt(prefix, a) return string.format("%s:0x%x", prefix, a) end
+
+-- A channel (Chan) of type ct reached by steps: its key, live senders and
+-- capacity semaphore.
+local function chan_builder(t, steps, ct, side)
+  local txc = has_field(ct, "tx_count") and td.offset(ct, "tx_count") or nil
+  local cap = nil
+  if has_field(ct, "semaphore") then
+    local o1, st = td.offset(ct, "semaphore")
+    if has_field(st, "semaphore") then cap = o1 + td.offset(st, "semaphore") end
+  end
+  return function(a)
+    local chan = td.follow(a, steps)
+    if not chan then return nil end
+    return { key = fmt("chan", chan), address = chan, kind = "tokio::sync::mpsc", side = side,
+             senders = txc and td.try_read(chan + txc) or nil,
+             capacity_key = cap and fmt("sem", chan + cap) or nil }
+  end
+end
+
+local function sem_builder(steps, kind, sem_off)
+  return function(a)
+    local x = td.follow(a, steps)
+    if not x then return nil end
+    return { key = fmt("sem", x + (sem_off or 0)), kind = kind, address = x }
+  end
+end
+
+-- { pattern on the type path (generics removed), builder(type) -> function(addr) -> resource }
 local RESOURCE_TYPES = {
-  { "^tokio::sync::batch_semaphore::Acquire$", function(v)
-      local sem = ref_target(v.semaphore)
-      return sem_res(sem, nil) end },
-  { "^tokio::sync::oneshot::Receiver$", function(v)
-      local r = oneshot_of(v); if r then r.kind = "tokio::sync::oneshot"; r.side = "rx" end; return r end },
-  { "^tokio::sync::oneshot::Sender$", function(v)
-      local r = oneshot_of(v); if r then r.kind = "tokio::sync::oneshot"; r.side = "tx" end; return r end },
-  { "^tokio::sync::mpsc::.*Receiver$", function(v)
-      local r = chan_of(v.chan); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r end },
-  { "^tokio::sync::mpsc::.*Sender$", function(v)
-      local r = chan_of(v.chan); r.kind = "tokio::sync::mpsc"; r.side = "tx"; return r end },
-  { "^tokio::sync::mutex::MutexGuard$", function(v)
-      local m = ref_target(v.lock)
-      return sem_res(m.s, "tokio::sync::Mutex", td.addr(m)) end },
-  { "^tokio::sync::mutex::OwnedMutexGuard$", function(v)
-      local m = arc_data(v.lock)
-      return sem_res(m.s, "tokio::sync::Mutex", td.addr(m)) end },
-  { "^tokio::sync::rwlock::.*RwLock.*Guard$", function(v)
-      local sem = ref_target(v.s)
-      return sem_res(sem, "tokio::sync::RwLock") end },
-  { "^tokio::sync::semaphore::SemaphorePermit$", function(v)
-      local s = ref_target(v.sem)
-      return sem_res(s.ll_sem, "tokio::sync::Semaphore", td.addr(s)) end },
-  { "^tokio::sync::semaphore::OwnedSemaphorePermit$", function(v)
-      local s = arc_data(v.sem)
-      return sem_res(s.ll_sem, "tokio::sync::Semaphore", td.addr(s)) end },
-  { "^std::sync::.*MutexGuard$", function(v)
-      local m = ref_target(v.lock)
-      local f = futex_of_std_mutex(m)
-      return { key = string.format("futex:0x%x", f), kind = "std::sync::Mutex", address = td.addr(m) } end },
+  { "^tokio::sync::batch_semaphore::Acquire$", function(t)
+      return sem_builder(recipe(t, { "semaphore", "*" }), nil) end },
+  { "^tokio::sync::oneshot::Receiver$", function(t)
+      local steps = recipe(t, { "inner", "?" }, ARC)
+      return function(a)
+        local inner = td.follow(a, steps)
+        return inner and { key = fmt("oneshot", inner), address = inner,
+                           kind = "tokio::sync::oneshot", side = "rx" } end end },
+  { "^tokio::sync::oneshot::Sender$", function(t)
+      local steps = recipe(t, { "inner", "?" }, ARC)
+      return function(a)
+        local inner = td.follow(a, steps)
+        return inner and { key = fmt("oneshot", inner), address = inner,
+                           kind = "tokio::sync::oneshot", side = "tx" } end end },
+  { "^tokio::sync::mpsc::.*Receiver$", function(t)
+      local steps, ct = recipe(t, { "chan", "inner" }, ARC)
+      return chan_builder(t, steps, ct, "rx") end },
+  { "^tokio::sync::mpsc::.*Sender$", function(t)
+      local steps, ct = recipe(t, { "chan", "inner" }, ARC)
+      return chan_builder(t, steps, ct, "tx") end },
+  { "^tokio::sync::mutex::MutexGuard$", function(t)
+      local steps, mt = recipe(t, { "lock", "*" })
+      return sem_builder(steps, "tokio::sync::Mutex", td.offset(mt, "s")) end },
+  { "^tokio::sync::mutex::OwnedMutexGuard$", function(t)
+      local steps, mt = recipe(t, { "lock" }, ARC)
+      return sem_builder(steps, "tokio::sync::Mutex", td.offset(mt, "s")) end },
+  { "^tokio::sync::rwlock::.*RwLock.*Guard$", function(t)
+      return sem_builder(recipe(t, { "s", "*" }), "tokio::sync::RwLock") end },
+  { "^tokio::sync::semaphore::SemaphorePermit$", function(t)
+      local steps, st = recipe(t, { "sem", "*" })
+      return sem_builder(steps, "tokio::sync::Semaphore", td.offset(st, "ll_sem")) end },
+  { "^tokio::sync::semaphore::OwnedSemaphorePermit$", function(t)
+      local steps, st = recipe(t, { "sem" }, ARC)
+      return sem_builder(steps, "tokio::sync::Semaphore", td.offset(st, "ll_sem")) end },
+  { "^std::sync::.*MutexGuard$", function(t)
+      -- std::sync::Mutex { inner: sys Mutex { futex }, poison, data }
+      local steps, mt = recipe(t, { "lock", "*" })
+      local off, it = td.offset(mt, "inner")
+      if has_field(it, "futex") then off = off + td.offset(it, "futex") end
+      return function(a)
+        local m = td.follow(a, steps)
+        return m and { key = fmt("futex", m + off), kind = "std::sync::Mutex", address = m } end end },
   -- mpsc::Receiver::recv is poll_fn(|cx| self.chan.recv(cx)): its closure
-  -- holds &mut Rx (or the Receiver).
-  { "^tokio::future::poll_fn::PollFn$", function(v)
-      local f = v.f
-      for _, field in ipairs(td.fields(f)) do
-        local x = f[field.name]
+  -- holds &mut Rx (or &mut Receiver).
+  { "^tokio::future::poll_fn::PollFn$", function(t)
+      local off_f, ft = td.offset(t, "f")
+      for _, field in ipairs(td.fields(td.value(ft, 0))) do
+        local x, path = field.type, { "f", field.name }
         for _ = 1, 3 do
-          local name = strip_generics(type_path(x))
-          if name:find("^tokio::sync::mpsc::") and td.has(x, "inner") then
-            local r = chan_of(x); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r
-          elseif name:find("^tokio::sync::mpsc::") and td.has(x, "chan") then
-            local r = chan_of(x.chan); r.kind = "tokio::sync::mpsc"; r.side = "rx"; return r
+          local name = strip_generics(td.type_name(td.value(x, 0)) and type_path(td.value(x, 0)) or "")
+          if name:find("^tokio::sync::mpsc::") then
+            if has_field(x, "chan") then path[#path + 1] = "chan" end
+            path[#path + 1] = "inner"
+            local steps, ct = recipe(t, path, ARC)
+            return chan_builder(t, steps, ct, "rx")
           end
-          local ok, d = pcall(td.deref, x)
-          if not ok or not d then break end
-          x = d
+          local p = td.pointee(x)
+          if not p then break end
+          path[#path + 1] = "*"
+          x = p
         end
       end
       return nil end },
 }
 
-local resolvers = {}   -- type id -> resolver or false
+local builders = {}   -- type id -> function(addr) -> resource, or false
 local function resolver_for(type_id)
-  local r = resolvers[type_id]
+  local r = builders[type_id]
   if r == nil then
     r = false
-    local name = strip_generics(type_path(td.type_by_id(type_id)))
+    local t = td.type_by_id(type_id)
+    local name = strip_generics(type_path(t))
     for _, rt in ipairs(RESOURCE_TYPES) do
-      if name:find(rt[1]) then r = rt[2]; break end
+      if name:find(rt[1]) then
+        local ok, fn = pcall(rt[2], t)
+        r = ok and fn or false
+        break
+      end
     end
-    resolvers[type_id] = r
+    builders[type_id] = r
   end
   return r
 end
@@ -436,7 +481,7 @@ end
 local function resolve(type_id, addr)
   local r = resolver_for(type_id)
   if not r then return nil end
-  local ok, res = pcall(r, td.value(td.type_by_id(type_id), addr))
+  local ok, res = pcall(r, addr)
   if ok then return res end
   return nil
 end
@@ -650,14 +695,18 @@ function M.finish()
       end
       task.backtrace = backtrace
       -- What its suspended futures hold: handles to tasks, guards, channel ends.
+      local held_at = {}
       for _, aw in ipairs(chain) do
         for _, held in ipairs(aw.holds or {}) do
+          if held_at[held.addr] then goto next_held end
+          held_at[held.addr] = true
           task.holds = task.holds or {}
           local res = held.resource
           task.holds[#task.holds + 1] = {
             type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
             task = held.header and id_of_header[held.header] or nil,
             resource = res and resource_record(res, backtrace) or nil }
+          ::next_held::
         end
       end
       -- What it waits on (a lock, a channel), unless it is running.

@@ -1248,6 +1248,40 @@ static int l_threads(lua_State *L)
 	return 1;
 }
 
+/*
+ * td.follow(addr, steps) -> addr or nil
+ * A precomputed path through memory, in one call: each step >= 0 adds an
+ * offset, -1 reads the pointer at the current address (nil if it is null or
+ * unreadable). Plugins compute steps once per type (td.offset, td.pointee)
+ * and follow them per instance without creating values.
+ */
+static int l_follow(lua_State *L)
+{
+	uint64_t addr = check_addr(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+	struct td_program *prog = get_lua(L)->prog;
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, 2, i);
+		lua_Integer step = lua_tointeger(L, -1);
+		lua_pop(L, 1);
+		if (step >= 0) {
+			addr += (uint64_t)step;
+			continue;
+		}
+		uint64_t p = 0;
+		struct td_error *err = td_program_read(prog, addr, &p, sizeof(p));
+		if (err || p == 0) {
+			td_error_destroy(err);
+			lua_pushnil(L);
+			return 1;
+		}
+		addr = p;
+	}
+	lua_pushinteger(L, (lua_Integer)addr);
+	return 1;
+}
+
 /* td.clock_ms() -> milliseconds of a monotonic clock (for timing samples) */
 static int l_clock_ms(lua_State *L)
 {
@@ -1256,7 +1290,7 @@ static int l_clock_ms(lua_State *L)
 }
 
 static const luaL_Reg td_functions[] = {
-	{ "clock_ms", l_clock_ms },
+	{ "clock_ms", l_clock_ms }, { "follow", l_follow },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
