@@ -122,6 +122,11 @@ static void print_task(FILE *out, struct json_object *t, bool chains)
 	}
 	if (!chains)
 		print_where(out, last);
+	/* What it waits on, followed through the awaited future: a lock, a channel. */
+	struct json_object *w;
+	if (json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind"))
+		fprintf(out, " (%s %s%s%s)", str(w, "kind"), str(w, "address") ? str(w, "address") : "",
+			str(w, "mode") ? " " : "", str(w, "mode") ? str(w, "mode") : "");
 	fputc('\n', out);
 	struct json_object *bt;
 	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt) {
