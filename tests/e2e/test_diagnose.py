@@ -212,3 +212,36 @@ def test_usage_and_errors(args, code, message):
     r = run("diagnose", *args)
     assert r.returncode == code, r.stderr
     assert message in r.stderr
+
+
+def test_no_tokio_is_healthy():
+    """A C program: no runtime, no task; nothing found, exit 0."""
+    from conftest import C_FIXTURES
+    target = Target([C_FIXTURES / "fixture-threads"])
+    try:
+        doc = diagnose(target.pid)
+        assert doc["findings"] == []
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_mid_window_leaves_target_running(sig):
+    """diagnose stopped by a signal during its window: the target runs on, untraced."""
+    import signal
+    import subprocess
+    import time
+    from conftest import TASKDBG
+    target = Target([RUST_FIXTURES / "diag_healthy"])
+    try:
+        p = subprocess.Popen([str(TASKDBG), "diagnose", "--window", "10s", str(target.pid)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.7)
+        p.send_signal(getattr(signal, sig))
+        p.wait(timeout=10)
+        assert p.returncode != 0
+        assert_untouched(target.pid)
+        assert target.proc.poll() is None
+    finally:
+        target.stop()
