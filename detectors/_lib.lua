@@ -36,16 +36,7 @@ function index_model(ctx)
   return ix
 end
 
-local function strip_generics(name)
-  local out, depth = {}, 0
-  for ch in name:gmatch(".") do
-    if ch == "<" then depth = depth + 1
-    elseif ch == ">" then depth = depth - 1
-    elseif depth == 0 then out[#out + 1] = ch end
-  end
-  return table.concat(out)
-end
-_ENV.strip_generics = strip_generics
+strip_generics = td.strip_generics
 
 function task_ref(t) return { id = t.id, name = t.name } end
 

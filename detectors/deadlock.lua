@@ -101,7 +101,16 @@ local function is_cycle(g, comp)
   return false
 end
 
--- Holders of each resource key, from the tasks' suspended states.
+-- Holders know a lock best (a guard leads to the Mutex itself; a waiter only
+-- to its semaphore): one record per key, the holder's when there is one.
+local canonical = {}
+local function resource_name(r)
+  r = canonical[r.key] or r
+  return string.format("%s %s", r.kind, r.address)
+end
+
+-- Holders of each resource key, from the tasks' suspended states; and the
+-- holders' record of each key (into canonical).
 local function holders_by_key(ix)
   local by = {}
   local function add(key, side, task)
@@ -115,6 +124,7 @@ local function holders_by_key(ix)
         local r = h.resource
         if r and r.key then
           add(r.key, r.mode, t)
+          canonical[r.key] = canonical[r.key] or r
           -- A receiver frees capacity on its channel's semaphore.
           if r.capacity_key and r.mode == "rx" then add(r.capacity_key, "rx", t) end
         end
@@ -124,23 +134,10 @@ local function holders_by_key(ix)
   return by
 end
 
--- Holders know a lock best (a guard leads to the Mutex itself; a waiter only
--- to its semaphore): one record per key, the holder's when there is one.
-local canonical = {}
-local function resource_name(r)
-  r = canonical[r.key] or r
-  return string.format("%s %s", r.kind, r.address)
-end
-
 detectors.deadlock = function(ctx, ix)
   local g = new_graph()
-  local holders = holders_by_key(ix)
   canonical = {}
-  for key, list in pairs(holders) do
-    for _, h in ipairs(list[1].task.holds or {}) do
-      if h.resource and h.resource.key == key then canonical[key] = h.resource end
-    end
-  end
+  local holders = holders_by_key(ix)
   local waits = {}   -- node name -> { resource record, where (await) }
 
   -- Runtimes: one of their workers must be free to poll a task.
@@ -162,10 +159,7 @@ detectors.deadlock = function(ctx, ix)
     if key and holders[key] then
       local rn = node(g, "res:" .. key, "or")
       for _, h in ipairs(holders[key]) do need(rn, "task:" .. h.task.id) end
-      local any = holders[key][1].task
-      for _, h in ipairs(any.holds) do
-        if h.resource and h.resource.key == key then rn.resource = h.resource end
-      end
+      rn.resource = canonical[key]
       need(n, "res:" .. key)
       waits[n.name] = { resource = rn.resource }
     end

@@ -136,16 +136,18 @@ local function owned_heads(owned)
   return heads, td.uint(peel(owned.id))
 end
 
--- Removes generic arguments: "a::B<c::D>::f" -> "a::B::f".
-local function strip_generics(name)
-  local out, depth = {}, 0
-  for ch in name:gmatch(".") do
-    if ch == "<" then depth = depth + 1
-    elseif ch == ">" then depth = depth - 1
-    elseif depth == 0 then out[#out + 1] = ch end
+-- The first task header of each list of an owned-task set (empty lists skipped).
+local function first_tasks(owned)
+  local heads, owner = owned_heads(owned)
+  local firsts = {}
+  for _, head in ipairs(heads) do
+    local first = some(head)
+    if first then firsts[#firsts + 1] = td.pointer(first.pointer) end
   end
-  return table.concat(out)
+  return firsts, owner
 end
+
+local strip_generics = td.strip_generics   -- "a::B<c::D>::f" -> "a::B::f"
 
 -- The name a person would call a future (docs/cli-contract.md).
 local function future_name(full)
@@ -157,9 +159,13 @@ local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?
 
 local EMPTY = {}
 -- Scheduler Context types (their Core counts ticks), resolved before a stop.
-local tick_types = {}
-local TICK_CONTEXTS = { "tokio::runtime::scheduler::multi_thread::worker::Context",
-                        "tokio::runtime::scheduler::current_thread::Context" }
+-- Each scheduler's scoped thread-local and the Context type it points to.
+local TICK_ROOTS = {
+  { tls = "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
+    context = "tokio::runtime::scheduler::multi_thread::worker::Context" },
+  { tls = "tokio::runtime::scheduler::current_thread::CURRENT",
+    context = "tokio::runtime::scheduler::current_thread::Context" },
+}
 local resource_record
 
 -- Layout facts resolved once per program.
@@ -189,6 +195,10 @@ local function resolve_layout()
     next = owned_off + inner_off + next_off,
     cells = nil,   -- Cell<T,S> types by the id of T, found on first use
   }
+  -- td.walk_list relations: the next task (through its vtable's trailer
+  -- offset) and its id (through the vtable's id offset).
+  layout.next_rel = { via = layout.vtable, via_field = layout.trailer_offset, at = layout.next }
+  layout.id_rel = { via = layout.vtable, via_field = layout.id_offset }
   return layout
 end
 
@@ -263,11 +273,11 @@ end
 local function walk_tasks(first, out)
   local cols, why = td.walk_list{
     first = first,
-    next = { via = layout.vtable, via_field = layout.trailer_offset, at = layout.next },
+    next = layout.next_rel,
     fields = {
       state = { at = layout.state },
       vtable = { at = layout.vtable },
-      id = { via = layout.vtable, via_field = layout.id_offset },
+      id = layout.id_rel,
     },
     max = MAX_TASKS,
   }
@@ -368,7 +378,7 @@ local function fmt(prefix, a) return string.format("%s:0x%x", prefix, a) end
 
 -- A channel (Chan) of type ct reached by steps: its key, live senders and
 -- capacity semaphore.
-local function chan_builder(t, steps, ct, side)
+local function chan_builder(steps, ct, side)
   local txc = has_field(ct, "tx_count") and td.offset(ct, "tx_count") or nil
   local cap = nil
   if has_field(ct, "semaphore") then
@@ -410,10 +420,10 @@ local RESOURCE_TYPES = {
                            kind = "tokio::sync::oneshot", side = "tx" } end end },
   { "^tokio::sync::mpsc::.*Receiver$", function(t)
       local steps, ct = recipe(t, { "chan", "inner" }, ARC)
-      return chan_builder(t, steps, ct, "rx") end },
+      return chan_builder(steps, ct, "rx") end },
   { "^tokio::sync::mpsc::.*Sender$", function(t)
       local steps, ct = recipe(t, { "chan", "inner" }, ARC)
-      return chan_builder(t, steps, ct, "tx") end },
+      return chan_builder(steps, ct, "tx") end },
   { "^tokio::sync::mutex::MutexGuard$", function(t)
       local steps, mt = recipe(t, { "lock", "*" })
       return sem_builder(steps, "tokio::sync::Mutex", td.offset(mt, "s")) end },
@@ -443,12 +453,12 @@ local RESOURCE_TYPES = {
       for _, field in ipairs(td.fields(td.value(ft, 0))) do
         local x, path = field.type, { "f", field.name }
         for _ = 1, 3 do
-          local name = strip_generics(td.type_name(td.value(x, 0)) and type_path(td.value(x, 0)) or "")
+          local name = strip_generics(type_path(x))
           if name:find("^tokio::sync::mpsc::") then
             if has_field(x, "chan") then path[#path + 1] = "chan" end
             path[#path + 1] = "inner"
             local steps, ct = recipe(t, path, ARC)
-            return chan_builder(t, steps, ct, "rx")
+            return chan_builder(steps, ct, "rx")
           end
           local p = td.pointee(x)
           if not p then break end
@@ -595,8 +605,8 @@ local TLS_ROOTS = {
 -- Reads no target memory (it would be stale).
 function M.prepare()
   for _, path in ipairs(TLS_ROOTS) do td.find_tls(path) end
-  for _, path in ipairs(TICK_CONTEXTS) do
-    if tick_types[path] == nil then tick_types[path] = td.find_type(path) or false end
+  for _, root in ipairs(TICK_ROOTS) do
+    if root.type == nil then root.type = td.find_type(root.context) or false end
   end
   if td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
@@ -766,18 +776,13 @@ end
 -- one poll that has not returned. The Core sits in the thread's scheduler
 -- Context while a task is polled.
 local function scheduler_tick(tid)
-  for _, path in ipairs{ "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
-                         "tokio::runtime::scheduler::current_thread::CURRENT" } do
-    local storage = td.tls(path, tid)
+  for _, root in ipairs(TICK_ROOTS) do
+    local storage = root.type and td.tls(root.tls, tid)
     if storage then
       local ok, tick = pcall(function()
         local p = td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
         if p == 0 then return nil end
-        local ctx_path = path:gsub("::CURRENT$", "::Context")
-        local ty = tick_types[ctx_path]
-        if ty == nil then ty = td.find_type(ctx_path) or false; tick_types[ctx_path] = ty end
-        if not ty then return nil end
-        local core = some(peel(td.value(ty, p).core))
+        local core = some(peel(td.value(root.type, p).core))
         if not core then return nil end
         return td.uint(td.deref(core).tick)
       end)
@@ -804,27 +809,18 @@ function M.sample()
   if #runtimes > 0 and td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
     for _, rt in ipairs(runtimes) do
-      local rec = { address = rt.address, flavor = rt.flavor, workers = rt.workers,
-                    notified = {}, running = {}, count = 0 }
+      local rec = { address = rt.address, notified = {}, running = {} }
       s.runtimes[#s.runtimes + 1] = rec
-      local ok, heads = pcall(owned_heads, rt.owned)
-      for _, head in ipairs(ok and heads or EMPTY) do
-        local first = some(head)
-        if first then
-          local cols = td.walk_list{
-            first = td.pointer(first.pointer),
-            next = { via = layout.vtable, via_field = layout.trailer_offset, at = layout.next },
-            fields = { state = { at = layout.state },
-                       id = { via = layout.vtable, via_field = layout.id_offset } },
-            max = SAMPLE_TASKS_MAX,
-          }
-          for i, bits in ipairs(cols.state) do
-            if bits & (COMPLETE | CANCELLED) == 0 then
-              if bits & RUNNING ~= 0 then rec.running[cols.id[i]] = true
-              elseif bits & NOTIFIED ~= 0 then rec.notified[cols.id[i]] = true end
-            end
-          end
-          rec.count = rec.count + #cols.state
+      local ok, firsts = pcall(first_tasks, rt.owned)
+      for _, first in ipairs(ok and firsts or EMPTY) do
+        local cols = td.walk_list{
+          first = first, next = layout.next_rel,
+          fields = { state = { at = layout.state }, id = layout.id_rel },
+          max = SAMPLE_TASKS_MAX,
+        }
+        for i, bits in ipairs(cols.state) do
+          local state = state_name(bits)
+          if state == "running" or state == "notified" then rec[state][cols.id[i]] = true end
         end
       end
     end
@@ -837,15 +833,12 @@ function M.walk()
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
   resolve_layout()
   local function walk_runtime(rt)
-    local heads, owner = owned_heads(rt.owned)
+    local firsts, owner = first_tasks(rt.owned)
     rt.owner_id = owner
     rt.lists = {}
-    for _, head in ipairs(heads) do
-      local first = some(head)
-      if first then
-        local why = walk_tasks(td.pointer(first.pointer), rt.lists)
-        if why then rt.error = why end
-      end
+    for _, first in ipairs(firsts) do
+      local why = walk_tasks(first, rt.lists)
+      if why then rt.error = why end
     end
     rt.joined = follow_join_handles(rt.lists)
     follow_resources(rt.lists)

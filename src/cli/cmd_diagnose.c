@@ -22,7 +22,6 @@
 #include "report/diagnose.h"
 #include "util/clock.h"
 #include "util/timing.h"
-#include "value/program.h"
 
 static const char diagnose_help[] =
 	"usage: taskdbg diagnose [--json] [--window D] [--greedy-threshold D] [--interval D]\n"
@@ -60,19 +59,22 @@ static struct td_error *sample_while_stopped(struct td_snapshot *snap, void *arg
 {
 	struct diagnose_job *job = arg;
 	(void)snap;
-	td_program_forget_memory(td_lua_program(job->lua));
-	return td_lua_call_plugin(job->lua, "sample", true, NULL);
+	return td_lua_call_stopped(job->lua, "sample");
 }
 
+/* The last stop of a window (or a core's only one): a sample, then the full walk. */
 static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
-	(void)snap;
-	td_program_forget_memory(td_lua_program(job->lua));
-	struct td_error *err = td_lua_call_plugin(job->lua, "sample", true, NULL);
-	if (!err)
-		err = td_lua_call_plugin(job->lua, "snapshot", true, NULL);
-	return err;
+	struct td_error *err = sample_while_stopped(snap, arg);
+	return err ? err : td_lua_call_plugin(job->lua, "snapshot", true, NULL);
+}
+
+/* The first stop: a live target's first sample, or all a core file gives. */
+static struct td_error *first_stop(struct td_snapshot *snap, void *arg)
+{
+	return snap->kind == TD_SNAPSHOT_LIVE ? sample_while_stopped(snap, arg)
+					      : walk_while_stopped(snap, arg);
 }
 
 /* "500ms", "2s", "1.5s", "250us"; a bare number is seconds. Returns false if malformed. */
@@ -197,16 +199,10 @@ int td_cmd_diagnose(int argc, char **argv)
 	struct td_snapshot *snap = NULL;
 	struct td_thread_list *list = NULL;
 	struct json_object *threads = NULL, *opts = NULL, *findings = NULL;
-	bool live = true;
+	bool live = false;
 	int code = TD_EXIT_OK;
-	const char *target = argv[optind];
-	for (const char *p = target; *p; p++)
-		if (*p < '0' || *p > '9')
-			live = false;
-	/* The first stop: a sample (live), or the whole walk (core). */
-	err = td_cli_snapshot_with(target, exe, prepare_before_stop,
-				   live ? sample_while_stopped : walk_while_stopped, &job, &snap);
-	if (!err && live) {
+	err = td_cli_snapshot_with(argv[optind], exe, prepare_before_stop, first_stop, &job, &snap);
+	if (!err && (live = snap->kind == TD_SNAPSHOT_LIVE)) {
 		note_stop(&job, snap);
 		err = watch(snap, &job, window_ms, interval_ms);
 	}

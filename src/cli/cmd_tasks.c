@@ -10,7 +10,6 @@
 #include "report/bt.h"
 #include "report/tasks.h"
 #include "util/timing.h"
-#include "value/program.h"
 
 static const char tasks_help[] =
 	"usage: taskdbg tasks [--json] [--chains] [--all] [--exe PATH] [--plugins DIR] TARGET\n"
@@ -45,8 +44,7 @@ static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
 	struct tasks_job *job = arg;
 	(void)snap;
-	td_program_forget_memory(td_lua_program(job->lua));
-	struct td_error *err = td_lua_call_plugin(job->lua, "snapshot", true, NULL);
+	struct td_error *err = td_lua_call_stopped(job->lua, "snapshot");
 	td_timing_mark("runtime walk");
 	return err;
 }

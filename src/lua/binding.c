@@ -1282,6 +1282,31 @@ static int l_follow(lua_State *L)
 	return 1;
 }
 
+/*
+ * td.strip_generics(name) -> name without generic arguments:
+ * "a::B<c::D>::f" -> "a::B::f". Plugins and detectors name futures and
+ * frames this way (docs/cli-contract.md).
+ */
+static int l_strip_generics(lua_State *L)
+{
+	size_t len;
+	const char *name = luaL_checklstring(L, 1, &len);
+	luaL_Buffer b;
+	char *out = luaL_buffinitsize(L, &b, len);
+	size_t n = 0;
+	int depth = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (name[i] == '<')
+			depth++;
+		else if (name[i] == '>')
+			depth--;
+		else if (depth == 0)
+			out[n++] = name[i];
+	}
+	luaL_pushresultsize(&b, n);
+	return 1;
+}
+
 /* td.clock_ms() -> milliseconds of a monotonic clock (for timing samples) */
 static int l_clock_ms(lua_State *L)
 {
@@ -1290,7 +1315,7 @@ static int l_clock_ms(lua_State *L)
 }
 
 static const luaL_Reg td_functions[] = {
-	{ "clock_ms", l_clock_ms }, { "follow", l_follow },
+	{ "clock_ms", l_clock_ms }, { "follow", l_follow }, { "strip_generics", l_strip_generics },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
@@ -1641,6 +1666,13 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 	return NULL;
 }
 
+struct td_error *td_lua_call_stopped(struct td_lua *lua, const char *entry)
+{
+	/* What the page cache holds was read before this stop: stale now. */
+	td_program_forget_memory(lua->prog);
+	return td_lua_call_plugin(lua, entry, true, NULL);
+}
+
 struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
 				   bool target_stopped, struct json_object **ret)
 {
@@ -1680,16 +1712,23 @@ static bool readable(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The directory taskdbg's own executable is in ("" if unknown): a build dir sits in the source tree. */
+static void own_dir(char *buf, size_t size)
+{
+	buf[0] = '\0';
+	ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+}
+
 struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret)
 {
-	char exe_dir[4096] = "";
-	ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof(exe_dir) - 1);
-	if (n > 0) {
-		exe_dir[n] = '\0';
-		char *slash = strrchr(exe_dir, '/');
-		if (slash)
-			*slash = '\0';
-	}
+	char exe_dir[4096];
+	own_dir(exe_dir, sizeof(exe_dir));
 	const char *env = getenv("TASKDBG_PLUGIN_PATH");
 	char source_tree[4200];
 	/* A build directory sits in the source tree: <src>/build/taskdbg -> <src>/plugins. */
@@ -1874,14 +1913,8 @@ out:
 
 struct td_error *td_lua_find_detectors(char **dir_ret)
 {
-	char exe_dir[4096] = "";
-	ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof(exe_dir) - 1);
-	if (n > 0) {
-		exe_dir[n] = '\0';
-		char *slash = strrchr(exe_dir, '/');
-		if (slash)
-			*slash = '\0';
-	}
+	char exe_dir[4096];
+	own_dir(exe_dir, sizeof(exe_dir));
 	char source_tree[4200];
 	snprintf(source_tree, sizeof(source_tree), "%s/../detectors", exe_dir);
 	const char *dirs[] = { getenv("TASKDBG_DETECTORS"), TD_DETECTOR_DIR, exe_dir[0] ? source_tree : NULL };

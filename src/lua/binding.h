@@ -46,6 +46,12 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
 				    struct json_object **ret);
 
 /*
+ * Calls the plugin's entry (snapshot, sample) in a stop of the target: the
+ * reads of earlier stops are forgotten first, and the 2 s budget applies.
+ */
+struct td_error *td_lua_call_stopped(struct td_lua *lua, const char *entry);
+
+/*
  * Runs a user script in the sandbox, with `args` set to its arguments. If it
  * returns a table, *ret gets it as JSON (else NULL). target_stopped: a live
  * target waits meanwhile, so the script gets the 2 s budget.
