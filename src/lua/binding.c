@@ -1284,9 +1284,12 @@ static int l_follow(lua_State *L)
 
 /*
  * td.strip_generics(name) -> name without generic arguments:
- * "a::B<c::D>::f" -> "a::B::f". Plugins and detectors name futures and
- * frames this way (docs/cli-contract.md).
+ * "a::B<c::D>::f" -> "a::B::f". A '<' right after a name ("B<", "}<", ">>")
+ * opens generic arguments, dropped; one elsewhere opens a qualified path,
+ * kept: "<a::B<u8> as c::D>::f" -> "<a::B as c::D>::f". Plugins and
+ * detectors name futures and frames this way (docs/cli-contract.md).
  */
+#define TD_STRIP_DEPTH 64
 static int l_strip_generics(lua_State *L)
 {
 	size_t len;
@@ -1294,14 +1297,30 @@ static int l_strip_generics(lua_State *L)
 	luaL_Buffer b;
 	char *out = luaL_buffinitsize(L, &b, len);
 	size_t n = 0;
-	int depth = 0;
+	bool generic[TD_STRIP_DEPTH];  /* per open '<': generic arguments, or a qualified path */
+	int depth = 0, dropping = 0;   /* dropping: open generic brackets */
 	for (size_t i = 0; i < len; i++) {
-		if (name[i] == '<')
+		char c = name[i];
+		if (c == '<') {
+			char prev = i ? name[i - 1] : '\0';
+			bool g = dropping > 0 || prev == '_' || prev == '}' || prev == '>' ||
+				 (prev >= '0' && prev <= '9') || (prev >= 'a' && prev <= 'z') ||
+				 (prev >= 'A' && prev <= 'Z');
+			if (depth < TD_STRIP_DEPTH)
+				generic[depth] = g;
 			depth++;
-		else if (name[i] == '>')
+			dropping += g;
+			if (!g)
+				out[n++] = c;
+		} else if (c == '>' && depth > 0) {
 			depth--;
-		else if (depth == 0)
-			out[n++] = name[i];
+			bool g = depth < TD_STRIP_DEPTH ? generic[depth] : dropping > 0;
+			dropping -= g;
+			if (!g)
+				out[n++] = c;
+		} else if (dropping == 0) {
+			out[n++] = c;
+		}
 	}
 	luaL_pushresultsize(&b, n);
 	return 1;
