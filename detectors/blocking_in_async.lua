@@ -73,7 +73,11 @@ detectors.blocking_in_async = function(ctx, ix)
           thread_label(th), BLOCKING[th.syscall], th.syscall, api_name, at(user) or "?"),
         string.format("user frame: %s", short_fn(fn_of(user))),
       }
-      if task then
+      local aw = task and innermost(task)
+      if aw and aw.state == "Unresumed" then
+        -- Suspended nowhere yet: its chain would only show the fn's own line.
+        evidence[#evidence + 1] = string.format("%s is in its first poll on this thread", task_label(task))
+      elseif task then
         evidence[#evidence + 1] = string.format("%s, polled by this thread; its await chain:", task_label(task))
         for _, l in ipairs(chain_lines(task, "  ")) do evidence[#evidence + 1] = l end
       end
