@@ -89,7 +89,9 @@ end
 -- Frames of code that is not the user's: the standard library, the runtime
 -- and the crates under it, libc. A Rust function's crate is the first
 -- component of its path ("<tokio::x::Y as core::ops::Drop>::drop": tokio);
--- a name without "::" is C (libc, the dynamic loader).
+-- a name without "::" is C: the user's own when it has a source line and
+-- lives in the executable, a library's (libc, the dynamic loader, a shared
+-- library) otherwise. (Rust's `main` shim has no source line.)
 LIBRARY_CRATES = {
   std = true, core = true, alloc = true, tokio = true, parking_lot = true,
   parking_lot_core = true, lock_api = true, mio = true, futures = true,
@@ -97,18 +99,34 @@ LIBRARY_CRATES = {
   crossbeam_utils = true, crossbeam_channel = true, once_cell = true,
 }
 function crate_of(fn)
-  local name = fn:gsub("^<", "")
+  local name = fn:gsub("^[<&*]+", ""):gsub("^mut ", ""):gsub("^const ", ""):gsub("^dyn ", "")
   return name:match("^([%w_]+)::")
 end
 function is_library_frame(f)
   local fn = f["function"]
   if type(fn) ~= "string" then return true end
-  local crate = crate_of(fn)
-  return not crate or LIBRARY_CRATES[crate] == true
+  if fn:find("::", 1, true) then
+    local crate = crate_of(fn)
+    return not crate or LIBRARY_CRATES[crate] == true
+  end
+  local module = type(f.module) == "string" and f.module or ""
+  return type(f.file) ~= "string" or module:find("%.so") ~= nil or module:find("^ld%-") ~= nil
 end
 
 local function fn_of(f) return type(f["function"]) == "string" and f["function"] or "?" end
 _ENV.fn_of = fn_of
+
+-- The index of a thread's first (innermost) frame whose function matches
+-- one of the Lua patterns, or nil.
+function frame_index(th, patterns)
+  for i, f in ipairs(th.frames or {}) do
+    local fn = fn_of(f)
+    for _, p in ipairs(patterns) do
+      if fn:find(p) then return i end
+    end
+  end
+  return nil
+end
 
 -- Where a thread entered the code that polls: the frame index of a task's
 -- poll (tokio's harness) or of block_on, whichever is innermost.
@@ -134,7 +152,8 @@ function user_call(th, limit)
       local api = nil
       for j = i - 1, 1, -1 do
         local crate = crate_of(fn_of(frames[j]))
-        if crate == "std" or crate == "tokio" or crate == "core" or crate == "alloc" then
+        if crate == "std" or crate == "tokio" or crate == "core" or crate == "alloc"
+           or (not crate and type(frames[j]["function"]) == "string" and is_library_frame(frames[j])) then
           api = frames[j]
           break
         end

@@ -5,7 +5,9 @@
 --   task (not running)  needs what it awaits (a resource, or the task whose
 --                       JoinHandle it awaits) AND a worker of its runtime
 --   task (running)      needs the thread polling it
---   thread              blocked in futex on a lock: needs that lock's holders;
+--   thread              blocked in futex on a lock: needs that lock's holders
+--                       (a std mutex: the tasks whose state holds its guard;
+--                       a pthread mutex: the thread whose tid it records);
 --                       anything else: free (running, parked, external I/O)
 --   runtime             needs ANY of its worker threads (none known: free)
 --   resource            a lock: its holder(s) (an RwLock writer needs ALL
@@ -16,6 +18,9 @@
 -- The stuck nodes are the greatest fixpoint (a node is free if its needs can
 -- be met); every cycle among stuck nodes is a deadlock, and nothing outside
 -- the snapshot can break it.
+
+-- glibc's pthread_mutex_lock, with or without libc's debug info.
+PTHREAD_LOCK = { "pthread_mutex_lock$", "pthread_mutex_timedlock$", "^__lll_lock_wait" }
 
 local function new_graph()
   return { nodes = {}, order = {} }
@@ -148,18 +153,29 @@ detectors.deadlock = function(ctx, ix)
     for _, tid in ipairs(rt.workers) do need(n, "thread:" .. tid) end
   end
 
-  -- Threads blocked on a std mutex whose guard lives in some task's state.
+  -- Threads blocked on a lock: a std mutex whose guard lives in some task's
+  -- state, or a pthread mutex, whose holder's tid the mutex itself records.
   local sample = ix.last_sample
   for _, th in ipairs(ctx.threads) do
     local s = sample and sample.threads[th.tid]
     local futex = s and s.futex
     local key = futex and string.format("futex:0x%x", futex)
-    local n = node(g, "thread:" .. th.tid, key and holders[key] and "and" or "free", thread_label(th))
+    local owner = s and s.mutex_owner
+    if not (owner and ix.threads[owner] and frame_index(th, PTHREAD_LOCK)) then owner = nil end
+    local blocked = key and (holders[key] or owner)
+    local n = node(g, "thread:" .. th.tid, blocked and "and" or "free", thread_label(th))
     n.thread = th
-    if key and holders[key] then
+    if blocked then
       local rn = node(g, "res:" .. key, "or")
-      for _, h in ipairs(holders[key]) do need(rn, "task:" .. h.task.id) end
-      rn.resource = canonical[key]
+      if holders[key] then
+        for _, h in ipairs(holders[key]) do need(rn, "task:" .. h.task.id) end
+        rn.resource = canonical[key]
+      else
+        need(rn, "thread:" .. owner)
+        rn.resource = { key = key, kind = "pthread_mutex_t", address = string.format("0x%x", futex),
+                        owner = owner }
+        canonical[key] = rn.resource
+      end
       need(n, "res:" .. key)
       waits[n.name] = { resource = rn.resource }
     end
@@ -281,7 +297,10 @@ detectors.deadlock = function(ctx, ix)
             thread_label(th), polled and (", polling " .. task_label(polled) .. ",") or "",
             api and short_fn(fn_of(api)) or th.syscall or "?",
             w and w.resource and resource_name(w.resource) or "a lock",
-            user and (" at " .. (at(user) or "?")) or "")
+            user and (" at " .. (at(user) or "?") .. " (" .. short_fn(fn_of(user)) .. ")") or "")
+          if w and w.resource and w.resource.owner then
+            evidence[#evidence] = evidence[#evidence] .. ", held by " .. thread_label(ix.threads[w.resource.owner])
+          end
         elseif n.runtime then
           local rt = n.runtime
           local tids = {}
@@ -298,7 +317,10 @@ detectors.deadlock = function(ctx, ix)
       if #threads > 0 then
         who = who .. (who ~= "" and " and " or "") .. "thread" .. (#threads > 1 and "s " or " ")
         local tids = {}
-        for _, tid in ipairs(threads) do tids[#tids + 1] = tostring(tid) end
+        for _, tid in ipairs(threads) do
+          local th = ix.threads[tid]
+          tids[#tids + 1] = th and th.name and string.format("%d (%s)", tid, th.name) or tostring(tid)
+        end
         who = who .. table.concat(tids, ", ")
       end
       local via = {}
@@ -307,7 +329,9 @@ detectors.deadlock = function(ctx, ix)
       local summary = string.format("%s wait for each other (%s): none can ever proceed",
         who, table.concat(via, ", "))
       local fix
-      if kinds["std::sync::Mutex"] then
+      if kinds["pthread_mutex_t"] and #tasks == 0 then
+        fix = "take the mutexes in one global order everywhere (or pthread_mutex_trylock and back off, releasing what is held)"
+      elseif kinds["std::sync::Mutex"] then
         fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use tokio::sync::Mutex"
       elseif kinds.JoinHandle then
         fix = "tasks await each other's JoinHandle: break the cycle (one side must not join the other)"

@@ -803,8 +803,13 @@ function M.sample()
   local polling = {}
   for id, tid in pairs(running_on) do polling[tid] = id end
   for _, t in ipairs(td.threads()) do
+    -- A thread waiting in pthread_mutex_lock waits on the mutex's first word;
+    -- glibc keeps the holder's tid 8 bytes further (x86_64 pthread_mutex_t:
+    -- __lock, __count, __owner). Meaningless for other futexes: the deadlock
+    -- detector reads it only for threads whose stack is in pthread_mutex_lock.
     s.threads[t.tid] = { task = polling[t.tid], tick = scheduler_tick(t.tid),
-                         syscall = t.syscall, futex = t.futex }
+                         syscall = t.syscall, futex = t.futex,
+                         mutex_owner = t.futex and td.try_read(t.futex + 8, 4) or nil }
   end
   if #runtimes > 0 and td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()

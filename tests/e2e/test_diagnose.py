@@ -215,6 +215,36 @@ def test_usage_and_errors(args, code, message):
     assert message in r.stderr
 
 
+def test_pthread_lock_order_between_threads(tmp_path):
+    """C threads in an ABBA deadlock on two pthread mutexes: the two threads
+    and both mutexes, not the thread stuck behind them nor the one waiting on
+    a slow (sleeping) holder. Live and on a core."""
+    import pathlib
+    from conftest import C_FIXTURES, ROOT
+    source = ROOT / "tests" / "fixtures" / "c" / "deadlock.c"
+    second = f"deadlock.c:{marker_lines(source)['second_lock']}"
+    target = Target([C_FIXTURES / "fixture-deadlock"])
+    try:
+        names = {int(p.name): (p / "comm").read_text().strip()
+                 for p in pathlib.Path(f"/proc/{target.pid}/task").iterdir()}
+        tids = {name: tid for tid, name in names.items()}
+        for where in ("live", "core"):
+            doc = diagnose(target.pid if where == "live" else gcore(target.pid, tmp_path))
+            (f,) = doc["findings"]
+            assert f["kind"] == "deadlock" and f["tasks"] == []
+            assert f["threads"] == sorted([tids["transfer-ab"], tids["transfer-ba"]])
+            assert [r["kind"] for r in f["resources"]] == ["pthread_mutex_t"] * 2
+            assert len({r["address"] for r in f["resources"]}) == 2
+            ab, ba = sorted(f["evidence"])
+            assert ab.startswith(f"thread {tids['transfer-ab']}") and second in ab
+            assert ab.endswith(f"held by thread {tids['transfer-ba']}" + (" (transfer-ba)" if where == "live" else ""))
+            assert ba.startswith(f"thread {tids['transfer-ba']}") and second in ba
+            assert "(transfer)" in ab and "pthread_mutex_lock" in ab
+            assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def test_no_tokio_is_healthy():
     """A C program: no runtime, no task; nothing found, exit 0."""
     from conftest import C_FIXTURES
