@@ -167,6 +167,7 @@ local TICK_ROOTS = {
     context = "tokio::runtime::scheduler::current_thread::Context" },
 }
 local resource_record
+local now_ms   -- the target's monotonic clock at the stop (live only)
 
 -- Layout facts resolved once per program.
 local layout
@@ -402,8 +403,39 @@ local function sem_builder(steps, kind, sem_off)
   end
 end
 
+-- The offsets of seconds and nanoseconds of the timespec inside a
+-- tokio/std Instant (tokio Instant { std } -> std Instant(sys Instant { t:
+-- Timespec { tv_sec, tv_nsec: Nanoseconds(u32) } })), found by field names.
+local function timespec_offsets(t)
+  local off = 0
+  for _ = 1, 6 do
+    if has_field(t, "tv_sec") then
+      local ns_off, ns_t = td.offset(t, "tv_nsec")
+      if has_field(ns_t, "__0") then ns_off = ns_off + td.offset(ns_t, "__0") end
+      return off + td.offset(t, "tv_sec"), off + ns_off
+    end
+    local next_field
+    for _, name in ipairs({ "std", "__0", "t", "0" }) do
+      if has_field(t, name) then next_field = name; break end
+    end
+    if not next_field then break end
+    local o, ft = td.offset(t, next_field)
+    off, t = off + o, ft
+  end
+  error("no timespec in " .. tostring(td.type_name(t)))
+end
+
 -- { pattern on the type path (generics removed), builder(type) -> function(addr) -> resource }
 local RESOURCE_TYPES = {
+  -- Not a resource but a wait all the same: when a Sleep fires.
+  { "^tokio::time::sleep::Sleep$", function(t)
+      local steps, it = recipe(t, { "inner", "deadline" })
+      local sec, nsec = timespec_offsets(it)
+      return function(a)
+        local d = td.follow(a, steps)
+        local s, ns = d and td.try_read(d + sec, 8), d and td.try_read(d + nsec, 4)
+        return s and ns and { kind = "tokio::time::Sleep", address = a,
+                              deadline_ms = s * 1000 + ns / 1e6 } or nil end end },
   { "^tokio::sync::batch_semaphore::Acquire$", function(t)
       return sem_builder(recipe(t, { "semaphore", "*" }), nil) end },
   { "^tokio::sync::oneshot::Receiver$", function(t)
@@ -591,7 +623,9 @@ resource_record = function(res, backtrace)
     end
   end
   return { kind = kind, key = res.key, address = string.format("0x%x", res.address),
-           mode = mode, senders = res.senders, capacity_key = res.capacity_key }
+           mode = mode, senders = res.senders, capacity_key = res.capacity_key,
+           deadline_ms = res.deadline_ms,
+           remaining_ms = res.deadline_ms and now_ms and res.deadline_ms - now_ms or nil }
 end
 
 local TLS_ROOTS = {
@@ -639,6 +673,7 @@ end
 -- While the target is stopped: read what the model needs, and nothing more.
 function M.snapshot()
   result = M.walk()
+  now_ms = td.target_clock_ms()   -- for a Sleep's time left (live only)
 end
 
 -- After the target runs again: names, from DWARF alone, once per type.

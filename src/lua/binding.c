@@ -1333,8 +1333,20 @@ static int l_clock_ms(lua_State *L)
 	return 1;
 }
 
+/*
+ * td.target_clock_ms() -> the target's CLOCK_MONOTONIC now, in ms, or nil:
+ * a live process shares the machine's clock (read at the call, so during a
+ * stop it is the stop's time); a core file does not record when it was made.
+ */
+static int l_target_clock_ms(lua_State *L)
+{
+	if (td_program_snapshot(get_lua(L)->prog)->kind != TD_SNAPSHOT_LIVE)
+		return 0;
+	return l_clock_ms(L);
+}
+
 static const luaL_Reg td_functions[] = {
-	{ "clock_ms", l_clock_ms }, { "follow", l_follow }, { "strip_generics", l_strip_generics },
+	{ "clock_ms", l_clock_ms }, { "target_clock_ms", l_target_clock_ms }, { "follow", l_follow }, { "strip_generics", l_strip_generics },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },

@@ -105,6 +105,50 @@ static bool in_first_poll(struct json_object *t)
 	return state && strcmp(state, "running") == 0 && aw_state && strcmp(aw_state, "Unresumed") == 0;
 }
 
+static bool real(struct json_object *o, const char *key, double *v)
+{
+	struct json_object *x;
+	if (!json_object_object_get_ex(o, key, &x) || !x)
+		return false;
+	*v = json_object_get_double(x);
+	return true;
+}
+
+/* "850 ms", "12.5 s", "59m58s", "3h02m" */
+static void print_duration(FILE *out, double ms)
+{
+	double s = ms / 1000;
+	if (ms < 1000)
+		fprintf(out, "%.0f ms", ms);
+	else if (s < 100)
+		fprintf(out, "%.1f s", s);
+	else if (s < 3600)
+		fprintf(out, "%dm%02ds", (int)(s / 60), (int)s % 60);
+	else
+		fprintf(out, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+/*
+ * A Sleep: when it fires (live: the time left; a core records no "now", so
+ * its deadline on the monotonic clock). A lock or channel: kind, address, mode.
+ */
+static void print_waiting_on(FILE *out, struct json_object *w)
+{
+	double left, deadline;
+	if (strcmp(str(w, "kind"), "tokio::time::Sleep") == 0) {
+		if (real(w, "remaining_ms", &left)) {
+			fprintf(out, left >= 0 ? " (fires in " : " (its deadline passed ");
+			print_duration(out, left >= 0 ? left : -left);
+			fprintf(out, left >= 0 ? ")" : " ago)");
+		} else if (real(w, "deadline_ms", &deadline)) {
+			fprintf(out, " (deadline %.3f s on the monotonic clock)", deadline / 1000);
+		}
+		return;
+	}
+	fprintf(out, " (%s %s%s%s)", str(w, "kind"), str(w, "address") ? str(w, "address") : "",
+		str(w, "mode") ? " " : "", str(w, "mode") ? str(w, "mode") : "");
+}
+
 static void print_task(FILE *out, struct json_object *t, bool chains)
 {
 	fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
@@ -122,11 +166,10 @@ static void print_task(FILE *out, struct json_object *t, bool chains)
 	}
 	if (!chains)
 		print_where(out, last);
-	/* What it waits on, followed through the awaited future: a lock, a channel. */
+	/* What it waits on, followed through the awaited future: a lock, a channel, a timer. */
 	struct json_object *w;
 	if (json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind"))
-		fprintf(out, " (%s %s%s%s)", str(w, "kind"), str(w, "address") ? str(w, "address") : "",
-			str(w, "mode") ? " " : "", str(w, "mode") ? str(w, "mode") : "");
+		print_waiting_on(out, w);
 	fputc('\n', out);
 	struct json_object *bt;
 	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt) {

@@ -76,6 +76,14 @@ def check_model(doc, live):
     assert [(h["type"], h["task"]) for h in got[8]["holds"]] == [
         ("tokio::runtime::task::join::JoinHandle<u32>", 7)]
     assert all("holds" not in got[i] for i in (3, 4, 5, 6, 7))
+    # level5's Sleep, followed to its deadline: an hour from when it started
+    # (live: the time left; a core has no "now").
+    sleep = got[4]["waiting_on"]
+    assert sleep["kind"] == "tokio::time::Sleep" and sleep["deadline_ms"] > 3600 * 1000
+    if live:
+        assert 3500 * 1000 < sleep["remaining_ms"] <= 3600 * 1000
+    else:
+        assert "remaining_ms" not in sleep
 
     got2 = {t["id"]: t for t in rt2["tasks"]}
     assert sorted(got2) == [9, 10]
@@ -124,7 +132,7 @@ def test_live_text(rust_tasks):
     assert re.search(r"^ +7  complete +tasks::quick$", out, re.M)
     assert "runtime 2 (current_thread), 2 tasks, workers:" in out
     assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
-                     r"tokio::time::sleep::Sleep$", out, re.M)
+                     r"tokio::time::sleep::Sleep \(fires in (59|60)m\d\ds\)$", out, re.M)
     assert re.search(r"^ +10  running +tasks::hog \(on thread \d+\), in its first poll: "
                      r"`taskdbg bt` shows where$", out, re.M)
     assert re.search(rf"^ +6  idle +tasks::supervise at {SRC}:{L['join_await']} awaiting "
@@ -135,10 +143,19 @@ def test_live_text(rust_tasks):
 
 
 def test_gcore(rust_tasks, module_tmp):
+    live = tasks_json(rust_tasks.pid)
     core = gcore(rust_tasks.pid, module_tmp)
     doc = tasks_json(core)
     assert doc["target"]["kind"] == "core"
     check_model(doc, live=False)
+    # The same Sleep read from the process and from its core: the same deadline.
+    def deadline(d):
+        return [t for t in d["runtimes"][0]["tasks"] if t["id"] == 4][0]["waiting_on"]["deadline_ms"]
+    assert deadline(doc) == deadline(live)
+    r = run("tasks", core)
+    assert re.search(rf"^ +4  idle +tasks::level1 at {SRC}:{L['level5_await']} awaiting "
+                     r"tokio::time::sleep::Sleep \(deadline \d+\.\d{3} s on the monotonic clock\)$",
+                     r.stdout, re.M)
 
 
 def test_kernel_core(tmp_path):
