@@ -271,7 +271,10 @@ detectors.deadlock = function(ctx, ix)
           local t = n.task
           local held = {}
           for _, h in ipairs(t.holds or {}) do
-            if h.resource then held[#held + 1] = resource_name(h.resource)
+            if h.resource then
+              -- A channel end says which: "the Sender of tokio::sync::oneshot 0x..".
+              local side = ({ tx = "the Sender of ", rx = "the Receiver of " })[h.resource.mode] or ""
+              held[#held + 1] = side .. resource_name(h.resource)
             elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
           end
           local w, aw = waits[name], user_await(t)

@@ -481,9 +481,11 @@ local RESOURCE_TYPES = {
   -- mpsc::Receiver::recv is poll_fn(|cx| self.chan.recv(cx)): its closure
   -- holds &mut Rx (or &mut Receiver).
   { "^tokio::future::poll_fn::PollFn$", function(t)
-      local off_f, ft = td.offset(t, "f")
-      for _, field in ipairs(td.fields(td.value(ft, 0))) do
-        local x, path = field.type, { "f", field.name }
+      local _, ft = td.offset(t, "f")
+      for _, field in ipairs(td.fields(ft)) do
+        -- td.fields names the field's type; td.offset gives the Type itself.
+        local _, x = td.offset(ft, field.name)
+        local path = { "f", field.name }
         for _ = 1, 3 do
           local name = strip_generics(type_path(x))
           if name:find("^tokio::sync::mpsc::") then

@@ -522,24 +522,47 @@ static int l_function_at(lua_State *L)
 	return 1;
 }
 
-/* td.template(Type, name) -> Type of a template type parameter */
+/* The template type parameter `name` declared directly under t. */
+static bool template_param(Dwarf_Die *t, const char *name, Dwarf_Die *r)
+{
+	Dwarf_Die child;
+	if (dwarf_child(t, &child) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_template_type_parameter) {
+			const char *n = dwarf_diename(&child);
+			if (n && strcmp(n, name) == 0 && td_die_type(&child, r))
+				return true;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+/*
+ * td.template(Type, name) -> Type of a template type parameter
+ * A Rust enum (Option<T>) declares its parameters on each variant's struct,
+ * not on itself: the first variant that has it answers.
+ */
 static int l_template(lua_State *L)
 {
-	Dwarf_Die *t = check_type(L, 1), child;
+	Dwarf_Die *t = check_type(L, 1), r, part, variant, member, vt;
 	const char *name = luaL_checkstring(L, 2);
-	if (dwarf_child(t, &child) == 0) {
+	bool found = template_param(t, name, &r);
+	if (!found && dwarf_child(t, &part) == 0) {
 		do {
-			if (dwarf_tag(&child) == DW_TAG_template_type_parameter) {
-				const char *n = dwarf_diename(&child);
-				Dwarf_Die r;
-				if (n && strcmp(n, name) == 0 && td_die_type(&child, &r)) {
-					push_type(L, &r);
-					return 1;
-				}
-			}
-		} while (dwarf_siblingof(&child, &child) == 0);
+			if (dwarf_tag(&part) != DW_TAG_variant_part || dwarf_child(&part, &variant) != 0)
+				continue;
+			do {
+				if (dwarf_tag(&variant) == DW_TAG_variant && dwarf_child(&variant, &member) == 0 &&
+				    td_die_type(&member, &vt))
+					found = template_param(&vt, name, &r);
+			} while (!found && dwarf_siblingof(&variant, &variant) == 0);
+		} while (!found && dwarf_siblingof(&part, &part) == 0);
 	}
-	lua_pushnil(L);
+	if (found)
+		push_type(L, &r);
+	else
+		lua_pushnil(L);
 	return 1;
 }
 
@@ -790,9 +813,10 @@ static int l_walk_list(lua_State *L)
 /* One decoded state of an async body: cached per (type, discriminant). */
 /* Fields worth naming in a suspended state: handles to tasks, guards, permits, channel ends. */
 #define TD_CHAIN_MAX_HOLDS 8
+/* Type names of held values: a prefix ending in '<' (generic types), else the whole name. */
 static const char *const held_kinds[] = {
 	"JoinHandle<", "MutexGuard<", "OwnedMutexGuard<", "RwLockReadGuard<", "RwLockWriteGuard<",
-	"SemaphorePermit<", "OwnedSemaphorePermit<", "Sender<", "Receiver<", "UnboundedSender<",
+	"SemaphorePermit", "OwnedSemaphorePermit", "Sender<", "Receiver<", "UnboundedSender<",
 	"UnboundedReceiver<", NULL,
 };
 
@@ -812,9 +836,12 @@ struct chain_state {
 static bool is_held_kind(Dwarf_Die *t)
 {
 	const char *name = dwarf_diename(t);
-	for (int i = 0; name && held_kinds[i]; i++)
-		if (strncmp(name, held_kinds[i], strlen(held_kinds[i])) == 0)
+	for (int i = 0; name && held_kinds[i]; i++) {
+		size_t n = strlen(held_kinds[i]);
+		if (held_kinds[i][n - 1] == '<' ? strncmp(name, held_kinds[i], n) == 0
+						: strcmp(name, held_kinds[i]) == 0)
 			return true;
+	}
 	return false;
 }
 

@@ -92,6 +92,32 @@ def check_join_cycle(doc, live):
     assert at("diag_join_cycle", "join_b") in text(f)
 
 
+def check_channels(doc, live):
+    # Two independent cycles in one runtime: one finding each, in task order.
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock"] * 2
+    locks, chans = doc["findings"]
+    # refresh_index holds the RwLock's write guard and awaits the only permit;
+    # serve_query holds that permit and awaits a read lock.
+    assert tasks_of(locks) == [(3, "diag_channels::refresh_index"), (4, "diag_channels::serve_query")]
+    assert [r["kind"] for r in locks["resources"]] == ["tokio::sync::Semaphore", "tokio::sync::RwLock"]
+    assert at("diag_channels", "refresh_acquire") in text(locks)
+    assert at("diag_channels", "query_read") in text(locks)
+    assert "(tokio::sync::RwLock, tokio::sync::Semaphore)" in locks["summary"]
+    assert locks["threads"] == []
+    # submit_jobs awaits the oneshot whose Sender batch_jobs holds; batch_jobs
+    # awaits the mpsc whose only Sender submit_jobs holds.
+    assert tasks_of(chans) == [(5, "diag_channels::submit_jobs"), (6, "diag_channels::batch_jobs")]
+    assert [r["kind"] for r in chans["resources"]] == ["tokio::sync::oneshot", "tokio::sync::mpsc"]
+    assert at("diag_channels", "submit_answer") in text(chans)
+    assert at("diag_channels", "batch_recv") in text(chans)
+    oneshot, mpsc = (r["address"] for r in chans["resources"])
+    assert f"holds the Sender of tokio::sync::mpsc {mpsc} and waits for tokio::sync::oneshot {oneshot}" in text(chans)
+    assert f"the Sender of tokio::sync::oneshot {oneshot} and waits for tokio::sync::mpsc {mpsc}" in text(chans)
+    assert chans["threads"] == []
+    # The two cycles share nothing.
+    assert not {r["address"] for r in locks["resources"]} & {r["address"] for r in chans["resources"]}
+
+
 def check_std_mutex(doc, live):
     assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async"]
     dead, blocking = doc["findings"]
@@ -145,6 +171,7 @@ CASES = {
     "diag_lock_order": check_lock_order,
     "diag_join_cycle": check_join_cycle,
     "diag_std_mutex": check_std_mutex,
+    "diag_channels": check_channels,
     "diag_lost_waker": check_lost_waker,
     "diag_starved": check_starved,
     "diag_self_shutdown": check_self_shutdown,
