@@ -116,23 +116,36 @@ end
 
 -- Holders of each resource key, from the tasks' suspended states; and the
 -- holders' record of each key (into canonical).
-local function holders_by_key(ix)
+-- Each holder is { node = "task:ID" or "thread:TID", task = or thread =, side = }.
+local function holders_by_key(ctx, ix)
   local by = {}
-  local function add(key, side, task)
-    by[key] = by[key] or {}
-    local list = by[key]
-    list[#list + 1] = { task = task, side = side }
+  local function add(r, side, holder)
+    canonical[r.key] = canonical[r.key] or r
+    holder.side = side
+    by[r.key] = by[r.key] or {}
+    table.insert(by[r.key], holder)
+    -- A receiver frees capacity on its channel's semaphore.
+    if r.capacity_key and r.mode == "rx" then
+      by[r.capacity_key] = by[r.capacity_key] or {}
+      table.insert(by[r.capacity_key], { node = holder.node, task = holder.task,
+                                          thread = holder.thread, side = "rx" })
+    end
   end
   for _, t in pairs(ix.tasks) do
     if t.state ~= "complete" and t.state ~= "cancelled" then
       for _, h in ipairs(t.holds or {}) do
         local r = h.resource
-        if r and r.key then
-          add(r.key, r.mode, t)
-          canonical[r.key] = canonical[r.key] or r
-          -- A receiver frees capacity on its channel's semaphore.
-          if r.capacity_key and r.mode == "rx" then add(r.capacity_key, "rx", t) end
-        end
+        if r and r.key then add(r, r.mode, { node = "task:" .. t.id, task = t }) end
+      end
+    end
+  end
+  -- Guards and channel ends in the local variables of threads' stack frames.
+  for tid, list in pairs(ctx.thread_holds or {}) do
+    for _, h in ipairs(list) do
+      local r = h.resource
+      if r and r.key and ix.threads[tid] then
+        add(r, r.mode, { node = "thread:" .. tid, thread = tid, local_name = h.name,
+                         ["function"] = h["function"] })
       end
     end
   end
@@ -142,7 +155,7 @@ end
 detectors.deadlock = function(ctx, ix)
   local g = new_graph()
   canonical = {}
-  local holders = holders_by_key(ix)
+  local holders = holders_by_key(ctx, ix)
   local waits = {}   -- node name -> { resource record, where (await) }
 
   -- Runtimes: one of their workers must be free to poll a task.
@@ -168,7 +181,7 @@ detectors.deadlock = function(ctx, ix)
     if blocked then
       local rn = node(g, "res:" .. key, "or")
       if holders[key] then
-        for _, h in ipairs(holders[key]) do need(rn, "task:" .. h.task.id) end
+        for _, h in ipairs(holders[key]) do need(rn, h.node) end
         rn.resource = canonical[key]
       else
         need(rn, "thread:" .. owner)
@@ -206,7 +219,7 @@ detectors.deadlock = function(ctx, ix)
         local found = {}
         for _, h in ipairs(list) do
           if h.task ~= t or want then
-            if not want or h.side == want then found[#found + 1] = h.task end
+            if not want or h.side == want then found[#found + 1] = h end
           end
         end
         local unknown = #found == 0
@@ -218,7 +231,7 @@ detectors.deadlock = function(ctx, ix)
           local all = w.kind == "tokio::sync::Mutex" or (w.kind == "tokio::sync::RwLock" and w.mode == "write")
           local rn = node(g, rname, all and "and" or "or")
           rn.resource = w
-          for _, h in ipairs(found) do need(rn, "task:" .. h.id) end
+          for _, h in ipairs(found) do need(rn, h.node) end
           need(n, rname)
         end
         waits[name] = { resource = w, at = aw }
@@ -296,8 +309,16 @@ detectors.deadlock = function(ctx, ix)
           local user, api = user_call(th, nil)
           local w = waits[name]
           local polled = ix.polling[th.tid]
-          evidence[#evidence + 1] = string.format("%s%s is blocked in %s on %s%s",
+          local held = {}
+          for _, h in ipairs((ctx.thread_holds or {})[th.tid] or {}) do
+            if h.resource and h.resource.key and holders[h.resource.key] then
+              held[#held + 1] = string.format("%s (`%s` in %s)", resource_name(h.resource), h.name,
+                                              short_fn(h["function"]))
+            end
+          end
+          evidence[#evidence + 1] = string.format("%s%s%s is blocked in %s on %s%s",
             thread_label(th), polled and (", polling " .. task_label(polled) .. ",") or "",
+            #held > 0 and (" holds " .. table.concat(held, ", ") .. " and") or "",
             api and short_fn(fn_of(api)) or th.syscall or "?",
             w and w.resource and resource_name(w.resource) or "a lock",
             user and (" at " .. (at(user) or "?") .. " (" .. short_fn(fn_of(user)) .. ")") or "")
@@ -332,8 +353,10 @@ detectors.deadlock = function(ctx, ix)
       local summary = string.format("%s wait for each other (%s): none can ever proceed",
         who, table.concat(via, ", "))
       local fix
-      if kinds["pthread_mutex_t"] and #tasks == 0 then
+      if #tasks == 0 and kinds["pthread_mutex_t"] then
         fix = "take the mutexes in one global order everywhere (or pthread_mutex_trylock and back off, releasing what is held)"
+      elseif #tasks == 0 then
+        fix = "take the locks in one global order everywhere (or try_lock and back off, releasing what is held)"
       elseif kinds["std::sync::Mutex"] then
         fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use tokio::sync::Mutex"
       elseif kinds.JoinHandle then

@@ -870,6 +870,32 @@ function M.sample()
   M.samples[#M.samples + 1] = s
 end
 
+-- diagnose only, after finish(): what each thread's stack frames hold
+-- (guards, permits, channel ends in local variables, found through DWARF
+-- locations and the registers the unwinder recovered; taskdbg reads them from
+-- the stacks copied during the stop). { [tid] = { {resource=, name=,
+-- function=, frame=}, ... } }, one entry per resource key.
+function M.thread_holds()
+  local out = {}
+  for _, t in ipairs(td.threads()) do
+    local seen
+    for _, v in ipairs(td.frame_locals(t.tid)) do
+      local ok, res = pcall(resolve, td.id(v.type), v.addr)   -- C types, pointers: no name
+      if ok and res and res.key and res.kind then
+        seen = seen or {}
+        if not seen[res.key] then
+          seen[res.key] = true
+          out[t.tid] = out[t.tid] or setmetatable({}, { __array = true })
+          local list = out[t.tid]
+          list[#list + 1] = { resource = resource_record(res), name = v.name,
+                              ["function"] = v["function"], frame = v.frame }
+        end
+      end
+    end
+  end
+  return out
+end
+
 function M.walk()
   local runtimes, by_handle, running_on, new_runtime = find_runtimes()
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end

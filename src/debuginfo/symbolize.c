@@ -90,7 +90,8 @@ static char *scope_name(Dwarf_Die *die)
  * tree ourselves, descending only into scopes that contain pc, and into
  * namespaces and types (which may hold functions but have no addresses).
  */
-static int find_scope_chain(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int depth, int max)
+static int find_scope_chain(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, int depth, int max,
+			    bool blocks)
 {
 	Dwarf_Die child;
 	if (dwarf_child(parent, &child) != 0)
@@ -102,12 +103,12 @@ static int find_scope_chain(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, 
 		case DW_TAG_inlined_subroutine:
 		case DW_TAG_lexical_block:
 			if (dwarf_haspc(&child, pc) == 1) {
-				if (tag != DW_TAG_lexical_block) {
+				if (tag != DW_TAG_lexical_block || blocks) {
 					if (depth == max)
 						return depth;
 					chain[depth++] = child;
 				}
-				return find_scope_chain(&child, pc, chain, depth, max);
+				return find_scope_chain(&child, pc, chain, depth, max, blocks);
 			}
 			break;
 		case DW_TAG_namespace:
@@ -115,7 +116,7 @@ static int find_scope_chain(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *chain, 
 		case DW_TAG_structure_type:
 		case DW_TAG_class_type:
 		case DW_TAG_union_type: {
-			int found = find_scope_chain(&child, pc, chain, depth, max);
+			int found = find_scope_chain(&child, pc, chain, depth, max, blocks);
 			if (found > depth)
 				return found;
 			break;
@@ -188,13 +189,16 @@ static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod
 	return idx;
 }
 
-/* The scope chain at pc: the function holding it, then its inline instances. */
+/*
+ * The scope chain at pc: the function holding it, then its inline instances
+ * (and, if blocks, the lexical blocks between them).
+ */
 static int scope_chain(struct dwarf_context *sym, Dwfl_Module *mod, Dwarf_Die *cudie,
-		       Dwarf_Addr pc, Dwarf_Die *chain, int max)
+		       Dwarf_Addr pc, Dwarf_Die *chain, int max, bool blocks)
 {
 	struct cu_index *idx = cu_index_get(sym, mod, cudie);
 	if (!idx)
-		return find_scope_chain(cudie, pc, chain, 0, max);
+		return find_scope_chain(cudie, pc, chain, 0, max, blocks);
 	size_t lo = 0, hi = idx->count;
 	while (lo < hi) {  /* last range starting at or below pc */
 		size_t mid = lo + (hi - lo) / 2;
@@ -207,7 +211,7 @@ static int scope_chain(struct dwarf_context *sym, Dwfl_Module *mod, Dwarf_Die *c
 		struct func_range *f = &idx->funcs[i];
 		if (pc >= f->lo && pc < f->hi) {
 			chain[0] = f->die;
-			return find_scope_chain(&chain[0], pc, chain, 1, max);
+			return find_scope_chain(&chain[0], pc, chain, 1, max, blocks);
 		}
 	}
 	return 0;
@@ -253,7 +257,7 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		Dwarf_Addr bias;
 		Dwarf_Die *cudie = dwfl_module_addrdie(mod, adj, &bias);
 		Dwarf_Die chain[TD_MAX_INLINE_DEPTH];
-		int nchain = cudie ? scope_chain(sym, mod, cudie, adj - bias, chain, TD_MAX_INLINE_DEPTH) : 0;
+		int nchain = cudie ? scope_chain(sym, mod, cudie, adj - bias, chain, TD_MAX_INLINE_DEPTH, false) : 0;
 		Dwarf_Files *files = NULL;
 		size_t nfiles = 0;
 		const char *file = base.file;
@@ -529,10 +533,20 @@ bool td_symbolizer_function_at(struct td_symbolizer *sym, Dwfl_Module *mod, uint
 	if (!cudie)
 		return false;
 	Dwarf_Die chain[1];
-	if (scope_chain(&sym->main, mod, cudie, addr - bias, chain, 1) < 1)
+	if (scope_chain(&sym->main, mod, cudie, addr - bias, chain, 1, false) < 1)
 		return false;
 	*ret = chain[0];
 	return true;
+}
+
+int td_symbolizer_scopes(struct td_symbolizer *sym, uint64_t addr, Dwarf_Die *chain, int max,
+			 Dwarf_Addr *bias)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(sym->main.dwfl, addr);
+	Dwarf_Die *cudie = mod ? dwfl_module_addrdie(mod, addr, bias) : NULL;
+	if (!cudie)
+		return 0;
+	return scope_chain(&sym->main, mod, cudie, addr - *bias, chain, max, true);
 }
 
 void td_symbolizer_destroy(struct td_symbolizer *sym)

@@ -51,6 +51,15 @@ void td_symbolize_prefetch(struct td_symbolizer *sym, Dwfl_Module *main_module,
 bool td_symbolizer_function_at(struct td_symbolizer *sym, Dwfl_Module *mod, uint64_t addr,
 			       Dwarf_Die *ret);
 
+/*
+ * The scopes holding addr, outermost first: the concrete function, then the
+ * lexical blocks and inlined instances inside it down to addr. *bias gets the
+ * module's bias (DWARF addresses are addr - bias). Returns the count (0: no
+ * debug info there).
+ */
+int td_symbolizer_scopes(struct td_symbolizer *sym, uint64_t addr, Dwarf_Die *chain, int max,
+			 Dwarf_Addr *bias);
+
 void td_symbolizer_destroy(struct td_symbolizer *sym);
 
 #endif

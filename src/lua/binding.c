@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "debuginfo/locals.h"
+#include "snapshot/unwind.h"
 #include "target/syscalls.h"
 #include "util/timing.h"
 #include "value/value.h"
@@ -1360,6 +1362,76 @@ static int l_clock_ms(lua_State *L)
 	return 1;
 }
 
+struct locals_out {
+	lua_State *L;
+	int table;
+	lua_Integer n;
+	size_t frame;
+};
+
+static int push_local(const struct td_local *local, void *arg)
+{
+	struct locals_out *o = arg;
+	lua_State *L = o->L;
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, (lua_Integer)o->frame);
+	lua_setfield(L, -2, "frame");
+	lua_pushinteger(L, local->depth);
+	lua_setfield(L, -2, "depth");
+	if (local->function) {
+		lua_pushstring(L, local->function);
+		lua_setfield(L, -2, "function");
+	}
+	lua_pushstring(L, local->name);
+	lua_setfield(L, -2, "name");
+	Dwarf_Die type = local->type;
+	push_type(L, &type);
+	lua_setfield(L, -2, "type");
+	lua_pushinteger(L, (lua_Integer)local->addr);
+	lua_setfield(L, -2, "addr");
+	lua_rawseti(L, o->table, ++o->n);
+	return 0;
+}
+
+/*
+ * td.frame_locals(tid [, max_frames]) -> { {frame=, depth=, function=, name=,
+ * type=, addr=}, ... }: the variables in scope in each frame of the thread's
+ * stack (frame 0 innermost; depth 0 the innermost inlined function of a
+ * frame), readable at addr like any value (a variable held in registers is
+ * assembled where td_snapshot_scratch puts it). Works from the copied stack
+ * and registers, so it may be called after the stop; variables whose
+ * location taskdbg cannot evaluate are left out.
+ */
+static int l_frame_locals(lua_State *L)
+{
+	lua_Integer tid = luaL_checkinteger(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, TD_MAX_FRAMES);
+	struct td_snapshot *snap = td_program_snapshot(get_lua(L)->prog);
+	size_t index = snap->nthreads;
+	for (size_t i = 0; i < snap->nthreads; i++)
+		if (snap->threads[i].tid == tid)
+			index = i;
+	lua_newtable(L);
+	if (index == snap->nthreads)
+		return 1;
+	struct td_stack stack = { 0 };
+	struct td_error *err = td_unwind_thread(snap, index, &stack);
+	if (err) {
+		td_error_destroy(err);
+		return 1;
+	}
+	struct locals_out out = { .L = L, .table = lua_gettop(L) };
+	for (size_t j = 0; j < stack.count && (lua_Integer)j < max; j++) {
+		out.frame = j;
+		td_frame_locals(snap, td_program_symbolizer(get_lua(L)->prog), &stack, j, push_local, &out);
+	}
+	free(stack.pcs);
+	free(stack.activation);
+	free(stack.regs);
+	free(stack.error);
+	return 1;
+}
+
 /*
  * td.target_clock_ms() -> the target's CLOCK_MONOTONIC now, in ms, or nil:
  * a live process shares the machine's clock (read at the call, so during a
@@ -1373,7 +1445,8 @@ static int l_target_clock_ms(lua_State *L)
 }
 
 static const luaL_Reg td_functions[] = {
-	{ "clock_ms", l_clock_ms }, { "target_clock_ms", l_target_clock_ms }, { "follow", l_follow }, { "strip_generics", l_strip_generics },
+	{ "clock_ms", l_clock_ms }, { "target_clock_ms", l_target_clock_ms },
+	{ "frame_locals", l_frame_locals }, { "follow", l_follow }, { "strip_generics", l_strip_generics },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
@@ -1918,6 +1991,19 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		goto out;
 	}
 	lua_setfield(L, ctx, "model");
+	/* Optional: the locks and channel ends each thread's stack frames hold. */
+	lua_getfield(L, plugin, "thread_holds");
+	if (lua_isfunction(L, -1)) {
+		if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
+			err = td_error_format(TD_ERR_TARGET, "plugin %s failed in thread_holds: %s",
+					      lua->plugin_path ? lua->plugin_path : "?", lua_tostring(L, -1));
+			goto out;
+		}
+	} else {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	lua_setfield(L, ctx, "thread_holds");
 	lua_getfield(L, plugin, "samples");
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);

@@ -118,6 +118,27 @@ static void drop_threads(struct td_snapshot *snap)
 	snap->threads = NULL;
 	snap->nthreads = 0;
 	snap->unwind_next = 0;
+	snap->scratch_len = 0;
+}
+
+uint64_t td_snapshot_scratch(struct td_snapshot *snap, const void *bytes, size_t len)
+{
+	size_t at = (snap->scratch_len + 15) & ~(size_t)15;
+	if (len > (1u << 20) || at + len > (64u << 20))
+		return 0;
+	if (at + len > snap->scratch_cap) {
+		size_t cap = snap->scratch_cap ? snap->scratch_cap : 4096;
+		while (cap < at + len)
+			cap *= 2;
+		unsigned char *grown = realloc(snap->scratch, cap);
+		if (!grown)
+			return 0;
+		snap->scratch = grown;
+		snap->scratch_cap = cap;
+	}
+	memcpy(snap->scratch + at, bytes, len);
+	snap->scratch_len = at + len;
+	return TD_SCRATCH_BASE + at;
 }
 
 /*
@@ -357,6 +378,10 @@ static bool read_copy(uint64_t base, size_t size, const unsigned char *copy, uin
 
 size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size_t len)
 {
+	if (addr >= TD_SCRATCH_BASE) {
+		size_t n;
+		return read_copy(TD_SCRATCH_BASE, snap->scratch_len, snap->scratch, addr, buf, len, &n) ? n : 0;
+	}
 	for (size_t i = 0; i < snap->nthreads; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
 		size_t n;
@@ -379,6 +404,7 @@ void td_snapshot_destroy(struct td_snapshot *snap)
 		return;
 	drop_threads(snap);
 	free(snap->stack_arena);
+	free(snap->scratch);
 	if (snap->dwfl)
 		dwfl_end(snap->dwfl);
 	td_core_destroy(snap->core);

@@ -58,7 +58,22 @@ struct td_snapshot {
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */
+	unsigned char *scratch;     /* values taskdbg made up: see td_snapshot_scratch */
+	size_t scratch_len, scratch_cap;
 };
+
+/*
+ * Where made-up values live: kernel addresses, which no user-space target can
+ * map, so they never alias the target's memory (x86_64).
+ */
+#define TD_SCRATCH_BASE 0xffffc00000000000ull
+
+/*
+ * Gives bytes taskdbg assembled (a variable kept in registers, in pieces) an
+ * address that td_snapshot_read serves, so they read like any value. Returns
+ * 0 if out of memory. Valid until the snapshot is taken again or destroyed.
+ */
+uint64_t td_snapshot_scratch(struct td_snapshot *snap, const void *bytes, size_t len);
 
 struct td_snapshot_options {
 	const char *exe;            /* core: the executable, overriding the notes */

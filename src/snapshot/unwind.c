@@ -88,15 +88,62 @@ static int collect_frame(Dwfl_Frame *frame, void *arg)
 		bool *act = realloc(s->activation, cap * sizeof(*act));
 		if (act)
 			s->activation = act;
-		if (!pcs || !act)
+		struct td_frame_regs *regs = realloc(s->regs, cap * sizeof(*regs));
+		if (regs)
+			s->regs = regs;
+		if (!pcs || !act || !regs)
 			return DWARF_CB_ABORT;
 		c->capacity = cap;
 	}
 	s->pcs[s->count] = pc;
 	s->activation[s->count] = activation;
+	struct td_frame_regs *r = &s->regs[s->count];
+	r->known = 0;
+	for (unsigned n = 0; n < TD_FRAME_REGS; n++) {
+		Dwarf_Word v;
+		if (dwfl_frame_reg(frame, n, &v) == 0) {
+			r->r[n] = v;
+			r->known |= 1u << n;
+		}
+	}
 	s->count++;
 	/* A zero return address is how the outermost frame ends (clone, _start). */
 	return pc == 0 ? DWARF_CB_ABORT : DWARF_CB_OK;
+}
+
+/* Once per Dwfl: a snapshot taken again keeps its callbacks and argument. */
+static struct td_error *attach(struct td_snapshot *snap)
+{
+	if (!snap->unwind_attached && !dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, snap))
+		return td_error_format(TD_ERR_INTERNAL, "cannot set up unwinding: %s", dwfl_errmsg(-1));
+	snap->unwind_attached = true;
+	return NULL;
+}
+
+static void unwind_one(struct td_snapshot *snap, size_t i, struct td_stack *stack)
+{
+	struct frame_collector c = { .stack = stack };
+	if (!snap->threads[i].stopped) {
+		stack->error = strdup("it did not stop within 250 ms (uninterruptible sleep: "
+				      "vfork, FUSE, NFS?), so it was left running and not unwound");
+		return;
+	}
+	int r = dwfl_getthread_frames(snap->dwfl, snap->threads[i].tid, collect_frame, &c);
+	if (r != 0 && r != DWARF_CB_ABORT && stack->count < 2) {
+		const char *msg = dwfl_errmsg(-1);
+		stack->error = strdup(msg ? msg : "unwinding failed");
+	}
+	/* Drop a trailing zero pc: it marks the end, it is not a frame. */
+	if (stack->count && stack->pcs[stack->count - 1] == 0)
+		stack->count--;
+}
+
+struct td_error *td_unwind_thread(struct td_snapshot *snap, size_t index, struct td_stack *stack)
+{
+	struct td_error *err = attach(snap);
+	if (!err)
+		unwind_one(snap, index, stack);
+	return err;
 }
 
 struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
@@ -104,30 +151,13 @@ struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
 	struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
 	if (!stacks)
 		return &td_enomem;
-	/* Once per Dwfl: a snapshot taken again keeps its callbacks and argument. */
-	if (!snap->unwind_attached && !dwfl_attach_state(snap->dwfl, NULL, snap->pid, &callbacks, snap)) {
-		struct td_error *err = td_error_format(TD_ERR_INTERNAL,
-			"cannot set up unwinding: %s", dwfl_errmsg(-1));
+	struct td_error *err = attach(snap);
+	if (err) {
 		free(stacks);
 		return err;
 	}
-	snap->unwind_attached = true;
-	for (size_t i = 0; i < snap->nthreads; i++) {
-		struct frame_collector c = { .stack = &stacks[i] };
-		if (!snap->threads[i].stopped) {
-			stacks[i].error = strdup("it did not stop within 250 ms (uninterruptible sleep: "
-						 "vfork, FUSE, NFS?), so it was left running and not unwound");
-			continue;
-		}
-		int r = dwfl_getthread_frames(snap->dwfl, snap->threads[i].tid, collect_frame, &c);
-		if (r != 0 && r != DWARF_CB_ABORT && stacks[i].count < 2) {
-			const char *msg = dwfl_errmsg(-1);
-			stacks[i].error = strdup(msg ? msg : "unwinding failed");
-		}
-		/* Drop a trailing zero pc: it marks the end, it is not a frame. */
-		if (stacks[i].count && stacks[i].pcs[stacks[i].count - 1] == 0)
-			stacks[i].count--;
-	}
+	for (size_t i = 0; i < snap->nthreads; i++)
+		unwind_one(snap, i, &stacks[i]);
 	*ret = stacks;
 	return NULL;
 }
@@ -139,6 +169,7 @@ void td_stacks_destroy(struct td_stack *stacks, size_t count)
 	for (size_t i = 0; i < count; i++) {
 		free(stacks[i].pcs);
 		free(stacks[i].activation);
+		free(stacks[i].regs);
 		free(stacks[i].error);
 	}
 	free(stacks);

@@ -14,9 +14,19 @@
 /* Frames beyond this depth are cut: a garbage or cyclic stack ends here. */
 #define TD_MAX_FRAMES 512
 
+/* DWARF registers of x86_64 (rax, rdx, rcx, rbx, rsi, rdi, rbp, rsp, r8-r15, rip). */
+#define TD_FRAME_REGS 17
+
+/* A frame's registers as the unwinder recovered them; known: bit n for register n. */
+struct td_frame_regs {
+	uint64_t r[TD_FRAME_REGS];
+	uint32_t known;
+};
+
 struct td_stack {
 	uint64_t *pcs;
 	bool *activation;   /* the pc is where the thread is, not a return address */
+	struct td_frame_regs *regs;   /* per frame, for frame-local variables */
 	size_t count;
 	bool truncated;     /* hit TD_MAX_FRAMES */
 	char *error;        /* why the unwind stopped early, or NULL */
@@ -27,6 +37,9 @@ struct td_stack {
  * order. Free with td_stacks_destroy.
  */
 struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret);
+
+/* Unwinds one thread of snap (index into snap->threads) into *stack (zeroed by the caller). */
+struct td_error *td_unwind_thread(struct td_snapshot *snap, size_t index, struct td_stack *stack);
 
 void td_stacks_destroy(struct td_stack *stacks, size_t count);
 

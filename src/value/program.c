@@ -174,6 +174,11 @@ uint64_t td_program_bias(struct td_program *prog)
 	return prog->bias;
 }
 
+struct td_symbolizer *td_program_symbolizer(struct td_program *prog)
+{
+	return prog->sym;
+}
+
 struct td_snapshot *td_program_snapshot(struct td_program *prog)
 {
 	return prog->snap;
@@ -226,6 +231,13 @@ static const struct page *get_page(struct td_program *prog, uint64_t number)
 struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *buf, size_t len)
 {
 	size_t done = 0;
+	/* Made-up values (snapshot scratch) change between calls: never cached. */
+	if (addr >= TD_SCRATCH_BASE) {
+		if (td_snapshot_read(prog->snap, addr, buf, len) == len)
+			return NULL;
+		return td_error_format(TD_ERR_TARGET, "cannot read %zu bytes at 0x%llx: past a value taskdbg made up",
+				       len, (unsigned long long)addr);
+	}
 	while (done < len) {
 		uint64_t a = addr + done;
 		if (a < addr)

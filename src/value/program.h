@@ -22,6 +22,10 @@ struct td_program;
 struct td_error *td_program_create(struct td_snapshot *snap, struct td_program **ret);
 void td_program_destroy(struct td_program *prog);
 
+/* The program's symbolizer (its function index): frames, scopes, frame locals. */
+struct td_symbolizer;
+struct td_symbolizer *td_program_symbolizer(struct td_program *prog);
+
 struct td_snapshot *td_program_snapshot(struct td_program *prog);
 
 /* Load bias of the executable: DWARF addresses + bias = addresses in the target. */

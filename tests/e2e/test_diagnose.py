@@ -161,6 +161,31 @@ def check_self_shutdown(doc, live):
     assert len(f["threads"]) == 1
 
 
+def check_thread_locks(doc, live):
+    # Guards held in local variables of threads' frames (kept in registers):
+    # found through DWARF locations, live and on a core.
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "deadlock", "blocking_in_async"]
+    mixed, plain = sorted(doc["findings"][:2], key=lambda f: "`settings`" not in text(f))
+    for f in (mixed, plain):
+        assert f["tasks"] == [] and len(f["threads"]) == 2
+        assert [r["kind"] for r in f["resources"]] == ["std::sync::Mutex"] * 2
+        assert len({r["address"] for r in f["resources"]}) == 2
+        assert "global order" in f["fix"]
+    # The block_on future holds `settings` on the main thread's stack.
+    assert "holds std::sync::Mutex" in text(mixed)
+    assert "(`settings` in {async_block#3})" in text(mixed)
+    assert "(`entries` in flush)" in text(mixed)
+    assert at("diag_thread_locks", "main_journal") in text(mixed)
+    assert at("diag_thread_locks", "flusher_lock") in text(mixed)
+    # Two threads, each holding `source` in move_stock, blocked on the other's.
+    assert text(plain).count("(`source` in move_stock)") == 2
+    assert text(plain).count(at("diag_thread_locks", "second_lock")) == 2
+    blocking = doc["findings"][2]
+    assert blocking["tasks"] == [] and "block_on" in blocking["summary"]
+    assert at("diag_thread_locks", "main_journal") in blocking["summary"]
+    assert set(blocking["threads"]) < set(mixed["threads"])
+
+
 def check_healthy(doc, live):
     assert doc["findings"] == [], [text(f) for f in doc["findings"]]
 
@@ -175,6 +200,7 @@ CASES = {
     "diag_lost_waker": check_lost_waker,
     "diag_starved": check_starved,
     "diag_self_shutdown": check_self_shutdown,
+    "diag_thread_locks": check_thread_locks,
     "diag_healthy": check_healthy,
 }
 
