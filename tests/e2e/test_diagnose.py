@@ -3,6 +3,7 @@ live and on a core of each, and on a healthy busy service where it must find not
 Each finding is checked for its kind, the exact tasks (ids and names), threads,
 resources, and the source lines (from `// @marker` comments) in its text."""
 import json
+import re
 
 import pytest
 
@@ -186,6 +187,24 @@ def check_thread_locks(doc, live):
     assert set(blocking["threads"]) < set(mixed["threads"])
 
 
+def check_shutdown_wait(doc, live):
+    (f,) = doc["findings"]
+    assert f["kind"] == "self_shutdown"
+    assert f["tasks"] == []
+    # main, in the runtime's drop, and the blocking thread it waits for.
+    assert len(f["threads"]) == 2 and len(set(f["threads"])) == 2
+    main, writer = f["threads"]
+    assert main == doc["target"]["pid"]
+    assert re.search(rf"thread {main}\b.* waits for thread {writer}\b", f["summary"])
+    assert at("diag_shutdown_wait", "shutdown_drop") in f["summary"]
+    assert at("diag_shutdown_wait", "audit_recv") in f["summary"]
+    assert "std::sync::mpsc::Receiver::recv" in f["summary"]
+    assert "diag_shutdown_wait::main " in text(f)
+    assert "diag_shutdown_wait::write_audit_log " in text(f)
+    assert f"diag_shutdown_wait::main::{{closure#0}} at {at('diag_shutdown_wait', 'writer_spawn')}" in text(f)
+    assert "shutdown_background" in f["fix"]
+
+
 def check_healthy(doc, live):
     assert doc["findings"] == [], [text(f) for f in doc["findings"]]
 
@@ -201,6 +220,7 @@ CASES = {
     "diag_starved": check_starved,
     "diag_self_shutdown": check_self_shutdown,
     "diag_thread_locks": check_thread_locks,
+    "diag_shutdown_wait": check_shutdown_wait,
     "diag_healthy": check_healthy,
 }
 
