@@ -52,6 +52,10 @@ function blocking_call(th, ix)
   if not entry then return nil end
   local task = ix.polling[th.tid]
   if how == "task" and not task then return nil end
+  -- A spawn_blocking closure runs as a task too, on the blocking pool: blocking is its job.
+  if how == "task" and (task.name or ""):find("^tokio::runtime::blocking::task::BlockingTask") then
+    return nil
+  end
   if how == "block_on" then task = nil end
   -- tokio parking inside block_on (the future is pending) is no blocking call.
   local user, api = user_call(th, entry)
