@@ -168,6 +168,11 @@ function short_fn(name)
   return strip_generics(name or "?")
 end
 
+-- Where a thread holds a resource (an entry of ctx.thread_holds): "`guard` in move_stock".
+function holder_where(h)
+  return string.format("`%s` in %s", h.name or "?", short_fn(h["function"]))
+end
+
 -- A finding as CLI.md defines it (extra key: fix).
 function finding(kind, summary, f)
   return {

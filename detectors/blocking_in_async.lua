@@ -77,6 +77,27 @@ detectors.blocking_in_async = function(ctx, ix)
           thread_label(th), BLOCKING[th.syscall], th.syscall, api_name, at(user) or "?"),
         string.format("user frame: %s", short_fn(fn_of(user))),
       }
+      -- A lock: who holds it (a task's suspended state, a thread's locals).
+      local s = ix.last_sample and ix.last_sample.threads[th.tid]
+      local key = th.syscall == "futex" and s and s.futex and string.format("futex:0x%x", s.futex)
+      if key then
+        for _, t in pairs(ix.tasks) do
+          for _, h in ipairs(t.holds or {}) do
+            if h.resource and h.resource.key == key then
+              evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s, suspended at %s",
+                h.resource.kind, h.resource.address, task_label(t), at(user_await(t)) or "?")
+            end
+          end
+        end
+        for tid, list in pairs(ctx.thread_holds or {}) do
+          for _, h in ipairs(list) do
+            if h.resource and h.resource.key == key and tid ~= th.tid then
+              evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s (%s)",
+                h.resource.kind, h.resource.address, thread_label(ix.threads[tid]), holder_where(h))
+            end
+          end
+        end
+      end
       local aw = task and innermost(task)
       if aw and aw.state == "Unresumed" then
         -- Suspended nowhere yet: its chain would only show the fn's own line.

@@ -312,8 +312,7 @@ detectors.deadlock = function(ctx, ix)
           local held = {}
           for _, h in ipairs((ctx.thread_holds or {})[th.tid] or {}) do
             if h.resource and h.resource.key and holders[h.resource.key] then
-              held[#held + 1] = string.format("%s (`%s` in %s)", resource_name(h.resource), h.name,
-                                              short_fn(h["function"]))
+              held[#held + 1] = string.format("%s (%s)", resource_name(h.resource), holder_where(h))
             end
           end
           evidence[#evidence + 1] = string.format("%s%s%s is blocked in %s on %s%s",

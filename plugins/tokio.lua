@@ -878,18 +878,14 @@ end
 function M.thread_holds()
   local out = {}
   for _, t in ipairs(td.threads()) do
-    local seen
+    local seen = {}
     for _, v in ipairs(td.frame_locals(t.tid)) do
       local ok, res = pcall(resolve, td.id(v.type), v.addr)   -- C types, pointers: no name
-      if ok and res and res.key and res.kind then
-        seen = seen or {}
-        if not seen[res.key] then
-          seen[res.key] = true
-          out[t.tid] = out[t.tid] or setmetatable({}, { __array = true })
-          local list = out[t.tid]
-          list[#list + 1] = { resource = resource_record(res), name = v.name,
-                              ["function"] = v["function"], frame = v.frame }
-        end
+      if ok and res and res.key and res.kind and not seen[res.key] then
+        seen[res.key] = true
+        out[t.tid] = out[t.tid] or setmetatable({}, { __array = true })
+        table.insert(out[t.tid], { resource = resource_record(res), name = v.name,
+                                   ["function"] = v["function"], frame = v.frame })
       end
     end
   end

@@ -130,6 +130,8 @@ def check_std_mutex(doc, live):
     assert at("diag_std_mutex", "refresh_await") in text(dead)
     assert at("diag_std_mutex", "lookup_lock") in text(dead)
     assert tasks_of(blocking) == [(3, "diag_std_mutex::lookup")]
+    assert ("is held by task 2 `diag_std_mutex::refresh`, suspended at "
+            + at("diag_std_mutex", "refresh_await")) in text(blocking)
     assert blocking["threads"] == dead["threads"]
 
 
@@ -185,6 +187,7 @@ def check_thread_locks(doc, live):
     assert blocking["tasks"] == [] and "block_on" in blocking["summary"]
     assert at("diag_thread_locks", "main_journal") in blocking["summary"]
     assert set(blocking["threads"]) < set(mixed["threads"])
+    assert "is held by thread" in text(blocking) and "(`entries` in flush)" in text(blocking)
 
 
 def check_shutdown_wait(doc, live):
