@@ -1414,21 +1414,18 @@ static int l_frame_locals(lua_State *L)
 	lua_newtable(L);
 	if (index == snap->nthreads)
 		return 1;
-	struct td_stack stack = { 0 };
-	struct td_error *err = td_unwind_thread(snap, index, &stack);
+	const struct td_stack *stacks;
+	struct td_error *err = td_unwind_all(snap, &stacks);
 	if (err) {
 		td_error_destroy(err);
 		return 1;
 	}
 	struct locals_out out = { .L = L, .table = lua_gettop(L) };
-	for (size_t j = 0; j < stack.count && (lua_Integer)j < max; j++) {
+	for (size_t j = 0; j < stacks[index].count && (lua_Integer)j < max; j++) {
 		out.frame = j;
-		td_frame_locals(snap, td_program_symbolizer(get_lua(L)->prog), &stack, j, push_local, &out);
+		td_frame_locals(snap, td_program_symbolizer(get_lua(L)->prog), &stacks[index], j,
+				push_local, &out);
 	}
-	free(stack.pcs);
-	free(stack.activation);
-	free(stack.regs);
-	free(stack.error);
 	return 1;
 }
 

@@ -202,7 +202,6 @@ void td_thread_list_destroy(struct td_thread_list *list)
 	for (size_t i = 0; i < list->count; i++)
 		free(list->threads[i].frames);
 	free(list->threads);
-	td_stacks_destroy(list->stacks, list->count);
 	td_symbolizer_destroy(list->sym);
 	free(list);
 }

@@ -32,7 +32,7 @@ struct td_thread_list {
 	struct td_thread_view *threads;
 	size_t count;
 	struct td_symbolizer *sym;
-	struct td_stack *stacks;
+	const struct td_stack *stacks;   /* the snapshot's */
 };
 
 /* Unwinds and symbolizes every thread of snap, which must outlive the list. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "debuginfo/modules.h"
+#include "snapshot/unwind.h"
 #include "target/live.h"
 #include "target/procfs.h"
 #include "target/syscalls.h"
@@ -111,6 +112,8 @@ out:
 /* Forgets the threads of an earlier stop (live snapshots taken again). */
 static void drop_threads(struct td_snapshot *snap)
 {
+	td_stacks_destroy(snap->stacks, snap->nthreads);
+	snap->stacks = NULL;
 	for (size_t i = 0; i < snap->nthreads; i++)
 		if (snap->threads[i].stack_owned)
 			free(snap->threads[i].stack);

@@ -40,6 +40,8 @@ struct td_snapshot_thread {
 
 enum td_snapshot_kind { TD_SNAPSHOT_LIVE, TD_SNAPSHOT_CORE };
 
+struct td_stack;
+
 struct td_snapshot {
 	enum td_snapshot_kind kind;
 	pid_t pid;
@@ -58,6 +60,7 @@ struct td_snapshot {
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */
+	struct td_stack *stacks;    /* unwound threads of this stop, or NULL (snapshot/unwind.c) */
 	unsigned char *scratch;     /* values taskdbg made up: see td_snapshot_scratch */
 	size_t scratch_len, scratch_cap;
 };

@@ -138,27 +138,22 @@ static void unwind_one(struct td_snapshot *snap, size_t i, struct td_stack *stac
 		stack->count--;
 }
 
-struct td_error *td_unwind_thread(struct td_snapshot *snap, size_t index, struct td_stack *stack)
+struct td_error *td_unwind_all(struct td_snapshot *snap, const struct td_stack **ret)
 {
-	struct td_error *err = attach(snap);
-	if (!err)
-		unwind_one(snap, index, stack);
-	return err;
-}
-
-struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret)
-{
-	struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
-	if (!stacks)
-		return &td_enomem;
-	struct td_error *err = attach(snap);
-	if (err) {
-		free(stacks);
-		return err;
+	if (!snap->stacks) {
+		struct td_stack *stacks = calloc(snap->nthreads ? snap->nthreads : 1, sizeof(*stacks));
+		if (!stacks)
+			return &td_enomem;
+		struct td_error *err = attach(snap);
+		if (err) {
+			free(stacks);
+			return err;
+		}
+		for (size_t i = 0; i < snap->nthreads; i++)
+			unwind_one(snap, i, &stacks[i]);
+		snap->stacks = stacks;
 	}
-	for (size_t i = 0; i < snap->nthreads; i++)
-		unwind_one(snap, i, &stacks[i]);
-	*ret = stacks;
+	*ret = snap->stacks;
 	return NULL;
 }
 

@@ -33,13 +33,12 @@ struct td_stack {
 };
 
 /*
- * Unwinds every thread; ret gets one stack per snapshot thread, in the same
- * order. Free with td_stacks_destroy.
+ * Every thread's stack, one per snapshot thread in the same order, unwound
+ * once per stop: the stacks belong to the snapshot, which frees them when it
+ * is taken again or destroyed (so the thread list and frame-local variables
+ * share one unwind).
  */
-struct td_error *td_unwind_all(struct td_snapshot *snap, struct td_stack **ret);
-
-/* Unwinds one thread of snap (index into snap->threads) into *stack (zeroed by the caller). */
-struct td_error *td_unwind_thread(struct td_snapshot *snap, size_t index, struct td_stack *stack);
+struct td_error *td_unwind_all(struct td_snapshot *snap, const struct td_stack **ret);
 
 void td_stacks_destroy(struct td_stack *stacks, size_t count);
 
