@@ -33,7 +33,48 @@ function index_model(ctx)
     end
   end
   for _, th in ipairs(ctx.threads) do ix.threads[th.tid] = th end
+  ix.holders, ix.held = holders_by_key(ctx, ix)
   return ix
+end
+
+-- Who holds each resource key (a lock, a channel end): tasks whose suspended
+-- state holds it, threads whose local variables do. Returns
+-- { [key] = { {node = "task:ID" | "thread:TID", task = | thread =, side =,
+-- name =, function = (a thread's variable)}, ... } } and the first holder's
+-- record of each key.
+function holders_by_key(ctx, ix)
+  local by, held = {}, {}
+  local function add(r, side, holder)
+    held[r.key] = held[r.key] or r
+    holder.side = side
+    by[r.key] = by[r.key] or {}
+    table.insert(by[r.key], holder)
+    -- A receiver frees capacity on its channel's semaphore.
+    if r.capacity_key and r.mode == "rx" then
+      by[r.capacity_key] = by[r.capacity_key] or {}
+      table.insert(by[r.capacity_key], { node = holder.node, task = holder.task,
+                                          thread = holder.thread, side = "rx" })
+    end
+  end
+  for _, t in pairs(ix.tasks) do
+    if t.state ~= "complete" and t.state ~= "cancelled" then
+      for _, h in ipairs(t.holds or {}) do
+        local r = h.resource
+        if r and r.key then add(r, r.mode, { node = "task:" .. t.id, task = t, resource = r }) end
+      end
+    end
+  end
+  -- Guards and channel ends in the local variables of threads' stack frames.
+  for tid, list in pairs(ctx.thread_holds or {}) do
+    for _, h in ipairs(list) do
+      local r = h.resource
+      if r and r.key and ix.threads[tid] then
+        add(r, r.mode, { node = "thread:" .. tid, thread = tid, resource = r, name = h.name,
+                         ["function"] = h["function"] })
+      end
+    end
+  end
+  return by, held
 end
 
 strip_generics = td.strip_generics

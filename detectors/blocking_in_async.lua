@@ -80,22 +80,14 @@ detectors.blocking_in_async = function(ctx, ix)
       -- A lock: who holds it (a task's suspended state, a thread's locals).
       local s = ix.last_sample and ix.last_sample.threads[th.tid]
       local key = th.syscall == "futex" and s and s.futex and string.format("futex:0x%x", s.futex)
-      if key then
-        for _, t in pairs(ix.tasks) do
-          for _, h in ipairs(t.holds or {}) do
-            if h.resource and h.resource.key == key then
-              evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s, suspended at %s",
-                h.resource.kind, h.resource.address, task_label(t), at(user_await(t)) or "?")
-            end
-          end
-        end
-        for tid, list in pairs(ctx.thread_holds or {}) do
-          for _, h in ipairs(list) do
-            if h.resource and h.resource.key == key and tid ~= th.tid then
-              evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s (%s)",
-                h.resource.kind, h.resource.address, thread_label(ix.threads[tid]), holder_where(h))
-            end
-          end
+      for _, h in ipairs(key and ix.holders[key] or {}) do
+        local r = h.resource
+        if h.task then
+          evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s, suspended at %s",
+            r.kind, r.address, task_label(h.task), at(user_await(h.task)) or "?")
+        elseif h.thread ~= th.tid then
+          evidence[#evidence + 1] = string.format("the lock (%s %s) is held by %s (%s)",
+            r.kind, r.address, thread_label(ix.threads[h.thread]), holder_where(h))
         end
       end
       local aw = task and innermost(task)

@@ -114,48 +114,12 @@ local function resource_name(r)
   return string.format("%s %s", r.kind, r.address)
 end
 
--- Holders of each resource key, from the tasks' suspended states; and the
--- holders' record of each key (into canonical).
--- Each holder is { node = "task:ID" or "thread:TID", task = or thread =, side = }.
-local function holders_by_key(ctx, ix)
-  local by = {}
-  local function add(r, side, holder)
-    canonical[r.key] = canonical[r.key] or r
-    holder.side = side
-    by[r.key] = by[r.key] or {}
-    table.insert(by[r.key], holder)
-    -- A receiver frees capacity on its channel's semaphore.
-    if r.capacity_key and r.mode == "rx" then
-      by[r.capacity_key] = by[r.capacity_key] or {}
-      table.insert(by[r.capacity_key], { node = holder.node, task = holder.task,
-                                          thread = holder.thread, side = "rx" })
-    end
-  end
-  for _, t in pairs(ix.tasks) do
-    if t.state ~= "complete" and t.state ~= "cancelled" then
-      for _, h in ipairs(t.holds or {}) do
-        local r = h.resource
-        if r and r.key then add(r, r.mode, { node = "task:" .. t.id, task = t }) end
-      end
-    end
-  end
-  -- Guards and channel ends in the local variables of threads' stack frames.
-  for tid, list in pairs(ctx.thread_holds or {}) do
-    for _, h in ipairs(list) do
-      local r = h.resource
-      if r and r.key and ix.threads[tid] then
-        add(r, r.mode, { node = "thread:" .. tid, thread = tid, local_name = h.name,
-                         ["function"] = h["function"] })
-      end
-    end
-  end
-  return by
-end
-
 detectors.deadlock = function(ctx, ix)
   local g = new_graph()
+  -- Holders know a lock best: the first holder's record of each key.
   canonical = {}
-  local holders = holders_by_key(ctx, ix)
+  for key, r in pairs(ix.held) do canonical[key] = r end
+  local holders = ix.holders
   local waits = {}   -- node name -> { resource record, where (await) }
 
   -- Runtimes: one of their workers must be free to poll a task.
