@@ -395,6 +395,15 @@ local function chan_builder(steps, ct, side)
   end
 end
 
+-- A oneshot end (Sender or Receiver, type t): keyed by its shared Inner.
+local function oneshot_builder(t, side)
+  local steps = recipe(t, { "inner", "?" }, ARC)
+  return function(a)
+    local inner = td.follow(a, steps)
+    return inner and { key = fmt("oneshot", inner), address = inner,
+                       kind = "tokio::sync::oneshot", side = side } end
+end
+
 local function sem_builder(steps, kind, sem_off)
   return function(a)
     local x = td.follow(a, steps)
@@ -438,18 +447,8 @@ local RESOURCE_TYPES = {
                               deadline_ms = s * 1000 + ns / 1e6 } or nil end end },
   { "^tokio::sync::batch_semaphore::Acquire$", function(t)
       return sem_builder(recipe(t, { "semaphore", "*" }), nil) end },
-  { "^tokio::sync::oneshot::Receiver$", function(t)
-      local steps = recipe(t, { "inner", "?" }, ARC)
-      return function(a)
-        local inner = td.follow(a, steps)
-        return inner and { key = fmt("oneshot", inner), address = inner,
-                           kind = "tokio::sync::oneshot", side = "rx" } end end },
-  { "^tokio::sync::oneshot::Sender$", function(t)
-      local steps = recipe(t, { "inner", "?" }, ARC)
-      return function(a)
-        local inner = td.follow(a, steps)
-        return inner and { key = fmt("oneshot", inner), address = inner,
-                           kind = "tokio::sync::oneshot", side = "tx" } end end },
+  { "^tokio::sync::oneshot::Receiver$", function(t) return oneshot_builder(t, "rx") end },
+  { "^tokio::sync::oneshot::Sender$", function(t) return oneshot_builder(t, "tx") end },
   { "^tokio::sync::mpsc::.*Receiver$", function(t)
       local steps, ct = recipe(t, { "chan", "inner" }, ARC)
       return chan_builder(steps, ct, "rx") end },
@@ -676,6 +675,16 @@ end
 function M.snapshot()
   result = M.walk()
   now_ms = td.target_clock_ms()   -- for a Sleep's time left (live only)
+  -- diagnose's last stop (sample() ran just before): a thread waiting in
+  -- pthread_mutex_lock waits on the mutex's first word; glibc keeps the
+  -- holder's tid 8 bytes further (x86_64 pthread_mutex_t: __lock, __count,
+  -- __owner). Meaningless for other futexes: the deadlock detector reads it
+  -- only for threads whose stack is in pthread_mutex_lock, and only from the
+  -- last sample, so earlier stops do not pay for it.
+  local last = M.samples[#M.samples]
+  for _, s in pairs(last and last.threads or EMPTY) do
+    if s.futex then s.mutex_owner = td.try_read(s.futex + 8, 4) end
+  end
 end
 
 -- After the target runs again: names, from DWARF alone, once per type.
@@ -840,13 +849,8 @@ function M.sample()
   local polling = {}
   for id, tid in pairs(running_on) do polling[tid] = id end
   for _, t in ipairs(td.threads()) do
-    -- A thread waiting in pthread_mutex_lock waits on the mutex's first word;
-    -- glibc keeps the holder's tid 8 bytes further (x86_64 pthread_mutex_t:
-    -- __lock, __count, __owner). Meaningless for other futexes: the deadlock
-    -- detector reads it only for threads whose stack is in pthread_mutex_lock.
     s.threads[t.tid] = { task = polling[t.tid], tick = scheduler_tick(t.tid),
-                         syscall = t.syscall, futex = t.futex,
-                         mutex_owner = t.futex and td.try_read(t.futex + 8, 4) or nil }
+                         syscall = t.syscall, futex = t.futex }
   end
   if #runtimes > 0 and td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
