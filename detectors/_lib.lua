@@ -33,6 +33,11 @@ function index_model(ctx)
     end
   end
   for _, th in ipairs(ctx.threads) do ix.threads[th.tid] = th end
+  -- block_on's own futures, by the thread running them.
+  ix.block_on = {}
+  for _, rt in ipairs(ix.runtimes) do
+    for _, b in ipairs(rt.block_on or {}) do ix.block_on[b.thread] = b end
+  end
   ix.holders, ix.held = holders_by_key(ctx, ix)
   return ix
 end
@@ -70,7 +75,7 @@ function holders_by_key(ctx, ix)
       local r = h.resource
       if r and r.key and ix.threads[tid] then
         add(r, r.mode, { node = "thread:" .. tid, thread = tid, resource = r, name = h.name,
-                         ["function"] = h["function"] })
+                         ["function"] = h["function"], block_on = h.block_on, at = h.at })
       end
     end
   end
@@ -211,6 +216,10 @@ end
 
 -- Where a thread holds a resource (an entry of ctx.thread_holds): "`guard` in move_stock".
 function holder_where(h)
+  if h.block_on then
+    return string.format("`%s` in %s, in its block_on future suspended at %s", h.name or "?",
+      short_fn(h["function"]), h.at or "?")
+  end
   return string.format("`%s` in %s", h.name or "?", short_fn(h["function"]))
 end
 

@@ -114,6 +114,36 @@ local function resource_name(r)
   return string.format("%s %s", r.kind, r.address)
 end
 
+-- A future (a task's, or block_on's own) that waits: n needs what it awaits.
+-- self_node: the graph node of the waiter (a task, or the thread of block_on).
+local function await_edges(g, n, self_node, w, aw, holders, waits)
+  if aw and is_id(aw.awaiting_task) then
+    need(n, "task:" .. aw.awaiting_task)
+    waits[n.name] = { task = aw.awaiting_task, at = aw }
+  elseif w and w.key then
+    local want = (w.mode == "rx") and "tx" or nil   -- a receiver waits for senders
+    local found = {}
+    for _, h in ipairs(holders[w.key] or {}) do
+      if h.node ~= self_node or want then
+        if not want or h.side == want then found[#found + 1] = h end
+      end
+    end
+    local unknown = #found == 0
+    if w.kind == "tokio::sync::mpsc" and w.mode == "rx" and w.senders and w.senders > #found then
+      unknown = true
+    end
+    if not unknown then
+      local rname = "res:" .. w.key .. ":" .. (w.mode or "")
+      local all = w.kind == "tokio::sync::Mutex" or (w.kind == "tokio::sync::RwLock" and w.mode == "write")
+      local rn = node(g, rname, all and "and" or "or")
+      rn.resource = w
+      for _, h in ipairs(found) do need(rn, h.node) end
+      need(n, rname)
+    end
+    waits[n.name] = { resource = w, at = aw }
+  end
+end
+
 detectors.deadlock = function(ctx, ix)
   local g = new_graph()
   -- Holders know a lock best: the first holder's record of each key.
@@ -140,8 +170,16 @@ detectors.deadlock = function(ctx, ix)
     local owner = s and s.mutex_owner
     if not (owner and ix.threads[owner] and frame_index(th, PTHREAD_LOCK)) then owner = nil end
     local blocked = key and (holders[key] or owner)
-    local n = node(g, "thread:" .. th.tid, blocked and "and" or "free", thread_label(th))
+    -- A thread parked in block_on, whose future waits on a lock, a channel
+    -- or a task, needs what it waits on (it is polled again only then).
+    local b = ix.block_on[th.tid]
+    local parked = not blocked and b and b.state == "idle" and (b.waiting_on or is_id((innermost(b) or {}).awaiting_task))
+    local n = node(g, "thread:" .. th.tid, (blocked or parked) and "and" or "free", thread_label(th))
     n.thread = th
+    if parked then
+      n.block_on = b
+      await_edges(g, n, n.name, b.waiting_on, innermost(b), holders, waits)
+    end
     if blocked then
       local rn = node(g, "res:" .. key, "or")
       if holders[key] then
@@ -172,34 +210,7 @@ detectors.deadlock = function(ctx, ix)
       local n = node(g, name, "and", task_label(t))
       n.task = t
       need(n, "rt:" .. rt.address)
-      local aw = innermost(t)
-      local w = t.waiting_on
-      if aw and is_id(aw.awaiting_task) then
-        need(n, "task:" .. aw.awaiting_task)
-        waits[name] = { task = aw.awaiting_task, at = aw }
-      elseif w and w.key then
-        local want = (w.mode == "rx") and "tx" or nil   -- a receiver waits for senders
-        local list = holders[w.key] or {}
-        local found = {}
-        for _, h in ipairs(list) do
-          if h.task ~= t or want then
-            if not want or h.side == want then found[#found + 1] = h end
-          end
-        end
-        local unknown = #found == 0
-        if w.kind == "tokio::sync::mpsc" and w.mode == "rx" and w.senders and w.senders > #found then
-          unknown = true
-        end
-        if not unknown then
-          local rname = "res:" .. w.key .. ":" .. (w.mode or "")
-          local all = w.kind == "tokio::sync::Mutex" or (w.kind == "tokio::sync::RwLock" and w.mode == "write")
-          local rn = node(g, rname, all and "and" or "or")
-          rn.resource = w
-          for _, h in ipairs(found) do need(rn, h.node) end
-          need(n, rname)
-        end
-        waits[name] = { resource = w, at = aw }
-      end
+      await_edges(g, n, name, t.waiting_on, innermost(t), holders, waits)
     end
   end
 
@@ -268,6 +279,29 @@ detectors.deadlock = function(ctx, ix)
           end
           if aw and at(aw) and t.state ~= "running" then line = line .. " at " .. at(aw) end
           evidence[#evidence + 1] = line
+        elseif n.block_on then
+          -- A thread parked in block_on: its future holds and waits.
+          local b, th = n.block_on, n.thread
+          local held = {}
+          for _, h in ipairs(b.holds or {}) do
+            if h.resource then
+              local side = ({ tx = "the Sender of ", rx = "the Receiver of " })[h.resource.mode] or ""
+              local aw = b.backtrace[(h.level or 0) + 1]
+              held[#held + 1] = string.format("%s%s (`%s` in %s)", side, resource_name(h.resource),
+                h.name or "?", aw and aw.name or "?")
+            elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
+          end
+          local w, aw = waits[name], user_await(b)
+          local line = string.format("%s runs block_on's future %s, which%s", thread_label(th), b.name,
+            #held > 0 and (" holds " .. table.concat(held, ", ") .. " and") or "")
+          if w and w.resource then
+            local side = ({ rx = "the Receiver of " })[w.resource.mode] or ""
+            line = line .. " awaits " .. side .. resource_name(w.resource)
+          elseif w and w.task then
+            line = line .. " awaits the JoinHandle of " .. task_label(ix.tasks[w.task])
+          end
+          if aw and at(aw) then line = line .. " at " .. at(aw) .. " (" .. aw.name .. ")" end
+          evidence[#evidence + 1] = line
         elseif n.thread then
           local th = n.thread
           local user, api = user_call(th, nil)
@@ -315,11 +349,21 @@ detectors.deadlock = function(ctx, ix)
       table.sort(via)
       local summary = string.format("%s wait for each other (%s): none can ever proceed",
         who, table.concat(via, ", "))
+      if #tasks + #threads == 1 then
+        summary = string.format("%s waits on itself (%s): it can never proceed", who, table.concat(via, ", "))
+      end
+      -- Futures in the cycle: tasks, and block_on's own.
+      local futures = #tasks
+      for _, name in ipairs(comp) do if g.nodes[name].block_on then futures = futures + 1 end end
+      local locks = kinds["std::sync::Mutex"] or kinds["tokio::sync::Mutex"] or kinds["tokio::sync::RwLock"]
+        or kinds["tokio::sync::Semaphore"] or kinds["pthread_mutex_t"]
       local fix
-      if #tasks == 0 and kinds["pthread_mutex_t"] then
+      if futures == 0 and kinds["pthread_mutex_t"] then
         fix = "take the mutexes in one global order everywhere (or pthread_mutex_trylock and back off, releasing what is held)"
-      elseif #tasks == 0 then
+      elseif futures == 0 then
         fix = "take the locks in one global order everywhere (or try_lock and back off, releasing what is held)"
+      elseif not locks and not kinds.JoinHandle then
+        fix = "a future waits on a channel whose other end it (or a future it waits for) keeps open: drop or use that end before the .await"
       elseif kinds["std::sync::Mutex"] then
         fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use tokio::sync::Mutex"
       elseif kinds.JoinHandle then

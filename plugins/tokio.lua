@@ -687,6 +687,106 @@ function M.snapshot()
   end
 end
 
+-- Bytes of the captured variables (a generator's Unresumed fields) of the
+-- future at addr, read as if it were laid out like `copy` (same type).
+local function upvars_equal(t, copy, addr)
+  local ok, payload, name = pcall(td.variant, td.value(t, copy))
+  if not ok or name ~= "Unresumed" then return nil end
+  local base = td.addr(payload) - copy
+  local any = false
+  for _, f in ipairs(td.fields(payload)) do
+    local at, size = base + f.offset, f.size
+    while size > 0 do
+      local n = size >= 8 and 8 or size >= 4 and 4 or size >= 2 and 2 or 1
+      local a, b = td.try_read(copy + at, n), td.try_read(addr + at, n)
+      if a == nil or a ~= b then return false end
+      at, size, any = at + n, size - n, true
+    end
+  end
+  return any or nil
+end
+
+-- block_on's own future. It is no task, and rustc gives its pinned copy (the
+-- `pin!` in tokio's CachedParkThread::block_on or CurrentThread::block_on)
+-- no DWARF location. A future that has been polled is pinned, so it has not
+-- moved since: it lies in the frame that declares the pinned variable,
+-- between that frame's stack pointer and its CFA. Each 8-aligned place there
+-- is decoded; the future is the one place whose whole chain is suspended
+-- (a started async body is never Unresumed under a suspended one) and whose
+-- captured variables equal those of the stale by-value copies rustc does
+-- locate (the `future` arguments of the callers, left Unresumed). No such
+-- place, or more than one: nothing is reported (taskdbg does not guess).
+-- Returns { {frame=, address=, type=, chain=, leaf=, running=}, ... }.
+local MAX_PIN_SCAN = 1 << 20
+local function pinned_futures(tid)
+  local locals = td.frame_locals(tid, nil, true)
+  local copies, polled_below = {}, {}
+  -- By type path: each codegen unit has its own DIE of the same type.
+  local function type_key(t) return td.qualified_name(t) or td.id(t) end
+  for _, v in ipairs(locals) do
+    if v.addr and (td.type_name(v.type) or ""):find("^{async_") then
+      local id = type_key(v.type)
+      copies[id] = copies[id] or {}
+      table.insert(copies[id], v.addr)
+    end
+    -- An async body's resume function has `_task_context`: one is being polled
+    -- (depth: the innermost inlined level that has one, per frame).
+    if v.name == "_task_context" then
+      polled_below[v.frame] = math.min(polled_below[v.frame] or v.depth, v.depth)
+    end
+  end
+  -- The future at a, if its whole chain is suspended.
+  local function suspended(t, a)
+    local ok, chain, leaf = pcall(td.await_chain, td.value(t, a))
+    if not (ok and chain and #chain > 0 and not chain.error) then return nil end
+    for _, level in ipairs(chain) do
+      if not level.state:find("^Suspend") then return nil end
+    end
+    return chain, leaf
+  end
+  local out, seen = {}, {}
+  for _, v in ipairs(locals) do
+    local id = td.id(v.type)
+    local key = v.frame .. ":" .. id
+    if not seen[key] and (v.decl_file or ""):find("pin%.rs$") and (v["function"] or ""):find("^block_on")
+       and (td.type_name(v.type) or ""):find("^{async_") then
+      local found, count = nil, 0
+      if v.addr then
+        -- Located (current_thread's pin! often is): it is the pinned future.
+        local chain, leaf = suspended(v.type, v.addr)
+        if chain then
+          seen[key] = true
+          count, found = 1, { frame = v.frame, address = v.addr, type = v.type, chain = chain, leaf = leaf }
+        end
+      elseif v.sp and v.cfa and v.cfa - v.sp <= MAX_PIN_SCAN and td.size(v.type) > 0 then
+        seen[key] = true
+        for a = v.sp + (-v.sp) % 8, v.cfa - td.size(v.type), 8 do
+          local chain, leaf = suspended(v.type, a)
+          local verdict = nil   -- no copy, or none with captured variables: no say
+          for _, copy in ipairs(chain and copies[type_key(v.type)] or EMPTY) do
+            local same = upvars_equal(v.type, copy, a)
+            if same then verdict = true; break end
+            if same == false then verdict = false end
+          end
+          if chain and verdict ~= false then
+            count = count + 1
+            found = { frame = v.frame, address = a, type = v.type, chain = chain, leaf = leaf }
+          end
+        end
+      end
+      if count == 1 then
+        -- (in a deeper frame, or inlined deeper into this one)
+        for f = 0, v.frame do
+          local depth = polled_below[f]
+          if depth and (f < v.frame or depth < v.depth) then found.running = true end
+        end
+        out[#out + 1] = found
+      end
+    end
+  end
+  return out
+end
+
 -- After the target runs again: names, from DWARF alone, once per type.
 function M.finish()
   local full_by_id, short_by_id = {}, {}
@@ -702,6 +802,51 @@ function M.finish()
   for _, rt in ipairs(result.runtimes) do
     for _, list in ipairs(rt.lists) do
       for i, header in ipairs(list.cols.node) do id_of_header[header] = list.cols.id[i] end
+    end
+  end
+  -- A future's backtrace (AWAIT objects, shared between futures waiting at the
+  -- same place), what its suspended states hold, and what it waits on.
+  local function describe(rec, chain, waits)
+    local key = chain
+    if not chain.shared then
+      key = {}
+      for i, aw in ipairs(chain) do
+        key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+      end
+      key = table.concat(key, ";")
+    end
+    local backtrace = shared_backtraces[key]
+    if not backtrace then
+      backtrace = setmetatable({}, { __array = true })
+      for i, aw in ipairs(chain) do
+        local _, short = names_of_id(aw.type)
+        backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
+                         line = aw.line or td.null,
+                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
+                         awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
+      end
+      shared_backtraces[key] = backtrace
+    end
+    rec.backtrace = backtrace
+    -- What its suspended futures hold: handles to tasks, guards, channel ends.
+    local held_at = {}
+    for i, aw in ipairs(chain) do
+      for _, held in ipairs(aw.holds or EMPTY) do
+        if not held_at[held.addr] then
+          held_at[held.addr] = true
+          rec.holds = rec.holds or {}
+          local res = held.resource
+          rec.holds[#rec.holds + 1] = {
+            type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
+            name = held.name, level = i - 1,
+            task = held.header and id_of_header[held.header] or nil,
+            resource = res and resource_record(res, backtrace) or nil }
+        end
+      end
+    end
+    -- What it waits on (a lock, a channel), unless it is running.
+    if waits and rec.state ~= "running" then
+      rec.waiting_on = resource_record(waits, backtrace)
     end
   end
   for _, rt in ipairs(result.runtimes) do
@@ -726,54 +871,38 @@ function M.finish()
       end
       task.future_type = nil
       task.address = string.format("0x%x", task.address)
-      -- Tasks waiting at the same place share one backtrace (and one JSON
-      -- object): td.await_chain_at hands them one shared chain table.
-      local chain = task.chain or EMPTY
-      local key = chain
-      if not chain.shared then
-        key = {}
-        for i, aw in ipairs(chain) do
-          key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
-        end
-        key = table.concat(key, ";")
-      end
-      local backtrace = shared_backtraces[key]
-      if not backtrace then
-        backtrace = setmetatable({}, { __array = true })
-        for i, aw in ipairs(chain) do
-          local _, short = names_of_id(aw.type)
-          backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
-                           line = aw.line or td.null,
-                           awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
-                           awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
-        end
-        shared_backtraces[key] = backtrace
-      end
-      task.backtrace = backtrace
-      -- What its suspended futures hold: handles to tasks, guards, channel ends.
-      local held_at = {}
-      for _, aw in ipairs(chain) do
-        for _, held in ipairs(aw.holds or {}) do
-          if held_at[held.addr] then goto next_held end
-          held_at[held.addr] = true
-          task.holds = task.holds or {}
-          local res = held.resource
-          task.holds[#task.holds + 1] = {
-            type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
-            task = held.header and id_of_header[held.header] or nil,
-            resource = res and resource_record(res, backtrace) or nil }
-          ::next_held::
-        end
-      end
-      -- What it waits on (a lock, a channel), unless it is running.
-      if task.waits and task.state ~= "running" then
-        task.waiting_on = resource_record(task.waits, backtrace)
-      end
+      describe(task, task.chain or EMPTY, task.waits)
       task.waits = nil
       task.chain = nil
     end
   end
+  -- block_on's own futures, on the threads that run them (after the stop:
+  -- they are found through the copied stacks).
+  local tids = {}
+  for tid in pairs(result.thread_runtime or EMPTY) do tids[#tids + 1] = tid end
+  table.sort(tids)
+  local polls_task = {}
+  for _, tid in pairs(result.running_on or EMPTY) do polls_task[tid] = true end
+  for _, tid in ipairs(tids) do
+    local rt = result.thread_runtime[tid]
+    for _, p in ipairs(pinned_futures(tid)) do
+      -- An async body polled under block_on is its future's, unless a task is.
+      local b = { thread = tid, address = string.format("0x%x", p.address),
+                  state = p.running and not polls_task[tid] and "running" or "idle" }
+      follow_join_handles({ { chains = { p.chain } } })
+      b.future, b.name = names_of_id(td.id(p.type))
+      local last = p.chain[#p.chain]
+      local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
+      for _, level in ipairs(p.chain) do
+        for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
+      end
+      describe(b, p.chain, waits)
+      rt.block_on = rt.block_on or setmetatable({}, { __array = true })
+      rt.block_on[#rt.block_on + 1] = b
+    end
+  end
   result.running_on = nil
+  result.thread_runtime = nil
   return result
 end
 
@@ -781,7 +910,7 @@ end
 -- polled (through task::local::CURRENT), and which task each thread polls.
 local function find_runtimes()
   local runtimes, by_handle = {}, {}
-  local running_on = {}
+  local running_on, thread_runtime = {}, {}
   local function new_runtime(flavor, owned, key)
     local rt = { id = #runtimes + 1, flavor = flavor, owned = owned,
                  workers = setmetatable({}, { __array = true }),
@@ -798,6 +927,7 @@ local function find_runtimes()
       if ok and handle then
         local key = td.addr(handle)
         local rt = by_handle[key] or new_runtime(flavor, handle.shared.owned, key)
+        thread_runtime[t.tid] = rt
         if in_scheduler_loop(t.tid, flavor) then rt.workers[#rt.workers + 1] = t.tid end
       end
       local okid, id = pcall(current_task_id, ctx)
@@ -814,7 +944,7 @@ local function find_runtimes()
       rt.workers[#rt.workers + 1] = t.tid
     end
   end
-  return runtimes, by_handle, running_on, new_runtime
+  return runtimes, by_handle, running_on, new_runtime, thread_runtime
 end
 
 -- A scheduler's tick on a thread: its worker (or current_thread) Core counts
@@ -881,8 +1011,26 @@ end
 -- function=, frame=}, ... } }, one entry per resource key.
 function M.thread_holds()
   local out = {}
+  -- What block_on's own future holds, in its suspended states (from finish).
+  local seen_by = {}
+  for _, rt in ipairs(result and result.runtimes or EMPTY) do
+    for _, b in ipairs(rt.block_on or EMPTY) do
+      seen_by[b.thread] = seen_by[b.thread] or {}
+      for _, h in ipairs(b.holds or EMPTY) do
+        local r = h.resource
+        if r and r.key and r.kind and not seen_by[b.thread][r.key] then
+          seen_by[b.thread][r.key] = true
+          out[b.thread] = out[b.thread] or setmetatable({}, { __array = true })
+          local aw = b.backtrace[h.level + 1]
+          table.insert(out[b.thread], { resource = r, name = h.name, ["function"] = aw and aw.name,
+                                        block_on = true, at = aw and aw.file ~= td.null
+                                          and string.format("%s:%s", aw.file, tostring(aw.line)) or nil })
+        end
+      end
+    end
+  end
   for _, t in ipairs(td.threads()) do
-    local seen = {}
+    local seen = seen_by[t.tid] or {}
     for _, v in ipairs(td.frame_locals(t.tid)) do
       local ok, res = pcall(resolve, td.id(v.type), v.addr)   -- C types, pointers: no name
       if ok and res and res.key and res.kind and not seen[res.key] then
@@ -897,7 +1045,7 @@ function M.thread_holds()
 end
 
 function M.walk()
-  local runtimes, by_handle, running_on, new_runtime = find_runtimes()
+  local runtimes, by_handle, running_on, new_runtime, thread_runtime = find_runtimes()
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
   resolve_layout()
   local function walk_runtime(rt)
@@ -971,7 +1119,7 @@ function M.walk()
     end
   end
   for _, rt in ipairs(runtimes) do rt.joined = nil end
-  return { runtimes = runtimes, running_on = running_on }
+  return { runtimes = runtimes, running_on = running_on, thread_runtime = thread_runtime }
 end
 
 return M

@@ -199,7 +199,7 @@ static bool is_function(int tag)
 }
 
 int td_frame_locals(struct td_snapshot *snap, struct td_symbolizer *sym, const struct td_stack *stack,
-		    size_t frame, td_local_fn fn, void *arg)
+		    size_t frame, int flags, td_local_fn fn, void *arg)
 {
 	if (frame >= stack->count || !stack->regs)
 		return 0;
@@ -215,6 +215,7 @@ int td_frame_locals(struct td_snapshot *snap, struct td_symbolizer *sym, const s
 		f.cfa = stack->regs[frame + 1].r[7];   /* the caller's rsp is this frame's CFA */
 		f.has_cfa = true;
 	}
+	uint64_t sp = (stack->regs[frame].known & (1u << 7)) ? stack->regs[frame].r[7] : 0;
 	/* scopes[0] is the out-of-line function: its frame base serves all. */
 	frame_base(&f, &scopes[0], pc - bias);
 	int reported = 0, functions = 0;
@@ -238,18 +239,23 @@ int td_frame_locals(struct td_snapshot *snap, struct td_symbolizer *sym, const s
 			Dwarf_Attribute attr, type_attr;
 			Dwarf_Op *expr;
 			size_t len;
-			struct td_local local = { .name = dwarf_diename(&child), .depth = depth,
-						  .function = function };
-			if (!local.name || !dwarf_attr(&child, DW_AT_location, &attr) ||
-			    !dwarf_attr_integrate(&child, DW_AT_type, &type_attr) ||
-			    !dwarf_formref_die(&type_attr, &local.type) ||
-			    dwarf_getlocation_addr(&attr, pc - bias, &expr, &len, 1) < 1)
+			Dwarf_Attribute name_attr;
+			struct td_local local = { .name = dwarf_formstring(dwarf_attr_integrate(&child, DW_AT_name, &name_attr)),
+						  .depth = depth,
+						  .function = function, .decl_file = dwarf_decl_file(&child),
+						  .frame_sp = sp, .frame_cfa = f.has_cfa ? f.cfa : 0 };
+			if (!local.name || !dwarf_attr_integrate(&child, DW_AT_type, &type_attr) ||
+			    !dwarf_formref_die(&type_attr, &local.type))
 				continue;
 			struct location loc;
-			if (!evaluate(&f, expr, len, &loc))
-				continue;
-			if (loc.in_memory) {
+			if (!dwarf_attr(&child, DW_AT_location, &attr) ||
+			    dwarf_getlocation_addr(&attr, pc - bias, &expr, &len, 1) < 1 ||
+			    !evaluate(&f, expr, len, &loc)) {
+				if (!(flags & TD_LOCALS_UNLOCATED))
+					continue;
+			} else if (loc.in_memory) {
 				local.addr = loc.addr;
+				local.located = true;
 			} else {
 				/* Pad to the type's size: the pieces may leave out padding. */
 				Dwarf_Word size = 0;
@@ -259,8 +265,9 @@ int td_frame_locals(struct td_snapshot *snap, struct td_symbolizer *sym, const s
 					loc.len = size;
 				}
 				local.addr = td_snapshot_scratch(snap, loc.bytes, loc.len);
-				if (!local.addr)
+				if (!local.addr && !(flags & TD_LOCALS_UNLOCATED))
 					continue;
+				local.located = local.addr != 0;
 			}
 			reported++;
 			if (fn(&local, arg))

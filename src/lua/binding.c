@@ -833,6 +833,7 @@ struct chain_state {
 	int nholds;
 	Dwarf_Off hold_type[TD_CHAIN_MAX_HOLDS];
 	uint64_t hold_off[TD_CHAIN_MAX_HOLDS];   /* from the state machine's start */
+	const char *hold_name[TD_CHAIN_MAX_HOLDS];   /* the field: the variable's name */
 };
 
 static bool is_held_kind(Dwarf_Die *t)
@@ -935,6 +936,7 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
 			return;
 		st->hold_type[st->nholds] = dwarf_dieoffset(&t);
 		st->hold_off[st->nholds] = payload_off + off + inner_off;
+		st->hold_name[st->nholds] = n;
 		st->nholds++;
 	} while (dwarf_siblingof(&child, &child) == 0);
 }
@@ -946,9 +948,10 @@ static bool is_async_body_type(Dwarf_Die *t)
 }
 
 /*
- * td.await_chain(v) -> { {type=id, state=, file=, line=, awaiting=id}, ... }
+ * td.await_chain(v) -> { {type=id, state=, file=, line=, awaiting=id}, ... }, leaf
  * The chain of .awaits from an async body down, decoded in C: each level is a
- * discriminant read and a cached lookup of what that state means.
+ * discriminant read and a cached lookup of what that state means. leaf: the
+ * address of the innermost awaited future that is no async body, or nil.
  */
 #define TD_CHAIN_CACHE 4096
 #define TD_CHAIN_DEPTH 64
@@ -956,7 +959,12 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf);
 
 static int l_await_chain(lua_State *L)
 {
-	return push_await_chain(L, *check_value(L, 1), NULL);
+	uint64_t leaf = 0;
+	push_await_chain(L, *check_value(L, 1), &leaf);
+	if (!leaf)
+		return 1;
+	lua_pushinteger(L, (lua_Integer)leaf);
+	return 2;
 }
 
 /*
@@ -1121,6 +1129,10 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 			lua_setfield(L, -2, "type");
 			lua_pushinteger(L, (lua_Integer)(addr + st->hold_off[h]));
 			lua_setfield(L, -2, "addr");
+			if (st->hold_name[h]) {
+				lua_pushstring(L, st->hold_name[h]);
+				lua_setfield(L, -2, "name");
+			}
 			lua_rawseti(L, -2, h + 1);
 		}
 		lua_setfield(L, -2, "holds");
@@ -1387,25 +1399,42 @@ static int push_local(const struct td_local *local, void *arg)
 	Dwarf_Die type = local->type;
 	push_type(L, &type);
 	lua_setfield(L, -2, "type");
-	lua_pushinteger(L, (lua_Integer)local->addr);
-	lua_setfield(L, -2, "addr");
+	if (local->located) {
+		lua_pushinteger(L, (lua_Integer)local->addr);
+		lua_setfield(L, -2, "addr");
+	}
+	if (local->decl_file) {
+		lua_pushstring(L, local->decl_file);
+		lua_setfield(L, -2, "decl_file");
+	}
+	if (local->frame_sp) {
+		lua_pushinteger(L, (lua_Integer)local->frame_sp);
+		lua_setfield(L, -2, "sp");
+	}
+	if (local->frame_cfa) {
+		lua_pushinteger(L, (lua_Integer)local->frame_cfa);
+		lua_setfield(L, -2, "cfa");
+	}
 	lua_rawseti(L, o->table, ++o->n);
 	return 0;
 }
 
 /*
- * td.frame_locals(tid [, max_frames]) -> { {frame=, depth=, function=, name=,
- * type=, addr=}, ... }: the variables in scope in each frame of the thread's
- * stack (frame 0 innermost; depth 0 the innermost inlined function of a
- * frame), readable at addr like any value (a variable held in registers is
- * assembled where td_snapshot_scratch puts it). Works from the copied stack
+ * td.frame_locals(tid [, max_frames [, unlocated]]) -> { {frame=, depth=,
+ * function=, name=, type=, addr=, decl_file=, sp=, cfa=}, ... }: the variables
+ * in scope in each frame of the thread's stack (frame 0 innermost; depth 0 the
+ * innermost inlined function of a frame), readable at addr like any value (a
+ * variable held in registers is assembled where td_snapshot_scratch puts it);
+ * sp and cfa bound the frame's own stack memory. Works from the copied stack
  * and registers, so it may be called after the stop; variables whose
- * location taskdbg cannot evaluate are left out.
+ * location taskdbg cannot evaluate are left out, or with unlocated true
+ * reported without addr.
  */
 static int l_frame_locals(lua_State *L)
 {
 	lua_Integer tid = luaL_checkinteger(L, 1);
 	lua_Integer max = luaL_optinteger(L, 2, TD_MAX_FRAMES);
+	int flags = lua_toboolean(L, 3) ? TD_LOCALS_UNLOCATED : 0;
 	struct td_snapshot *snap = td_program_snapshot(get_lua(L)->prog);
 	size_t index = snap->nthreads;
 	for (size_t i = 0; i < snap->nthreads; i++)
@@ -1424,7 +1453,7 @@ static int l_frame_locals(lua_State *L)
 	for (size_t j = 0; j < stacks[index].count && (lua_Integer)j < max; j++) {
 		out.frame = j;
 		td_frame_locals(snap, td_program_symbolizer(get_lua(L)->prog), &stacks[index], j,
-				push_local, &out);
+				flags, push_local, &out);
 	}
 	return 1;
 }

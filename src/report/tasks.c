@@ -149,9 +149,17 @@ static void print_waiting_on(FILE *out, struct json_object *w)
 		str(w, "mode") ? " " : "", str(w, "mode") ? str(w, "mode") : "");
 }
 
-static void print_task(FILE *out, struct json_object *t, bool chains)
+/*
+ * A task, or (block_on true) the future a thread runs in block_on, which is
+ * no task: shown first in its runtime, with its thread in place of an id.
+ */
+static void print_task(FILE *out, struct json_object *t, bool chains, bool block_on)
 {
-	fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
+	if (block_on)
+		fprintf(out, "  block_on  %-9s %s (on thread %lld)", str(t, "state"), str(t, "name"),
+			num(t, "thread", 0));
+	else
+		fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
 	long long on = num(t, "running_on", -1);
 	if (on >= 0)
 		fprintf(out, " (on thread %lld)", on);
@@ -250,11 +258,15 @@ void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 		for (size_t w = 0; workers && w < json_object_array_length(workers); w++)
 			fprintf(out, " %d", json_object_get_int(json_object_array_get_idx(workers, w)));
 		fputc('\n', out);
+		struct json_object *block_on;
+		if (json_object_object_get_ex(rt, "block_on", &block_on) && block_on)
+			for (size_t b = 0; b < json_object_array_length(block_on); b++)
+				print_task(out, json_object_array_get_idx(block_on, b), opts->chains, true);
 		if (nt > TD_GROUP_ABOVE && !opts->all && !opts->chains) {
 			print_grouped(out, tasks);
 			continue;
 		}
 		for (size_t j = 0; j < nt; j++)
-			print_task(out, json_object_array_get_idx(tasks, j), opts->chains);
+			print_task(out, json_object_array_get_idx(tasks, j), opts->chains, false);
 	}
 }

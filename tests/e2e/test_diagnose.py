@@ -208,6 +208,32 @@ def check_shutdown_wait(doc, live):
     assert "shutdown_background" in f["fix"]
 
 
+def check_demo(doc, live):
+    # The bundled demo (demo/run): block_on's own future keeps a std MutexGuard
+    # (`cache`) across an .await on a oneshot whose Sender (`feed_tx`) it also
+    # holds, so it waits on itself; both workers block on that mutex.
+    pid = doc["target"]["pid"]
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async", "blocking_in_async"]
+    dead = doc["findings"][0]
+    assert dead["tasks"] == [] and dead["threads"] == [pid]
+    assert [r["kind"] for r in dead["resources"]] == ["tokio::sync::oneshot"]
+    assert f"thread {pid} (demo) waits on itself" in dead["summary"]
+    assert (f"runs block_on's future demo::main::{{async_block_env#1}}, which holds the Sender of "
+            f"tokio::sync::oneshot {dead['resources'][0]['address']} (`feed_tx` in "
+            f"demo::main::{{async_block_env#1}}), std::sync::Mutex ") in text(dead)
+    assert "(`cache` in demo::warm_cache) and awaits the Receiver of tokio::sync::oneshot" in text(dead)
+    assert f"at {at('demo', 'fetch_await')} (demo::fetch_prices)" in text(dead)
+    assert "drop or use that end" in dead["fix"]
+    blocked = sorted(doc["findings"][1:], key=lambda f: f["tasks"][0]["id"])
+    assert [tasks_of(f) for f in blocked] == [[(4, "demo::handle_checkout")], [(5, "demo::handle_checkout")]]
+    for f in blocked:
+        assert at("demo", "checkout_lock") in f["summary"] and "Mutex::lock (futex)" in f["summary"]
+        assert re.search(rf"the lock \(std::sync::Mutex 0x[0-9a-f]+\) is held by thread {pid} \(demo\) "
+                         rf"\(`cache` in demo::warm_cache, in its block_on future suspended at "
+                         rf"{re.escape(at('demo', 'warm_await'))}\)", text(f)), text(f)
+    assert len({f["threads"][0] for f in blocked}) == 2
+
+
 def check_healthy(doc, live):
     assert doc["findings"] == [], [text(f) for f in doc["findings"]]
 
@@ -225,6 +251,7 @@ CASES = {
     "diag_thread_locks": check_thread_locks,
     "diag_shutdown_wait": check_shutdown_wait,
     "diag_healthy": check_healthy,
+    "demo": check_demo,
 }
 
 

@@ -47,7 +47,7 @@ def tasks_json(target):
     return json.loads(r.stdout)
 
 
-def check_model(doc, live):
+def check_model(doc, live, aborted=False):
     rts = doc["runtimes"]
     assert [(rt["id"], rt["flavor"]) for rt in rts] == [
         (1, "multi_thread"), (2, "current_thread"), (3, "current_thread")]
@@ -84,6 +84,35 @@ def check_model(doc, live):
         assert 3500 * 1000 < sleep["remaining_ms"] <= 3600 * 1000
     else:
         assert "remaining_ms" not in sleep
+
+    # block_on's own futures (no task; found pinned in the block_on frame of
+    # the thread that runs them, whose DWARF gives the pinned copy no location).
+    (main_future,) = rt1["block_on"]
+    assert main_future["thread"] == doc["target"]["pid"]
+    # The "abort" run aborts inside the future's poll, past its last .await.
+    state, where = ("running", ("Suspend2", "abort_sleep")) if aborted else ("idle", ("Suspend3", "main_sleep"))
+    assert (main_future["state"], main_future["name"]) == (state, "tasks::main::{async_block_env#1}")
+    assert [{k: aw.get(k) for k in ("name", "state", "file", "line", "awaiting")}
+            for aw in main_future["backtrace"]] == [
+        {"name": "tasks::main::{async_block_env#1}", "state": where[0], "file": SRC,
+         "line": L[where[1]], "awaiting": "tokio::time::sleep::Sleep"}]
+    # Its own locals: the oneshot Sender wait_for_order's Receiver waits on,
+    # and the JoinHandle of task 3.
+    held = {h["name"]: h for h in main_future["holds"]}
+    assert sorted(held) == ["_idle", "order_tx"]
+    assert held["_idle"]["task"] == 3
+    assert held["order_tx"]["resource"]["key"] == got[3]["waiting_on"]["key"]
+    assert held["order_tx"]["resource"]["mode"] == "tx" and got[3]["waiting_on"]["mode"] == "rx"
+    assert ("waiting_on" in main_future) == (not aborted)   # a running future waits on nothing
+    if not aborted:
+        assert main_future["waiting_on"]["kind"] == "tokio::time::Sleep"
+    # The current-thread runtime's block_on future is idle while its thread polls a task.
+    (rt2_future,) = rt2["block_on"]
+    assert rt2_future["thread"] == rt2["workers"][0]
+    assert (rt2_future["state"], rt2_future["name"]) == (
+        "idle", "tasks::main::{closure#0}::{async_block_env#0}")
+    assert [(aw["state"], aw["line"]) for aw in rt2_future["backtrace"]] == [("Suspend1", L["rt2_sleep"])]
+    assert "block_on" not in rt3
 
     got2 = {t["id"]: t for t in rt2["tasks"]}
     assert sorted(got2) == [9, 10]
@@ -137,6 +166,9 @@ def test_live_text(rust_tasks):
                      r"`taskdbg bt` shows where$", out, re.M)
     assert re.search(rf"^ +6  idle +tasks::supervise at {SRC}:{L['join_await']} awaiting "
                      r"tokio::runtime::task::join::JoinHandle<u32> \(task 5\)$", out, re.M)
+    assert re.search(rf"^  block_on  idle +tasks::main::\{{async_block_env#1\}} \(on thread {rust_tasks.pid}\) "
+                     rf"at {SRC}:{L['main_sleep']} awaiting tokio::time::sleep::Sleep \(fires in (59|60)m\d\ds\)$",
+                     out, re.M)
     r = run("tasks", "--chains", rust_tasks.pid)
     assert re.search(rf"^ +3 tasks::level4 Suspend0 at {SRC}:{L['level4_await']} awaiting "
                      r"tasks::level5::\{async_fn_env#0\}$", r.stdout, re.M)
@@ -161,7 +193,7 @@ def test_gcore(rust_tasks, module_tmp):
 def test_kernel_core(tmp_path):
     core, _ = kernel_core([RUST_FIXTURES / "tasks", "abort"], tmp_path)
     doc = tasks_json(core)
-    check_model(doc, live=False)
+    check_model(doc, live=False, aborted=True)
 
 
 def test_no_tokio_in_process(c_threads):
