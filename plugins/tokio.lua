@@ -651,6 +651,7 @@ function M.prepare()
 end
 
 local result
+local late   -- M.walk's runtime table and walker, for what finish() finds (follow_run_until)
 
 -- For `bt`: only the thread-local it reads, resolved before the stop.
 function M.prepare_threads()
@@ -787,6 +788,37 @@ local function pinned_futures(tid)
   return out
 end
 
+-- A LocalSet's block_on runs `run_until`, which awaits a RunUntil: the
+-- future it runs (whose chain continues the block_on future's) and the
+-- LocalSet, whose tasks are walked here if nothing else led to them (an idle
+-- LocalSet: no thread polls it, so task::local::CURRENT is unset). This walk
+-- happens after the stop: the LocalSet's thread is parked in block_on.
+local function follow_run_until(p, tid)
+  local last = p.chain[#p.chain]
+  local t = p.leaf and last.awaiting and td.type_by_id(last.awaiting)
+  if not t or not (td.type_name(t) or ""):find("^RunUntil<") then return end
+  local ru = td.value(t, p.leaf)
+  local ok, inner, leaf = pcall(td.await_chain, ru.future)
+  if ok and inner and #inner > 0 and not inner.error then
+    local chain = {}
+    for _, level in ipairs(p.chain) do chain[#chain + 1] = level end
+    for _, level in ipairs(inner) do chain[#chain + 1] = level end
+    p.chain, p.leaf = chain, leaf
+  end
+  local found, owned, key = pcall(function()
+    local ctx = td.deref(td.deref(ru.local_set).context.ptr.pointer).value
+    local shared = arc_data(ctx.shared)
+    return td.has(shared, "local_state") and shared.local_state.owned or ctx.owned, td.addr(shared)
+  end)
+  if found and owned and late and not late.by_handle[key] then
+    local rt = late.new_runtime("local_set", owned, key)
+    rt.workers[1] = tid
+    local walked, why = pcall(late.walk_runtime, rt)
+    if not walked then rt.error, rt.lists = tostring(why), {} end
+    rt.joined, rt.owned = nil, nil
+  end
+end
+
 -- After the target runs again: names, from DWARF alone, once per type.
 function M.finish()
   local full_by_id, short_by_id = {}, {}
@@ -797,6 +829,17 @@ function M.finish()
       full_by_id[id], short_by_id[id] = full, future_name(full)
     end
     return full, short_by_id[id]
+  end
+  -- block_on's own futures, on the threads that run them (after the stop:
+  -- they are found through the copied stacks).
+  local tids, pinned = {}, {}
+  for tid in pairs(result.thread_runtime or EMPTY) do tids[#tids + 1] = tid end
+  table.sort(tids)
+  for _, tid in ipairs(tids) do
+    for _, p in ipairs(pinned_futures(tid)) do
+      follow_run_until(p, tid)
+      pinned[#pinned + 1] = { tid = tid, p = p }
+    end
   end
   local id_of_header, shared_backtraces = {}, {}
   for _, rt in ipairs(result.runtimes) do
@@ -876,30 +919,24 @@ function M.finish()
       task.chain = nil
     end
   end
-  -- block_on's own futures, on the threads that run them (after the stop:
-  -- they are found through the copied stacks).
-  local tids = {}
-  for tid in pairs(result.thread_runtime or EMPTY) do tids[#tids + 1] = tid end
-  table.sort(tids)
   local polls_task = {}
   for _, tid in pairs(result.running_on or EMPTY) do polls_task[tid] = true end
-  for _, tid in ipairs(tids) do
+  for _, entry in ipairs(pinned) do
+    local tid, p = entry.tid, entry.p
     local rt = result.thread_runtime[tid]
-    for _, p in ipairs(pinned_futures(tid)) do
-      -- An async body polled under block_on is its future's, unless a task is.
-      local b = { thread = tid, address = string.format("0x%x", p.address),
-                  state = p.running and not polls_task[tid] and "running" or "idle" }
-      follow_join_handles({ { chains = { p.chain } } })
-      b.future, b.name = names_of_id(td.id(p.type))
-      local last = p.chain[#p.chain]
-      local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
-      for _, level in ipairs(p.chain) do
-        for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
-      end
-      describe(b, p.chain, waits)
-      rt.block_on = rt.block_on or setmetatable({}, { __array = true })
-      rt.block_on[#rt.block_on + 1] = b
+    -- An async body polled under block_on is its future's, unless a task is.
+    local b = { thread = tid, address = string.format("0x%x", p.address),
+                state = p.running and not polls_task[tid] and "running" or "idle" }
+    follow_join_handles({ { chains = { p.chain } } })
+    b.future, b.name = names_of_id(td.id(p.type))
+    local last = p.chain[#p.chain]
+    local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
+    for _, level in ipairs(p.chain) do
+      for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
     end
+    describe(b, p.chain, waits)
+    rt.block_on = rt.block_on or setmetatable({}, { __array = true })
+    rt.block_on[#rt.block_on + 1] = b
   end
   result.running_on = nil
   result.thread_runtime = nil
@@ -1061,6 +1098,7 @@ function M.walk()
     rt.owned = nil
   end
   for _, rt in ipairs(runtimes) do walk_runtime(rt) end
+  late = { by_handle = by_handle, new_runtime = new_runtime, walk_runtime = walk_runtime }
 
   -- Runtimes no thread is in (a current-thread runtime outside block_on, an
   -- idle LocalSet) are reached through their tasks: a JoinHandle leads to a

@@ -281,6 +281,33 @@ def test_local_set(module_tmp):
         target.stop()
 
 
+def test_idle_local_set(module_tmp):
+    """A LocalSet no thread is polling (its thread parked in block_on) and no
+    JoinHandle leads to: found through block_on's own future, whose chain goes
+    on through run_until's RunUntil into the user's future."""
+    target = Target([RUST_FIXTURES / "localset", "idle"])
+    lines = marker_lines(RUST_SOURCE_DIR / "localset.rs")
+    try:
+        for where in (target.pid, gcore(target.pid, module_tmp)):
+            doc = tasks_json(where)
+            flavors = [(rt["flavor"], rt["workers"]) for rt in doc["runtimes"]]
+            assert flavors == [("current_thread", [target.pid]), ("local_set", [target.pid])]
+            (idle,) = doc["runtimes"][1]["tasks"]
+            assert (idle["id"], idle["state"], idle["name"]) == (1, "idle", "localset::idle_local")
+            assert [(aw["state"], aw["line"]) for aw in idle["backtrace"]] == [("Suspend0", lines["idle_await"])]
+            (b,) = doc["runtimes"][0]["block_on"]
+            assert (b["thread"], b["state"], b["name"]) == (target.pid, "idle", "tokio::task::local::{impl#2}::run_until")
+            assert [(aw["name"], aw["state"], aw["awaiting"]) for aw in b["backtrace"]] == [
+                ("tokio::task::local::{impl#2}::run_until", "Suspend0",
+                 "tokio::task::local::RunUntil<localset::main::{async_block_env#1}>"),
+                ("localset::main::{async_block_env#1}", "Suspend1", "tokio::time::sleep::Sleep")]
+            assert b["backtrace"][1]["line"] == lines["local_main_sleep"]
+            assert b["waiting_on"]["kind"] == "tokio::time::Sleep"
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def test_plugin_path_from_environment(rust_tasks, tmp_path):
     """$TASKDBG_PLUGIN_PATH (':'-separated) is searched before the built-in plugins."""
     (tmp_path / "tokio.lua").write_text(
