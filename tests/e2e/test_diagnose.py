@@ -94,9 +94,9 @@ def check_join_cycle(doc, live):
 
 
 def check_channels(doc, live):
-    # Two independent cycles in one runtime: one finding each, in task order.
-    assert [f["kind"] for f in doc["findings"]] == ["deadlock"] * 2
-    locks, chans = doc["findings"]
+    # Three independent cycles in one runtime: one finding each.
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock"] * 3
+    locks, owned, chans = sorted(doc["findings"], key=lambda f: f["tasks"][0]["id"])
     # refresh_index holds the RwLock's write guard and awaits the only permit;
     # serve_query holds that permit and awaits a read lock.
     assert tasks_of(locks) == [(3, "diag_channels::refresh_index"), (4, "diag_channels::serve_query")]
@@ -107,7 +107,7 @@ def check_channels(doc, live):
     assert locks["threads"] == []
     # submit_jobs awaits the oneshot whose Sender batch_jobs holds; batch_jobs
     # awaits the mpsc whose only Sender submit_jobs holds.
-    assert tasks_of(chans) == [(5, "diag_channels::submit_jobs"), (6, "diag_channels::batch_jobs")]
+    assert tasks_of(chans) == [(7, "diag_channels::submit_jobs"), (8, "diag_channels::batch_jobs")]
     assert [r["kind"] for r in chans["resources"]] == ["tokio::sync::oneshot", "tokio::sync::mpsc"]
     assert at("diag_channels", "submit_answer") in text(chans)
     assert at("diag_channels", "batch_recv") in text(chans)
@@ -115,8 +115,20 @@ def check_channels(doc, live):
     assert f"holds the Sender of tokio::sync::mpsc {mpsc} and waits for tokio::sync::oneshot {oneshot}" in text(chans)
     assert f"the Sender of tokio::sync::oneshot {oneshot} and waits for tokio::sync::mpsc {mpsc}" in text(chans)
     assert chans["threads"] == []
-    # The two cycles share nothing.
-    assert not {r["address"] for r in locks["resources"]} & {r["address"] for r in chans["resources"]}
+    # ingest holds an OwnedSemaphorePermit and awaits an unbounded mpsc whose
+    # only Sender emit holds, waiting for a permit.
+    assert tasks_of(owned) == [(5, "diag_channels::ingest"), (6, "diag_channels::emit")]
+    assert sorted(r["kind"] for r in owned["resources"]) == ["tokio::sync::Semaphore", "tokio::sync::mpsc"]
+    sem = [r["address"] for r in owned["resources"] if r["kind"] == "tokio::sync::Semaphore"][0]
+    queue = [r["address"] for r in owned["resources"] if r["kind"] == "tokio::sync::mpsc"][0]
+    assert (f"task 5 `diag_channels::ingest` holds the Receiver of tokio::sync::mpsc {queue}, "
+            f"tokio::sync::Semaphore {sem} and waits for "
+            f"tokio::sync::mpsc {queue} at {at('diag_channels', 'ingest_recv')}") in text(owned)
+    assert (f"task 6 `diag_channels::emit` holds the Sender of tokio::sync::mpsc {queue} and waits for "
+            f"tokio::sync::Semaphore {sem} at {at('diag_channels', 'emit_acquire')}") in text(owned)
+    # The cycles share nothing.
+    addresses = [{r["address"] for r in f["resources"]} for f in (locks, owned, chans)]
+    assert not (addresses[0] & addresses[1] or addresses[1] & addresses[2] or addresses[0] & addresses[2])
 
 
 def check_std_mutex(doc, live):
