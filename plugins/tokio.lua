@@ -111,7 +111,14 @@ local function in_scheduler_loop(tid, flavor)
     and "tokio::runtime::scheduler::multi_thread::worker::CURRENT"
     or "tokio::runtime::scheduler::current_thread::CURRENT"
   local storage = td.tls(path, tid)
-  if not storage then return false end
+  if not storage then
+    -- tokio >= 1.29: no such thread-local; CONTEXT.scheduler (a Scoped
+    -- pointer to the scheduler's Context) is set while the loop runs.
+    -- Read from tokio's source; untested here (only 1.24 is packaged).
+    local ctx = context(tid)
+    local ok, p = pcall(function() return td.uint(peel(ctx.scheduler.inner)) end)
+    return ctx ~= nil and ok and p ~= 0
+  end
   local ok, p = pcall(function()
     return td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
   end)
@@ -395,21 +402,37 @@ local function chan_builder(steps, ct, side)
   end
 end
 
+-- Resolvers that are a path of offsets and pointer reads and nothing else
+-- (BULK[fn] = { steps =, make = function(reached) -> record }): while the
+-- target is stopped, follow_resources follows every task's awaited future of
+-- one such type in one C call (td.follow_many), and the records are made in
+-- finish(). 100,000 tasks awaiting oneshots cost 130 ms of stop otherwise.
+local BULK = setmetatable({}, { __mode = "k" })
+local FINAL = setmetatable({}, { __mode = "k" })   -- records already in their JSON shape
+local function bulk_builder(steps, make)
+  local fn = function(a)
+    local x = td.follow(a, steps)
+    return x and make(x) or nil
+  end
+  BULK[fn] = { steps = steps, make = make }
+  return fn
+end
+
 -- A oneshot end (Sender or Receiver, type t): keyed by its shared Inner.
 local function oneshot_builder(t, side)
-  local steps = recipe(t, { "inner", "?" }, ARC)
-  return function(a)
-    local inner = td.follow(a, steps)
-    return inner and { key = fmt("oneshot", inner), address = inner,
-                       kind = "tokio::sync::oneshot", side = side } end
+  -- Already the record tasks JSON shows (final): no second table per task.
+  return bulk_builder(recipe(t, { "inner", "?" }, ARC), function(inner)
+    local address = string.format("0x%x", inner)
+    local rec = { key = "oneshot:" .. address, address = address, kind = "tokio::sync::oneshot", mode = side }
+    FINAL[rec] = true
+    return rec
+  end)
 end
 
 local function sem_builder(steps, kind, sem_off)
-  return function(a)
-    local x = td.follow(a, steps)
-    if not x then return nil end
+  return bulk_builder(steps, function(x)
     return { key = fmt("sem", x + (sem_off or 0)), kind = kind, address = x }
-  end
+  end)
 end
 
 -- The offsets of seconds and nanoseconds of the timespec inside a
@@ -438,7 +461,10 @@ end
 local RESOURCE_TYPES = {
   -- Not a resource but a wait all the same: when a Sleep fires.
   { "^tokio::time::sleep::Sleep$", function(t)
-      local steps, it = recipe(t, { "inner", "deadline" })
+      -- tokio < 1.26 keeps the deadline in Sleep.inner; later ones only in
+      -- the TimerEntry (Sleep.entry.deadline).
+      local ok = pcall(function() td.offset(select(2, td.offset(t, "inner")), "deadline") end)
+      local steps, it = recipe(t, ok and { "inner", "deadline" } or { "entry", "deadline" })
       local sec, nsec = timespec_offsets(it)
       return function(a)
         local d = td.follow(a, steps)
@@ -479,7 +505,8 @@ local RESOURCE_TYPES = {
         return m and { key = fmt("futex", m + off), kind = "std::sync::Mutex", address = m } end end },
   -- mpsc::Receiver::recv is poll_fn(|cx| self.chan.recv(cx)): its closure
   -- holds &mut Rx (or &mut Receiver).
-  { "^tokio::future::poll_fn::PollFn$", function(t)
+  -- tokio's own poll_fn; std's since tokio 1.41 (mpsc recv).
+  { "^[%w_]+::future::poll_fn::PollFn$", function(t)
       local _, ft = td.offset(t, "f")
       for _, field in ipairs(td.fields(ft)) do
         -- td.fields names the field's type; td.offset gives the Type itself.
@@ -533,13 +560,27 @@ end
 -- for each suspended state holding guards, permits, channel ends: what.
 local function follow_resources(lists)
   for _, list in ipairs(lists) do
-    list.waits = {}
+    list.waits, list.reached, list.make = {}, {}, {}
+    local by_type = {}
     for i, leaf in pairs(list.leaves or EMPTY) do
       local chain = list.chains[i]
       local last = chain and chain[#chain]
       if last and last.awaiting then
-        local res = resolve(last.awaiting, leaf)
-        if res then list.waits[i] = res end
+        local r = resolver_for(last.awaiting)
+        if r and BULK[r] then
+          by_type[r] = by_type[r] or {}
+          by_type[r][i] = leaf
+        elseif r then
+          local res = resolve(last.awaiting, leaf)
+          if res then list.waits[i] = res end
+        end
+      end
+    end
+    -- Paths only: one C call per type; the records are made in finish().
+    for r, leaves in pairs(by_type) do
+      local b = BULK[r]
+      for i, x in pairs(td.follow_many(leaves, b.steps)) do
+        list.reached[i], list.make[i] = x, b.make
       end
     end
     for _, chain in pairs(list.chains) do
@@ -579,7 +620,7 @@ local function build_tasks(lists, running_on, id_of_header)
         spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
         chain = list.chains[i],
         error = list.errors[i],
-        waits = list.waits and list.waits[i],
+        waits = list.waits and list.waits[i] or list.reached and list.reached[i] and list.make[i](list.reached[i]),
       }
     end
   end
@@ -614,6 +655,7 @@ local SEMAPHORE_USERS = {
   { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
+  if FINAL[res] then return res end
   local kind, mode = res.kind, res.side
   if not kind then
     kind = "tokio::sync::batch_semaphore::Semaphore"
