@@ -114,6 +114,26 @@ local function resource_name(r)
   return string.format("%s %s", r.kind, r.address)
 end
 
+-- What a future's suspended states hold, one phrase each: "the Sender of
+-- tokio::sync::oneshot 0x..", "the JoinHandle of task 7". With the future's
+-- backtrace, each says in which variable of which level: "(`cache` in
+-- demo::warm_cache)".
+local function held_phrases(holds, backtrace)
+  local held = {}
+  for _, h in ipairs(holds or {}) do
+    if h.resource then
+      local side = ({ tx = "the Sender of ", rx = "the Receiver of " })[h.resource.mode] or ""
+      local phrase = side .. resource_name(h.resource)
+      if backtrace then
+        local aw = backtrace[(h.level or 0) + 1]
+        phrase = string.format("%s (`%s` in %s)", phrase, h.name or "?", aw and aw.name or "?")
+      end
+      held[#held + 1] = phrase
+    elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
+  end
+  return held
+end
+
 -- A future (a task's, or block_on's own) that waits: n needs what it awaits.
 -- self_node: the graph node of the waiter (a task, or the thread of block_on).
 local function await_edges(g, n, self_node, w, aw, holders, waits)
@@ -257,14 +277,7 @@ detectors.deadlock = function(ctx, ix)
         local n = g.nodes[name]
         if n.task then
           local t = n.task
-          local held = {}
-          for _, h in ipairs(t.holds or {}) do
-            if h.resource then
-              -- A channel end says which: "the Sender of tokio::sync::oneshot 0x..".
-              local side = ({ tx = "the Sender of ", rx = "the Receiver of " })[h.resource.mode] or ""
-              held[#held + 1] = side .. resource_name(h.resource)
-            elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
-          end
+          local held = held_phrases(t.holds)
           local w, aw = waits[name], user_await(t)
           local line = task_label(t)
           if #held > 0 then line = line .. " holds " .. table.concat(held, ", ") .. " and" end
@@ -282,15 +295,7 @@ detectors.deadlock = function(ctx, ix)
         elseif n.block_on then
           -- A thread parked in block_on: its future holds and waits.
           local b, th = n.block_on, n.thread
-          local held = {}
-          for _, h in ipairs(b.holds or {}) do
-            if h.resource then
-              local side = ({ tx = "the Sender of ", rx = "the Receiver of " })[h.resource.mode] or ""
-              local aw = b.backtrace[(h.level or 0) + 1]
-              held[#held + 1] = string.format("%s%s (`%s` in %s)", side, resource_name(h.resource),
-                h.name or "?", aw and aw.name or "?")
-            elseif is_id(h.task) then held[#held + 1] = "the JoinHandle of task " .. h.task end
-          end
+          local held = held_phrases(b.holds, b.backtrace)
           local w, aw = waits[name], user_await(b)
           local line = string.format("%s runs block_on's future %s, which%s", thread_label(th), b.name,
             #held > 0 and (" holds " .. table.concat(held, ", ") .. " and") or "")

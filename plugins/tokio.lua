@@ -408,7 +408,6 @@ end
 -- one such type in one C call (td.follow_many), and the records are made in
 -- finish(). 100,000 tasks awaiting oneshots cost 130 ms of stop otherwise.
 local BULK = setmetatable({}, { __mode = "k" })
-local FINAL = setmetatable({}, { __mode = "k" })   -- records already in their JSON shape
 local function bulk_builder(steps, make)
   local fn = function(a)
     local x = td.follow(a, steps)
@@ -420,12 +419,8 @@ end
 
 -- A oneshot end (Sender or Receiver, type t): keyed by its shared Inner.
 local function oneshot_builder(t, side)
-  -- Already the record tasks JSON shows (final): no second table per task.
   return bulk_builder(recipe(t, { "inner", "?" }, ARC), function(inner)
-    local address = string.format("0x%x", inner)
-    local rec = { key = "oneshot:" .. address, address = address, kind = "tokio::sync::oneshot", mode = side }
-    FINAL[rec] = true
-    return rec
+    return { key = fmt("oneshot", inner), address = inner, kind = "tokio::sync::oneshot", side = side }
   end)
 end
 
@@ -655,7 +650,6 @@ local SEMAPHORE_USERS = {
   { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
-  if FINAL[res] then return res end
   local kind, mode = res.kind, res.side
   if not kind then
     kind = "tokio::sync::batch_semaphore::Semaphore"

@@ -1296,6 +1296,21 @@ static int l_threads(lua_State *L)
  * unreadable). Plugins compute steps once per type (td.offset, td.pointee)
  * and follow them per instance without creating values.
  */
+/* One step of a td.follow path: add an offset (>= 0), or read the pointer there (-1). */
+static bool follow_step(struct td_program *prog, uint64_t *addr, lua_Integer step)
+{
+	if (step >= 0) {
+		*addr += (uint64_t)step;
+		return true;
+	}
+	uint64_t p = 0;
+	struct td_error *err = td_program_read(prog, *addr, &p, sizeof(p));
+	bool ok = !err && p != 0;
+	td_error_destroy(err);
+	*addr = p;
+	return ok;
+}
+
 static int l_follow(lua_State *L)
 {
 	uint64_t addr = check_addr(L, 1);
@@ -1306,18 +1321,10 @@ static int l_follow(lua_State *L)
 		lua_rawgeti(L, 2, i);
 		lua_Integer step = lua_tointeger(L, -1);
 		lua_pop(L, 1);
-		if (step >= 0) {
-			addr += (uint64_t)step;
-			continue;
-		}
-		uint64_t p = 0;
-		struct td_error *err = td_program_read(prog, addr, &p, sizeof(p));
-		if (err || p == 0) {
-			td_error_destroy(err);
+		if (!follow_step(prog, &addr, step)) {
 			lua_pushnil(L);
 			return 1;
 		}
-		addr = p;
 	}
 	lua_pushinteger(L, (lua_Integer)addr);
 	return 1;
@@ -1350,17 +1357,8 @@ static int l_follow_many(lua_State *L)
 	while (lua_next(L, 1)) {
 		uint64_t addr = (uint64_t)lua_tointeger(L, -1);
 		bool ok = lua_isinteger(L, -1);
-		for (lua_Integer i = 0; ok && i < n; i++) {
-			if (steps[i] >= 0) {
-				addr += (uint64_t)steps[i];
-				continue;
-			}
-			uint64_t p = 0;
-			struct td_error *err = td_program_read(prog, addr, &p, sizeof(p));
-			ok = !err && p != 0;
-			td_error_destroy(err);
-			addr = p;
-		}
+		for (lua_Integer i = 0; ok && i < n; i++)
+			ok = follow_step(prog, &addr, steps[i]);
 		lua_pop(L, 1);
 		if (ok) {
 			lua_pushvalue(L, -1);
