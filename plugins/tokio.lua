@@ -382,7 +382,8 @@ end
 
 local function has_field(t, name) return (pcall(td.offset, t, name)) end
 
-local function fmt(prefix, a) return string.format("%s:0x%x", prefix, a) end
+local hex = td.hex
+local function fmt(prefix, a) return hex(a, prefix .. ":") end
 
 -- A channel (Chan) of type ct reached by steps: its key, live senders and
 -- capacity semaphore.
@@ -419,8 +420,10 @@ end
 
 -- A oneshot end (Sender or Receiver, type t): keyed by its shared Inner.
 local function oneshot_builder(t, side)
+  -- Made as tasks JSON shows it (see resource_record): one table a task.
   return bulk_builder(recipe(t, { "inner", "?" }, ARC), function(inner)
-    return { key = fmt("oneshot", inner), address = inner, kind = "tokio::sync::oneshot", side = side }
+    local a = hex(inner)
+    return { key = "oneshot:" .. a, address = a, kind = "tokio::sync::oneshot", mode = side }
   end)
 end
 
@@ -596,32 +599,6 @@ local function decode_header(header)
   return { node = header, state = bits, vtable = vtable, id = td.read(header + info.id_offset) }
 end
 
--- Task records from the columns, after the target runs again.
-local function build_tasks(lists, running_on, id_of_header)
-  local tasks = setmetatable({}, { __array = true })
-  for _, list in ipairs(lists) do
-    local cols = list.cols
-    for i, header in ipairs(cols.node) do
-      local bits, id = cols.state[i], cols.id[i]
-      local info = vtables[cols.vtable[i]]
-      tasks[#tasks + 1] = {
-        id = id,
-        state = state_name(bits),
-        state_bits = bits,
-        refs = bits >> 6,
-        address = header,
-        future_type = info.future,
-        running_on = running_on[id] or td.null,
-        spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
-        chain = list.chains[i],
-        error = list.errors[i],
-        waits = list.waits and list.waits[i] or list.reached and list.reached[i] and list.make[i](list.reached[i]),
-      }
-    end
-  end
-  return tasks
-end
-
 -- The runtime (or LocalSet) a task belongs to, from the task itself: its
 -- Cell's core.scheduler is the Arc of its runtime's handle (or a LocalSet's
 -- shared state). Returns the owned list, the flavor and an identity.
@@ -642,6 +619,7 @@ end
 
 -- A resource as tasks JSON shows it; a semaphore's kind comes from the
 -- functions of the chain that acquire it (Mutex::lock, RwLock::write...).
+-- A resolver's record whose address is already a string is in that form.
 local SEMAPHORE_USERS = {
   { "^tokio::sync::mutex::", "tokio::sync::Mutex" },
   { "^tokio::sync::rwlock::.*::write", "tokio::sync::RwLock", "write" },
@@ -650,6 +628,7 @@ local SEMAPHORE_USERS = {
   { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
+  if type(res.address) == "string" then return res end   -- made in this form
   local kind, mode = res.kind, res.side
   if not kind then
     kind = "tokio::sync::batch_semaphore::Semaphore"
@@ -659,7 +638,7 @@ resource_record = function(res, backtrace)
       end
     end
   end
-  return { kind = kind, key = res.key, address = string.format("0x%x", res.address),
+  return { kind = kind, key = res.key, address = hex(res.address),
            mode = mode, senders = res.senders, capacity_key = res.capacity_key,
            deadline_ms = res.deadline_ms,
            remaining_ms = res.deadline_ms and now_ms and res.deadline_ms - now_ms or nil }
@@ -884,8 +863,9 @@ function M.finish()
     end
   end
   -- A future's backtrace (AWAIT objects, shared between futures waiting at the
-  -- same place), what its suspended states hold, and what it waits on.
-  local function describe(rec, chain, waits)
+  -- same place), what its suspended states hold, and what it waits on (a
+  -- lock, a channel), unless it is running.
+  local function describe(chain, waits, state)
     local key = chain
     if not chain.shared then
       key = {}
@@ -906,34 +886,65 @@ function M.finish()
       end
       shared_backtraces[key] = backtrace
     end
-    rec.backtrace = backtrace
     -- What its suspended futures hold: handles to tasks, guards, channel ends.
-    local held_at = {}
+    local holds, held_at
     for i, aw in ipairs(chain) do
       for _, held in ipairs(aw.holds or EMPTY) do
+        held_at = held_at or {}
         if not held_at[held.addr] then
           held_at[held.addr] = true
-          rec.holds = rec.holds or {}
+          holds = holds or {}
           local res = held.resource
-          rec.holds[#rec.holds + 1] = {
-            type = (names_of_id(held.type)), address = string.format("0x%x", held.addr),
+          holds[#holds + 1] = {
+            type = (names_of_id(held.type)), address = hex(held.addr),
             name = held.name, level = i - 1,
             task = held.header and id_of_header[held.header] or nil,
             resource = res and resource_record(res, backtrace) or nil }
         end
       end
     end
-    -- What it waits on (a lock, a channel), unless it is running.
-    if waits and rec.state ~= "running" then
-      rec.waiting_on = resource_record(waits, backtrace)
-    end
+    local waiting_on = waits and state ~= "running" and resource_record(waits, backtrace) or nil
+    return backtrace, holds, waiting_on
   end
+  -- A future's full and short names, once per task vtable.
+  local names_of_vtable = setmetatable({}, { __index = function(t, vt)
+    local info = vtables[vt]
+    local names = { "?", "?" }
+    if info and info.future then names = { names_of_id(td.id(info.future)) } end
+    t[vt] = names
+    return names
+  end })
+  local running_on = result.running_on or EMPTY
+  -- Each record is made in one table constructor (a record grown key by key
+  -- rehashes as it grows: a third of the cost at 100,000 tasks).
   for _, rt in ipairs(result.runtimes) do
-    rt.tasks = build_tasks(rt.lists, result.running_on)
+    local tasks, n = setmetatable({}, { __array = true }), 0
+    for _, list in ipairs(rt.lists) do
+      local cols, chains, errors = list.cols, list.chains, list.errors
+      local waits, reached, make = list.waits or EMPTY, list.reached or EMPTY, list.make or EMPTY
+      local node, bits_of, vtable, ids = cols.node, cols.state, cols.vtable, cols.id
+      for i = 1, #node do
+        local bits, id = bits_of[i], ids[i]
+        local state = state_name(bits)
+        local names = names_of_vtable[vtable[i]]
+        local w = waits[i]
+        if not w and reached[i] then w = make[i](reached[i]) end
+        local backtrace, holds, waiting_on = describe(chains[i] or EMPTY, w, state)
+        n = n + 1
+        tasks[n] = {
+          id = id, state = state, state_bits = bits, refs = bits >> 6,
+          address = hex(node[i]),
+          future = names[1], name = names[2],
+          running_on = running_on[id] or td.null,
+          spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
+          backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],
+        }
+      end
+    end
     rt.lists = nil
     -- tokio pushes new tasks at the head: a list is usually newest-first,
     -- and reversing it is much cheaper than sorting.
-    local tasks, n, descending = rt.tasks, #rt.tasks, true
+    local descending = true
     for i = 2, n do
       if tasks[i - 1].id <= tasks[i].id then descending = false; break end
     end
@@ -942,18 +953,7 @@ function M.finish()
     else
       table.sort(tasks, function(a, b) return a.id < b.id end)
     end
-    for _, task in ipairs(rt.tasks) do
-      if task.future_type then
-        task.future, task.name = names_of_id(td.id(task.future_type))
-      else
-        task.future, task.name = "?", "?"
-      end
-      task.future_type = nil
-      task.address = string.format("0x%x", task.address)
-      describe(task, task.chain or EMPTY, task.waits)
-      task.waits = nil
-      task.chain = nil
-    end
+    rt.tasks = tasks
   end
   local polls_task = {}
   for _, tid in pairs(result.running_on or EMPTY) do polls_task[tid] = true end
@@ -961,7 +961,7 @@ function M.finish()
     local tid, p = entry.tid, entry.p
     local rt = result.thread_runtime[tid]
     -- An async body polled under block_on is its future's, unless a task is.
-    local b = { thread = tid, address = string.format("0x%x", p.address),
+    local b = { thread = tid, address = hex(p.address),
                 state = p.running and not polls_task[tid] and "running" or "idle" }
     follow_join_handles({ { chains = { p.chain } } })
     b.future, b.name = names_of_id(td.id(p.type))
@@ -970,7 +970,7 @@ function M.finish()
     for _, level in ipairs(p.chain) do
       for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
     end
-    describe(b, p.chain, waits)
+    b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     rt.block_on = rt.block_on or setmetatable({}, { __array = true })
     rt.block_on[#rt.block_on + 1] = b
   end
@@ -988,7 +988,7 @@ local function find_runtimes()
     local rt = { id = #runtimes + 1, flavor = flavor, owned = owned,
                  workers = setmetatable({}, { __array = true }),
                  tasks = setmetatable({}, { __array = true }),
-                 address = string.format("0x%x", key) }
+                 address = hex(key) }
     runtimes[#runtimes + 1] = rt
     by_handle[key] = rt
     return rt

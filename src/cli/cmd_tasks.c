@@ -99,21 +99,45 @@ int td_cmd_tasks(int argc, char **argv)
 		job_deinit(&job);
 		return td_cli_fail(err);
 	}
-	/* The target runs again: what is left is DWARF work (names). */
+	/*
+	 * The target runs again: what is left is DWARF work (names). JSON goes
+	 * out straight from the plugin's tables (a json-c tree of 100,000 tasks
+	 * costs more than the rest); the text report reads a json-c model.
+	 */
 	struct td_thread_list *list = NULL;
-	err = td_lua_call_plugin(job.lua, "finish", false, &job.model);
-	td_timing_mark("plugin finish");
-	if (err || (err = td_thread_list_build(snap, &list))) {
+	char *runtimes = NULL;
+	size_t runtimes_len = 0;
+	struct td_task_on *on = NULL;
+	if (json)
+		err = td_lua_call_keep(job.lua, "finish");
+	else
+		err = td_lua_call_plugin(job.lua, "finish", false, &job.model);
+	if (!err)
+		err = td_thread_list_build(snap, &list);
+	if (!err && json) {
+		err = td_lua_result_json_text(job.lua, "runtimes", &runtimes, &runtimes_len);
+		on = calloc(list->count + 1, sizeof(*on));
+		if (!err && !on)
+			err = &td_enomem;
+	}
+	if (err) {
+		free(on);
+		free(runtimes);
+		td_thread_list_destroy(list);
 		job_deinit(&job);
 		td_snapshot_destroy(snap);
 		return td_cli_fail(err);
 	}
-	if (json)
-		td_report_tasks_json(stdout, snap, list, job.model);
-	else
+	if (json) {
+		size_t non = td_lua_result_tasks_on(job.lua, on, list->count);
+		td_report_tasks_json(stdout, snap, list, runtimes, runtimes_len, on, non);
+	} else {
 		td_report_tasks_text(stdout, snap, list, job.model, &text);
+	}
 	td_timing_mark("output");
 	td_timing_report();
+	free(on);
+	free(runtimes);
 	job_deinit(&job);
 	td_thread_list_destroy(list);
 	td_snapshot_destroy(snap);

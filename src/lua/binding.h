@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "model/threads.h"
 #include "snapshot/snapshot.h"
 #include "value/program.h"
 
@@ -44,6 +45,19 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path);
  */
 struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool target_stopped,
 				    struct json_object **ret);
+
+/*
+ * Calls the plugin's entry (finish) after the stop and keeps its result in
+ * the Lua state, for the two below: a big model (100,000 tasks) goes out as
+ * JSON text without a json-c tree between.
+ */
+struct td_error *td_lua_call_keep(struct td_lua *lua, const char *entry);
+
+/* The kept result's field key as JSON text (malloc'd; NULL, 0 if absent). */
+struct td_error *td_lua_result_json_text(struct td_lua *lua, const char *key, char **text, size_t *len);
+
+/* Which thread polls which task (result.runtimes[].tasks[].running_on): up to max. */
+size_t td_lua_result_tasks_on(struct td_lua *lua, struct td_task_on *on, size_t max);
 
 /*
  * Calls the plugin's entry (snapshot, sample) in a stop of the target: the

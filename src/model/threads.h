@@ -36,6 +36,12 @@ struct td_thread_list {
 };
 
 /* Unwinds and symbolizes every thread of snap, which must outlive the list. */
+/* A thread and the async task it polls now (from the runtime plugin's model). */
+struct td_task_on {
+	int tid;
+	long long task;
+};
+
 struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread_list **ret);
 
 void td_thread_list_destroy(struct td_thread_list *list);

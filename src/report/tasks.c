@@ -17,44 +17,35 @@ static struct json_object *runtimes_of(struct json_object *model)
 	return NULL;
 }
 
-/* The task id a thread polls now, from the runtime model. */
-static struct json_object *task_on(struct json_object *runtimes, int tid)
-{
-	size_t nr = runtimes ? json_object_array_length(runtimes) : 0;
-	for (size_t i = 0; i < nr; i++) {
-		struct json_object *tasks;
-		if (!json_object_object_get_ex(json_object_array_get_idx(runtimes, i), "tasks", &tasks))
-			continue;
-		for (size_t j = 0; j < json_object_array_length(tasks); j++) {
-			struct json_object *t = json_object_array_get_idx(tasks, j), *on, *id;
-			if (json_object_object_get_ex(t, "running_on", &on) && on &&
-			    json_object_get_int(on) == tid && json_object_object_get_ex(t, "id", &id))
-				return id;
-		}
-	}
-	return NULL;
-}
-
 void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
-			  const struct td_thread_list *list, struct json_object *model)
+			  const struct td_thread_list *list, const char *runtimes, size_t runtimes_len,
+			  const struct td_task_on *on, size_t non)
 {
-	struct json_object *root = json_object_new_object();
-	struct json_object *runtimes = runtimes_of(model);
-	json_object_object_add(root, "target", td_report_target_json(snap));
+	struct json_object *target = td_report_target_json(snap);
 	struct json_object *threads = json_object_new_array();
 	for (size_t i = 0; i < list->count; i++) {
 		struct json_object *t = td_report_thread_json(&list->threads[i]);
-		struct json_object *id = task_on(runtimes, list->threads[i].thread->tid);
-		if (id)
-			json_object_object_add(t, "task", json_object_get(id));
+		for (size_t j = 0; j < non; j++) {
+			if (on[j].tid == list->threads[i].thread->tid) {
+				json_object_object_add(t, "task", json_object_new_int64(on[j].task));
+				break;
+			}
+		}
 		json_object_array_add(threads, t);
 	}
-	json_object_object_add(root, "threads", threads);
-	json_object_object_add(root, "runtimes",
-			       runtimes ? json_object_get(runtimes) : json_object_new_array());
-	fputs(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), out);
-	fputc('\n', out);
-	json_object_put(root);
+	const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+	fputs("{\"target\":", out);
+	fputs(json_object_to_json_string_ext(target, flags), out);
+	fputs(",\"threads\":", out);
+	fputs(json_object_to_json_string_ext(threads, flags), out);
+	fputs(",\"runtimes\":", out);
+	if (runtimes && runtimes_len)
+		fwrite(runtimes, 1, runtimes_len, out);
+	else
+		fputs("[]", out);
+	fputs("}\n", out);
+	json_object_put(target);
+	json_object_put(threads);
 }
 
 static const char *str(struct json_object *o, const char *key)

@@ -15,9 +15,15 @@ struct td_tasks_text_options {
 	bool all;      /* never group */
 };
 
-/* model: {"runtimes": [...]} as the runtime plugin returned it (borrowed). */
+/*
+ * runtimes: the plugin's runtimes already as JSON text (an array; the model is
+ * written straight from the plugin's tables, no json-c tree: see
+ * lua/json_text.h); on: which thread polls which task, for the threads' "task".
+ */
 void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
-			  const struct td_thread_list *list, struct json_object *model);
+			  const struct td_thread_list *list, const char *runtimes, size_t runtimes_len,
+			  const struct td_task_on *on, size_t non);
+/* model: {"runtimes": [...]} as the runtime plugin returned it (borrowed). */
 void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 			  const struct td_thread_list *list, struct json_object *model,
 			  const struct td_tasks_text_options *opts);
