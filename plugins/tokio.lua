@@ -556,32 +556,33 @@ end
 
 -- For each task waiting in a future that is a resource: what it waits on;
 -- for each suspended state holding guards, permits, channel ends: what.
+-- Per task only table lookups: what a chain awaits is worked out once per
+-- chain table (tasks suspended at the same place share one), and the
+-- resources of a BULK type are followed in one C call for all its tasks:
+-- list.bulk = { { got = {[i] = reached address}, make = BULK make }, ... }.
 local function follow_resources(lists)
   for _, list in ipairs(lists) do
-    list.waits, list.reached, list.make = {}, {}, {}
-    local by_type = {}
+    local chains, waits, plan, wanted = list.chains, {}, {}, {}
+    list.waits, list.bulk = waits, {}
     for i, leaf in pairs(list.leaves or EMPTY) do
-      local chain = list.chains[i]
-      local last = chain and chain[#chain]
-      if last and last.awaiting then
-        local r = resolver_for(last.awaiting)
+      local chain = chains[i]
+      local r = plan[chain]
+      if r == nil then
+        local last = chain[#chain]
+        r = last and last.awaiting and resolver_for(last.awaiting) or false
         if r and BULK[r] then
-          by_type[r] = by_type[r] or {}
-          by_type[r][i] = leaf
-        elseif r then
-          local res = resolve(last.awaiting, leaf)
-          if res then list.waits[i] = res end
+          wanted[r] = wanted[r] or {}
+          wanted[r][chain] = true
         end
+        plan[chain] = r
       end
+      if r and not BULK[r] then waits[i] = resolve(chain[#chain].awaiting, leaf) end
     end
-    -- Paths only: one C call per type; the records are made in finish().
-    for r, leaves in pairs(by_type) do
+    for r, set in pairs(wanted) do
       local b = BULK[r]
-      for i, x in pairs(td.follow_many(leaves, b.steps)) do
-        list.reached[i], list.make[i] = x, b.make
-      end
+      list.bulk[#list.bulk + 1] = { got = td.follow_many(list.leaves, b.steps, chains, set), make = b.make }
     end
-    for _, chain in pairs(list.chains) do
+    for _, chain in pairs(chains) do
       if not chain.shared then for _, level in ipairs(chain) do
         for _, held in ipairs(level.holds or EMPTY) do
           held.resource = resolve(held.type, held.addr)
@@ -921,14 +922,17 @@ function M.finish()
     local tasks, n = setmetatable({}, { __array = true }), 0
     for _, list in ipairs(rt.lists) do
       local cols, chains, errors = list.cols, list.chains, list.errors
-      local waits, reached, make = list.waits or EMPTY, list.reached or EMPTY, list.make or EMPTY
+      local waits, bulk = list.waits or EMPTY, list.bulk or EMPTY
       local node, bits_of, vtable, ids = cols.node, cols.state, cols.vtable, cols.id
       for i = 1, #node do
         local bits, id = bits_of[i], ids[i]
         local state = state_name(bits)
         local names = names_of_vtable[vtable[i]]
         local w = waits[i]
-        if not w and reached[i] then w = make[i](reached[i]) end
+        for k = 1, w and 0 or #bulk do
+          local x = bulk[k].got[i]
+          if x then w = bulk[k].make(x); break end
+        end
         local backtrace, holds, waiting_on = describe(chains[i] or EMPTY, w, state)
         n = n + 1
         tasks[n] = {

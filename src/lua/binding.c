@@ -1332,11 +1332,12 @@ static int l_follow(lua_State *L)
 }
 
 /*
- * td.follow_many(addrs, steps) -> { [k] = address reached }: td.follow for
- * every address of a table (any keys; the result has the same keys, and
- * none where a pointer on the way is null or unreadable), in one call: the
- * plugin resolves 100,000 awaited futures to their locks or channels while
- * the target is stopped.
+ * td.follow_many(addrs, steps [, keys, set]) -> { [k] = address reached }:
+ * td.follow for every address of a table (any keys; the result has the same
+ * keys, and none where a pointer on the way is null or unreadable), in one
+ * call: the plugin resolves 100,000 awaited futures to their locks or
+ * channels while the target is stopped. With keys and set, only the k whose
+ * set[keys[k]] is true (the tasks whose chain awaits one type).
  */
 static int l_follow_many(lua_State *L)
 {
@@ -1351,6 +1352,11 @@ static int l_follow_many(lua_State *L)
 		steps[i - 1] = lua_tointeger(L, -1);
 		lua_pop(L, 1);
 	}
+	bool select = !lua_isnoneornil(L, 3);
+	if (select) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		luaL_checktype(L, 4, LUA_TTABLE);
+	}
 	struct td_program *prog = get_lua(L)->prog;
 	lua_newtable(L);
 	int out = lua_gettop(L);
@@ -1358,6 +1364,12 @@ static int l_follow_many(lua_State *L)
 	while (lua_next(L, 1)) {
 		uint64_t addr = (uint64_t)lua_tointeger(L, -1);
 		bool ok = lua_isinteger(L, -1);
+		if (ok && select) {
+			lua_pushvalue(L, -2);
+			lua_rawget(L, 3);
+			ok = lua_rawget(L, 4) != LUA_TNIL && lua_toboolean(L, -1);
+			lua_pop(L, 1);
+		}
 		for (lua_Integer i = 0; ok && i < n; i++)
 			ok = follow_step(prog, &addr, steps[i]);
 		lua_pop(L, 1);
@@ -1936,6 +1948,7 @@ struct td_error *td_lua_call_keep(struct td_lua *lua, const char *entry)
 	}
 	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.result");
 	lua_settop(L, base);
+	if (getenv("XMEM")) fprintf(stderr, "lua memory %zu MiB\n", lua->memory >> 20);
 	td_timing_mark("plugin call");
 	return NULL;
 }
