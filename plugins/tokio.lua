@@ -382,7 +382,7 @@ end
 
 local function has_field(t, name) return (pcall(td.offset, t, name)) end
 
-local hex = td.hex
+local hex, ptr = td.hex, td.ptr
 local function fmt(prefix, a) return hex(a, prefix .. ":") end
 
 -- A channel (Chan) of type ct reached by steps: its key, live senders and
@@ -422,8 +422,7 @@ end
 local function oneshot_builder(t, side)
   -- Made as tasks JSON shows it (see resource_record): one table a task.
   return bulk_builder(recipe(t, { "inner", "?" }, ARC), function(inner)
-    local a = hex(inner)
-    return { key = "oneshot:" .. a, address = a, kind = "tokio::sync::oneshot", mode = side }
+    return { key = hex(inner, "oneshot:"), address = ptr(inner), kind = "tokio::sync::oneshot", mode = side }
   end)
 end
 
@@ -620,7 +619,7 @@ end
 
 -- A resource as tasks JSON shows it; a semaphore's kind comes from the
 -- functions of the chain that acquire it (Mutex::lock, RwLock::write...).
--- A resolver's record whose address is already a string is in that form.
+-- A resolver's record whose address is already a td.ptr is in that form.
 local SEMAPHORE_USERS = {
   { "^tokio::sync::mutex::", "tokio::sync::Mutex" },
   { "^tokio::sync::rwlock::.*::write", "tokio::sync::RwLock", "write" },
@@ -629,7 +628,7 @@ local SEMAPHORE_USERS = {
   { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
-  if type(res.address) == "string" then return res end   -- made in this form
+  if type(res.address) == "userdata" then return res end   -- made in this form
   local kind, mode = res.kind, res.side
   if not kind then
     kind = "tokio::sync::batch_semaphore::Semaphore"
@@ -639,7 +638,7 @@ resource_record = function(res, backtrace)
       end
     end
   end
-  return { kind = kind, key = res.key, address = hex(res.address),
+  return { kind = kind, key = res.key, address = ptr(res.address),
            mode = mode, senders = res.senders, capacity_key = res.capacity_key,
            deadline_ms = res.deadline_ms,
            remaining_ms = res.deadline_ms and now_ms and res.deadline_ms - now_ms or nil }
@@ -887,9 +886,10 @@ function M.finish()
       end
       shared_backtraces[key] = backtrace
     end
-    -- What its suspended futures hold: handles to tasks, guards, channel ends.
+    -- What its suspended futures hold: handles to tasks, guards, channel ends
+    -- (a chain that holds anything is never shared).
     local holds, held_at
-    for i, aw in ipairs(chain) do
+    for i, aw in ipairs(chain.shared and EMPTY or chain) do
       for _, held in ipairs(aw.holds or EMPTY) do
         held_at = held_at or {}
         if not held_at[held.addr] then
@@ -897,7 +897,7 @@ function M.finish()
           holds = holds or {}
           local res = held.resource
           holds[#holds + 1] = {
-            type = (names_of_id(held.type)), address = hex(held.addr),
+            type = (names_of_id(held.type)), address = ptr(held.addr),
             name = held.name, level = i - 1,
             task = held.header and id_of_header[held.header] or nil,
             resource = res and resource_record(res, backtrace) or nil }
@@ -937,7 +937,7 @@ function M.finish()
         n = n + 1
         tasks[n] = {
           id = id, state = state, state_bits = bits, refs = bits >> 6,
-          address = hex(node[i]),
+          address = ptr(node[i]),
           future = names[1], name = names[2],
           running_on = running_on[id] or td.null,
           spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
@@ -965,7 +965,7 @@ function M.finish()
     local tid, p = entry.tid, entry.p
     local rt = result.thread_runtime[tid]
     -- An async body polled under block_on is its future's, unless a task is.
-    local b = { thread = tid, address = hex(p.address),
+    local b = { thread = tid, address = ptr(p.address),
                 state = p.running and not polls_task[tid] and "running" or "idle" }
     follow_join_handles({ { chains = { p.chain } } })
     b.future, b.name = names_of_id(td.id(p.type))

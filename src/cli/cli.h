@@ -34,6 +34,15 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 				      struct td_error *(*while_stopped)(struct td_snapshot *, void *),
 				      void *arg, struct td_snapshot **ret);
 
+/*
+ * A command done with its output and the target (detached, never stopped
+ * again): exits with code at once, stdout flushed, leaving its memory to the
+ * OS: freeing a model of 100,000 tasks cost 80 ms. Under AddressSanitizer it
+ * returns, and the caller frees as on every other path, so the leak check
+ * keeps those frees honest.
+ */
+void td_cli_exit_early(int code);
+
 /* Signal handlers that detach from a live target on every way out. */
 void td_cli_install_signal_handlers(void);
 

@@ -234,6 +234,7 @@ int td_cmd_diagnose(int argc, char **argv)
 	td_timing_mark("output");
 	td_timing_report();
 	code = json_object_array_length(td_diagnose_findings(findings)) > 0 ? TD_EXIT_FINDINGS : TD_EXIT_OK;
+	td_cli_exit_early(code);
 out:
 	json_object_put(findings);  /* before the Lua state whose strings it borrows */
 	json_object_put(threads);

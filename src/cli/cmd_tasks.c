@@ -136,6 +136,7 @@ int td_cmd_tasks(int argc, char **argv)
 	}
 	td_timing_mark("output");
 	td_timing_report();
+	td_cli_exit_early(TD_EXIT_OK);
 	free(on);
 	free(runtimes);
 	job_deinit(&job);

@@ -31,6 +31,23 @@ int td_cli_fail(struct td_error *err)
 	return code;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_ASAN 1
+#endif
+#endif
+
+void td_cli_exit_early(int code)
+{
+#ifndef TD_ASAN
+	exit(fflush(stdout) == 0 ? code : TD_EXIT_FAILED);
+#else
+	(void)code;
+#endif
+}
+
 int td_cli_usage(const char *command, const char *fmt, ...)
 {
 	va_list ap;

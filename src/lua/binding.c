@@ -1455,6 +1455,43 @@ static int l_hex(lua_State *L)
 	return 1;
 }
 
+/*
+ * td.ptr(n) -> an address as a value: a light userdata, so no allocation,
+ * equal to another of the same address (a table key), shown "0x..." by
+ * tostring, .. and string.format("%s"), and written as that string in JSON.
+ * A record field that only shows an address (a task's, a resource's) takes
+ * one at no cost; a string each cost 0.5 us a task at 100,000 tasks.
+ */
+static int l_ptr(lua_State *L)
+{
+	lua_pushlightuserdata(L, (void *)(uintptr_t)(uint64_t)luaL_checkinteger(L, 1));
+	return 1;
+}
+
+/* "0x..." for a td.ptr, "null" for td.null. */
+static const char *ptr_text(const void *p, char *buf, size_t size)
+{
+	if (p == &null_sentinel)
+		return "null";
+	snprintf(buf, size, "0x%llx", (unsigned long long)(uintptr_t)p);
+	return buf;
+}
+
+static int ptr_tostring(lua_State *L)
+{
+	char buf[32];
+	lua_pushstring(L, ptr_text(lua_touserdata(L, 1), buf, sizeof(buf)));
+	return 1;
+}
+
+static int ptr_concat(lua_State *L)
+{
+	luaL_tolstring(L, 1, NULL);
+	luaL_tolstring(L, 2, NULL);
+	lua_concat(L, 2);
+	return 1;
+}
+
 /* td.clock_ms() -> milliseconds of a monotonic clock (for timing samples) */
 static int l_clock_ms(lua_State *L)
 {
@@ -1563,6 +1600,7 @@ static const luaL_Reg td_functions[] = {
 	{ "frame_locals", l_frame_locals }, { "follow", l_follow }, { "follow_many", l_follow_many },
 	{ "strip_generics", l_strip_generics },
 	{ "hex", l_hex },
+	{ "ptr", l_ptr },
 	{ "addr", l_addr }, { "deref", l_deref }, { "pointer", l_pointer }, { "uint", l_uint },
 	{ "variant", l_variant }, { "has", l_has }, { "type_of", l_type_of },
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
@@ -1590,6 +1628,19 @@ struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret)
 		return &td_enomem;
 	}
 	lua_State *L = lua->L;
+	/* The metatable of every light userdata: td.null and td.ptr's addresses. */
+	lua_pushlightuserdata(L, &null_sentinel);
+	lua_createtable(L, 0, 4);
+	lua_pushcfunction(L, ptr_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushcfunction(L, ptr_concat);
+	lua_setfield(L, -2, "__concat");
+	lua_pushliteral(L, "address");
+	lua_setfield(L, -2, "__name");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");  /* getmetatable gives false: not to be changed */
+	lua_setmetatable(L, -2);
+	lua_pop(L, 1);
 	/* Only the harmless libraries; io, os, package, debug are never opened. */
 	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
 	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
@@ -1703,8 +1754,12 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 {
 	idx = lua_absindex(L, idx);
 	switch (lua_type(L, idx)) {
-	case LUA_TLIGHTUSERDATA:
-		return NULL;  /* td.null */
+	case LUA_TLIGHTUSERDATA: {
+		if (lua_touserdata(L, idx) == &null_sentinel)
+			return NULL;
+		char buf[32];
+		return json_object_new_string(ptr_text(lua_touserdata(L, idx), buf, sizeof(buf)));
+	}
 	case LUA_TBOOLEAN:
 		return json_object_new_boolean(lua_toboolean(L, idx));
 	case LUA_TNUMBER:
@@ -1948,7 +2003,6 @@ struct td_error *td_lua_call_keep(struct td_lua *lua, const char *entry)
 	}
 	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.result");
 	lua_settop(L, base);
-	if (getenv("XMEM")) fprintf(stderr, "lua memory %zu MiB\n", lua->memory >> 20);
 	td_timing_mark("plugin call");
 	return NULL;
 }
@@ -1976,7 +2030,7 @@ struct td_error *td_lua_result_json_text(struct td_lua *lua, const char *key, ch
 		return NULL;
 	}
 	struct td_json_text out = { 0 };
-	td_json_text_lua(&out, L, -1, TD_LUA_JSON_DEPTH);
+	td_json_text_lua(&out, L, -1, TD_LUA_JSON_DEPTH, &null_sentinel);
 	lua_pop(L, 1);
 	if (out.failed) {
 		td_json_text_free(&out);

@@ -19,6 +19,7 @@ struct writer {
 	struct td_json_text *out;
 	lua_State *L;
 	int max_depth;
+	const void *null;      /* the light userdata that is JSON null */
 	struct shared *memo;   /* open addressing, capacity a power of two */
 	size_t count, capacity;
 };
@@ -176,10 +177,20 @@ static bool write_value(struct writer *w, int idx, int depth)
 		put_string(out, s, n);
 		return true;
 	}
+	case LUA_TLIGHTUSERDATA: {
+		const void *p = lua_touserdata(L, idx);
+		if (p == w->null) {
+			put(out, "null", 4);
+		} else {
+			int n = snprintf(num, sizeof(num), "\"0x%llx\"", (unsigned long long)(uintptr_t)p);
+			put(out, num, (size_t)n);
+		}
+		return true;
+	}
 	case LUA_TTABLE:
 		break;
 	default:
-		put(out, "null", 4);  /* td.null (light userdata), functions, ... */
+		put(out, "null", 4);  /* functions, full userdata */
 		return true;
 	}
 	if (depth >= w->max_depth) {
@@ -232,9 +243,10 @@ static bool write_value(struct writer *w, int idx, int depth)
 	return whole;
 }
 
-void td_json_text_lua(struct td_json_text *out, lua_State *L, int idx, int max_depth)
+void td_json_text_lua(struct td_json_text *out, lua_State *L, int idx, int max_depth,
+		      const void *null)
 {
-	struct writer w = { .out = out, .L = L, .max_depth = max_depth };
+	struct writer w = { .out = out, .L = L, .max_depth = max_depth, .null = null };
 	write_value(&w, lua_absindex(L, idx), 0);
 	free(w.memo);
 }

@@ -5,7 +5,8 @@
  *
  * The same rules as binding.c's Lua-to-json-c conversion: a table with [1],
  * or whose metatable has __array, is an array; other tables are objects of
- * their string keys; light userdata (td.null) is null; nesting deeper than
+ * their string keys; the light userdata `null` (td.null) is null, others
+ * (td.ptr) are "0x..." strings; nesting deeper than
  * `max_depth` is null. A table met again is shared: its text is copied, not
  * made again (backtraces shared by thousands of tasks).
  */
@@ -24,7 +25,8 @@ struct td_json_text {
 };
 
 /* Appends the value at idx of L's stack to out (out zeroed before the first use). */
-void td_json_text_lua(struct td_json_text *out, lua_State *L, int idx, int max_depth);
+void td_json_text_lua(struct td_json_text *out, lua_State *L, int idx, int max_depth,
+		      const void *null);
 
 void td_json_text_free(struct td_json_text *out);
 
