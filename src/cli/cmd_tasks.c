@@ -49,6 +49,11 @@ static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 	return err;
 }
 
+static struct td_error *write_runtimes(FILE *out, void *lua)
+{
+	return td_lua_result_write_json(lua, "runtimes", out);
+}
+
 static void job_deinit(struct tasks_job *job)
 {
 	json_object_put(job->model);  /* before the Lua state whose strings it borrows */
@@ -105,8 +110,6 @@ int td_cmd_tasks(int argc, char **argv)
 	 * costs more than the rest); the text report reads a json-c model.
 	 */
 	struct td_thread_list *list = NULL;
-	char *runtimes = NULL;
-	size_t runtimes_len = 0;
 	struct td_task_on *on = NULL;
 	if (json)
 		err = td_lua_call_keep(job.lua, "finish");
@@ -114,15 +117,10 @@ int td_cmd_tasks(int argc, char **argv)
 		err = td_lua_call_plugin(job.lua, "finish", false, &job.model);
 	if (!err)
 		err = td_thread_list_build(snap, &list);
-	if (!err && json) {
-		err = td_lua_result_json_text(job.lua, "runtimes", &runtimes, &runtimes_len);
-		on = calloc(list->count + 1, sizeof(*on));
-		if (!err && !on)
-			err = &td_enomem;
-	}
+	if (!err && json && !(on = calloc(list->count + 1, sizeof(*on))))
+		err = &td_enomem;
 	if (err) {
 		free(on);
-		free(runtimes);
 		td_thread_list_destroy(list);
 		job_deinit(&job);
 		td_snapshot_destroy(snap);
@@ -130,17 +128,19 @@ int td_cmd_tasks(int argc, char **argv)
 	}
 	if (json) {
 		size_t non = td_lua_result_tasks_on(job.lua, on, list->count);
-		td_report_tasks_json(stdout, snap, list, runtimes, runtimes_len, on, non);
+		td_report_tasks_json(stdout, snap, list, on, non, write_runtimes, job.lua, &err);
 	} else {
 		td_report_tasks_text(stdout, snap, list, job.model, &text);
 	}
 	td_timing_mark("output");
 	td_timing_report();
-	td_cli_exit_early(TD_EXIT_OK);
+	if (!err)
+		td_cli_exit_early(TD_EXIT_OK);
 	free(on);
-	free(runtimes);
 	job_deinit(&job);
 	td_thread_list_destroy(list);
 	td_snapshot_destroy(snap);
+	if (err)
+		return td_cli_fail(err);
 	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;
 }

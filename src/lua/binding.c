@@ -2020,25 +2020,17 @@ static int push_result_field(lua_State *L, const char *key)
 	return type;
 }
 
-struct td_error *td_lua_result_json_text(struct td_lua *lua, const char *key, char **text, size_t *len)
+struct td_error *td_lua_result_write_json(struct td_lua *lua, const char *key, FILE *out)
 {
 	lua_State *L = lua->L;
-	*text = NULL;
-	*len = 0;
-	if (push_result_field(L, key) == LUA_TNIL) {
+	if (push_result_field(L, key) == LUA_TNIL)
+		fputs("null", out);
+	else if (!td_json_write_lua(out, L, -1, TD_LUA_JSON_DEPTH, &null_sentinel)) {
 		lua_pop(L, 1);
-		return NULL;
+		return td_error_format(TD_ERR_INTERNAL, "cannot write the JSON of %s: %s", key,
+				       ferror(out) ? "output failed" : "out of memory");
 	}
-	struct td_json_text out = { 0 };
-	td_json_text_lua(&out, L, -1, TD_LUA_JSON_DEPTH, &null_sentinel);
 	lua_pop(L, 1);
-	if (out.failed) {
-		td_json_text_free(&out);
-		return &td_enomem;
-	}
-	*text = out.data;
-	*len = out.len;
-	td_timing_mark("plugin result to JSON");
 	return NULL;
 }
 

@@ -53,8 +53,8 @@ struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool 
  */
 struct td_error *td_lua_call_keep(struct td_lua *lua, const char *entry);
 
-/* The kept result's field key as JSON text (malloc'd; NULL, 0 if absent). */
-struct td_error *td_lua_result_json_text(struct td_lua *lua, const char *key, char **text, size_t *len);
+/* Writes the kept result's field key to out as JSON text (null if absent). */
+struct td_error *td_lua_result_write_json(struct td_lua *lua, const char *key, FILE *out);
 
 /* Which thread polls which task (result.runtimes[].tasks[].running_on): up to max. */
 size_t td_lua_result_tasks_on(struct td_lua *lua, struct td_task_on *on, size_t max);

@@ -9,14 +9,27 @@
 
 #include <lauxlib.h>
 
-/* Where a table's text already is in the output. */
-struct shared {
-	const void *table;
-	size_t off, len;
+struct td_json_text {
+	char *data;
+	size_t len, cap;
+	bool failed;   /* out of memory */
 };
 
+/* A table met before: once (no text kept), or shared (its text in the arena). */
+struct shared {
+	const void *table;
+	bool kept;
+	size_t off, len;   /* in the arena, if kept */
+};
+
+/* Output goes through chunk to the FILE; a shared table's text is made in arena. */
+#define TD_JSON_FLUSH_AT (256u * 1024u)
+
 struct writer {
-	struct td_json_text *out;
+	struct td_json_text *out;   /* &chunk, or &arena while a shared table is written */
+	struct td_json_text chunk, arena;
+	FILE *f;
+	bool write_failed;
 	lua_State *L;
 	int max_depth;
 	const void *null;      /* the light userdata that is JSON null */
@@ -87,6 +100,36 @@ static void put_string(struct td_json_text *out, const char *s, size_t n)
 	put(out, "\"", 1);
 }
 
+/* Integers and addresses without snprintf (400,000 of them in 100,000 tasks). */
+static void put_int(struct td_json_text *out, long long v)
+{
+	char buf[24];
+	char *end = buf + sizeof(buf), *p = end;
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		*--p = '-';
+	put(out, p, (size_t)(end - p));
+}
+
+static void put_address(struct td_json_text *out, uint64_t a)
+{
+	char buf[24];
+	char *end = buf + sizeof(buf), *p = end;
+	*--p = '"';
+	do {
+		*--p = "0123456789abcdef"[a & 15];
+		a >>= 4;
+	} while (a);
+	*--p = 'x';
+	*--p = '0';
+	*--p = '"';
+	put(out, p, (size_t)(end - p));
+}
+
 static size_t memo_hash(const void *key, size_t cap)
 {
 	return (size_t)(((uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
@@ -105,7 +148,7 @@ static struct shared *memo_find(struct writer *w, const void *table)
 	return NULL;
 }
 
-static void memo_add(struct writer *w, const void *table, size_t off, size_t len)
+static void memo_add(struct writer *w, const void *table)
 {
 	if ((w->count + 1) * 2 > w->capacity) {
 		size_t cap = w->capacity ? w->capacity * 2 : 1024;
@@ -127,7 +170,7 @@ static void memo_add(struct writer *w, const void *table, size_t off, size_t len
 	size_t j = memo_hash(table, w->capacity);
 	while (w->memo[j].table)
 		j = (j + 1) & (w->capacity - 1);
-	w->memo[j] = (struct shared){ table, off, len };
+	w->memo[j] = (struct shared){ .table = table };
 	w->count++;
 }
 
@@ -142,6 +185,8 @@ static bool is_array(lua_State *L, int idx)
 	}
 	return array;
 }
+
+static bool write_table(struct writer *w, int idx, int depth);
 
 /* Returns false if the depth limit cut the value short (its text is then not shared). */
 static bool write_value(struct writer *w, int idx, int depth)
@@ -158,7 +203,7 @@ static bool write_value(struct writer *w, int idx, int depth)
 		return true;
 	case LUA_TNUMBER:
 		if (lua_isinteger(L, idx)) {
-			put(out, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)lua_tointeger(L, idx)));
+			put_int(out, (long long)lua_tointeger(L, idx));
 		} else {
 			double d = lua_tonumber(L, idx);
 			if (!isfinite(d)) {
@@ -182,8 +227,7 @@ static bool write_value(struct writer *w, int idx, int depth)
 		if (p == w->null) {
 			put(out, "null", 4);
 		} else {
-			int n = snprintf(num, sizeof(num), "\"0x%llx\"", (unsigned long long)(uintptr_t)p);
-			put(out, num, (size_t)n);
+			put_address(out, (uint64_t)(uintptr_t)p);
 		}
 		return true;
 	}
@@ -199,60 +243,88 @@ static bool write_value(struct writer *w, int idx, int depth)
 	}
 	const void *table = lua_topointer(L, idx);
 	struct shared *seen = memo_find(w, table);
-	if (seen) {
-		if (reserve(out, seen->len)) {
-			memcpy(out->data + out->len, out->data + seen->off, seen->len);
-			out->len += seen->len;
-		}
-		return true;
+	if (!seen) {
+		memo_add(w, table);
+		return write_table(w, idx, depth);
 	}
+	if (!seen->kept) {
+		/* Met again: made once more, into the arena, and kept. */
+		struct td_json_text *saved = w->out;
+		w->out = &w->arena;
+		size_t start = w->arena.len;
+		bool whole = write_table(w, idx, depth);
+		w->out = saved;
+		if (!whole)
+			return false;  /* cut by the depth limit: made again each time */
+		seen = memo_find(w, table);   /* the memo may have grown meanwhile */
+		*seen = (struct shared){ .table = table, .kept = true, .off = start,
+					 .len = w->arena.len - start };
+		if (saved == &w->arena)
+			return true;  /* already where it is wanted */
+	}
+	/* The arena may move as out grows when out is the arena: reserve first. */
+	if (reserve(out, seen->len)) {
+		memcpy(out->data + out->len, w->arena.data + seen->off, seen->len);
+		out->len += seen->len;
+	}
+	return true;
+}
+
+static void flush(struct writer *w)
+{
+	if (w->chunk.len && fwrite(w->chunk.data, 1, w->chunk.len, w->f) != w->chunk.len)
+		w->write_failed = true;
+	w->chunk.len = 0;
+}
+
+static bool write_table(struct writer *w, int idx, int depth)
+{
+	lua_State *L = w->L;
 	luaL_checkstack(L, 4, "JSON nesting");
-	size_t start = out->len;
 	bool whole = true, first = true;
 	if (is_array(L, idx)) {
-		put(out, "[", 1);
+		put(w->out, "[", 1);
 		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 		for (lua_Integer i = 1; i <= n; i++) {
 			if (i > 1)
-				put(out, ",", 1);
+				put(w->out, ",", 1);
 			lua_rawgeti(L, idx, i);
 			whole &= write_value(w, lua_gettop(L), depth + 1);
 			lua_pop(L, 1);
 		}
-		put(out, "]", 1);
+		put(w->out, "]", 1);
 	} else {
-		put(out, "{", 1);
+		put(w->out, "{", 1);
 		lua_pushnil(L);
 		while (lua_next(L, idx)) {
 			if (lua_type(L, -2) == LUA_TSTRING) {
 				size_t n;
 				const char *key = lua_tolstring(L, -2, &n);
 				if (!first)
-					put(out, ",", 1);
+					put(w->out, ",", 1);
 				first = false;
-				put_string(out, key, n);
-				put(out, ":", 1);
+				put_string(w->out, key, n);
+				put(w->out, ":", 1);
 				whole &= write_value(w, lua_gettop(L), depth + 1);
 			}
 			lua_pop(L, 1);
 		}
-		put(out, "}", 1);
+		put(w->out, "}", 1);
 	}
-	if (whole && !out->failed)
-		memo_add(w, table, start, out->len - start);
+	if (w->out == &w->chunk && w->chunk.len >= TD_JSON_FLUSH_AT)
+		flush(w);
 	return whole;
 }
 
-void td_json_text_lua(struct td_json_text *out, lua_State *L, int idx, int max_depth,
-		      const void *null)
+bool td_json_write_lua(FILE *f, lua_State *L, int idx, int max_depth, const void *null)
 {
-	struct writer w = { .out = out, .L = L, .max_depth = max_depth, .null = null };
+	struct writer w = { .f = f, .L = L, .max_depth = max_depth, .null = null };
+	w.out = &w.chunk;
 	write_value(&w, lua_absindex(L, idx), 0);
+	flush(&w);
+	bool ok = !w.chunk.failed && !w.arena.failed && !w.write_failed;
+	free(w.chunk.data);
+	free(w.arena.data);
 	free(w.memo);
-}
-
-void td_json_text_free(struct td_json_text *out)
-{
-	free(out->data);
-	*out = (struct td_json_text){ 0 };
+	return ok;
 }

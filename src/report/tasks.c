@@ -18,8 +18,9 @@ static struct json_object *runtimes_of(struct json_object *model)
 }
 
 void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
-			  const struct td_thread_list *list, const char *runtimes, size_t runtimes_len,
-			  const struct td_task_on *on, size_t non)
+			  const struct td_thread_list *list, const struct td_task_on *on, size_t non,
+			  struct td_error *(*write_runtimes)(FILE *out, void *arg), void *arg,
+			  struct td_error **err)
 {
 	struct json_object *target = td_report_target_json(snap);
 	struct json_object *threads = json_object_new_array();
@@ -39,10 +40,7 @@ void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
 	fputs(",\"threads\":", out);
 	fputs(json_object_to_json_string_ext(threads, flags), out);
 	fputs(",\"runtimes\":", out);
-	if (runtimes && runtimes_len)
-		fwrite(runtimes, 1, runtimes_len, out);
-	else
-		fputs("[]", out);
+	*err = write_runtimes(out, arg);
 	fputs("}\n", out);
 	json_object_put(target);
 	json_object_put(threads);

@@ -16,13 +16,14 @@ struct td_tasks_text_options {
 };
 
 /*
- * runtimes: the plugin's runtimes already as JSON text (an array; the model is
- * written straight from the plugin's tables, no json-c tree: see
- * lua/json_text.h); on: which thread polls which task, for the threads' "task".
+ * on: which thread polls which task, for the threads' "task"; write_runtimes
+ * writes the runtimes array (the plugin's model, straight from its tables:
+ * lua/json_text.h) and may fail.
  */
 void td_report_tasks_json(FILE *out, const struct td_snapshot *snap,
-			  const struct td_thread_list *list, const char *runtimes, size_t runtimes_len,
-			  const struct td_task_on *on, size_t non);
+			  const struct td_thread_list *list, const struct td_task_on *on, size_t non,
+			  struct td_error *(*write_runtimes)(FILE *out, void *arg), void *arg,
+			  struct td_error **err);
 /* model: {"runtimes": [...]} as the runtime plugin returned it (borrowed). */
 void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 			  const struct td_thread_list *list, struct json_object *model,
