@@ -247,27 +247,29 @@ static bool write_value(struct writer *w, int idx, int depth)
 		memo_add(w, table);
 		return write_table(w, idx, depth);
 	}
+	size_t off = seen->off, len = seen->len;
+	bool whole = true;
 	if (!seen->kept) {
 		/* Met again: made once more, into the arena, and kept. */
 		struct td_json_text *saved = w->out;
 		w->out = &w->arena;
-		size_t start = w->arena.len;
-		bool whole = write_table(w, idx, depth);
+		off = w->arena.len;
+		whole = write_table(w, idx, depth);
 		w->out = saved;
-		if (!whole)
-			return false;  /* cut by the depth limit: made again each time */
-		seen = memo_find(w, table);   /* the memo may have grown meanwhile */
-		*seen = (struct shared){ .table = table, .kept = true, .off = start,
-					 .len = w->arena.len - start };
+		len = w->arena.len - off;
+		if (whole && (seen = memo_find(w, table)))   /* the memo may have grown meanwhile */
+			*seen = (struct shared){ .table = table, .kept = true, .off = off, .len = len };
 		if (saved == &w->arena)
-			return true;  /* already where it is wanted */
+			return whole;  /* already where it is wanted */
 	}
-	/* The arena may move as out grows when out is the arena: reserve first. */
-	if (reserve(out, seen->len)) {
-		memcpy(out->data + out->len, w->arena.data + seen->off, seen->len);
-		out->len += seen->len;
+	/* When out is the arena it may move as it grows: reserve first. */
+	if (reserve(out, len)) {
+		memcpy(out->data + out->len, w->arena.data + off, len);
+		out->len += len;
 	}
-	return true;
+	if (!whole)
+		w->arena.len = off;  /* cut by the depth limit: made again each time, not kept */
+	return whole;
 }
 
 static void flush(struct writer *w)

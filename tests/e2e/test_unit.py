@@ -9,7 +9,7 @@ UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file())
 
 
 def test_unit_tests_were_built():
-    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-syscalls"]
+    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-syscalls"]
 
 
 @pytest.mark.parametrize("exe", UNIT_TESTS, ids=lambda p: p.name)
