@@ -193,6 +193,89 @@ static struct page *page_slot(struct page *pages, size_t capacity, uint64_t numb
 	return &pages[i];
 }
 
+static bool page_cached(struct td_program *prog, uint64_t number)
+{
+	return page_slot(prog->pages, prog->capacity, number + 1)->number != 0;
+}
+
+/* Makes room for one more page; false if out of memory. */
+static bool grow_pages(struct td_program *prog)
+{
+	if ((prog->npages + 1) * 2 <= prog->capacity)
+		return true;
+	size_t cap = prog->capacity * 2;
+	struct page *grown = calloc(cap, sizeof(*grown));
+	if (!grown)
+		return false;
+	for (size_t i = 0; i < prog->capacity; i++)
+		if (prog->pages[i].number)
+			*page_slot(grown, cap, prog->pages[i].number) = prog->pages[i];
+	free(prog->pages);
+	prog->pages = grown;
+	prog->capacity = cap;
+	return true;
+}
+
+static struct page *add_page(struct td_program *prog, uint64_t number, const unsigned char *bytes,
+			     size_t valid)
+{
+	unsigned char *data = malloc(TD_PAGE_SIZE);
+	if (!data || !grow_pages(prog)) {
+		free(data);
+		return NULL;
+	}
+	memcpy(data, bytes, valid);
+	struct page *p = page_slot(prog->pages, prog->capacity, number + 1);
+	*p = (struct page){ .number = number + 1, .valid = (uint32_t)valid, .data = data };
+	prog->npages++;
+	return p;
+}
+
+/*
+ * Read-ahead: when the page next to a missed one is cached, the reads run
+ * through memory in one direction (tokio's owned list, allocated in order,
+ * is walked newest first: downward), and the next TD_READ_AHEAD pages that
+ * way are read in one call. 100,000 tasks: 5,000 reads become ~400.
+ */
+#define TD_READ_AHEAD 16
+
+static const struct page *read_ahead(struct td_program *prog, uint64_t number)
+{
+	int dir = 0;
+	if (number > 0 && page_cached(prog, number - 1))
+		dir = 1;
+	else if (number + 1 != 0 && page_cached(prog, number + 1))
+		dir = -1;
+	if (!dir || prog->npages + TD_READ_AHEAD >= TD_CACHE_MAX_PAGES)
+		return NULL;
+	uint64_t lo = number, n = 1;
+	while (n < TD_READ_AHEAD) {
+		uint64_t next = dir > 0 ? lo + n : lo - 1;
+		if ((dir < 0 && lo == 0) || page_cached(prog, next))
+			break;
+		if (dir < 0)
+			lo = next;
+		n++;
+	}
+	if (n == 1)
+		return NULL;
+	static unsigned char block[TD_READ_AHEAD * TD_PAGE_SIZE];
+	size_t got = td_snapshot_read(prog->snap, lo * TD_PAGE_SIZE, block, n * TD_PAGE_SIZE);
+	if (got < (number - lo + 1) * TD_PAGE_SIZE)
+		return NULL;  /* the missed page is not in what was read: read it alone */
+	const struct page *wanted = NULL;
+	for (uint64_t k = 0; k < n && k * TD_PAGE_SIZE < got; k++) {
+		size_t valid = got - k * TD_PAGE_SIZE;
+		struct page *p = add_page(prog, lo + k, block + k * TD_PAGE_SIZE,
+					  valid > TD_PAGE_SIZE ? TD_PAGE_SIZE : valid);
+		if (!p)
+			return NULL;
+		if (lo + k == number)
+			wanted = p;
+	}
+	return wanted;
+}
+
 static const struct page *get_page(struct td_program *prog, uint64_t number)
 {
 	struct page *p = page_slot(prog->pages, prog->capacity, number + 1);
@@ -205,27 +288,12 @@ static const struct page *get_page(struct td_program *prog, uint64_t number)
 		uncached.valid = (uint32_t)td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, scratch, TD_PAGE_SIZE);
 		return &uncached;
 	}
-	if ((prog->npages + 1) * 2 > prog->capacity) {
-		size_t cap = prog->capacity * 2;
-		struct page *grown = calloc(cap, sizeof(*grown));
-		if (!grown)
-			return NULL;
-		for (size_t i = 0; i < prog->capacity; i++)
-			if (prog->pages[i].number)
-				*page_slot(grown, cap, prog->pages[i].number) = prog->pages[i];
-		free(prog->pages);
-		prog->pages = grown;
-		prog->capacity = cap;
-		p = page_slot(prog->pages, prog->capacity, number + 1);
-	}
-	unsigned char *data = malloc(TD_PAGE_SIZE);
-	if (!data)
-		return NULL;
-	p->number = number + 1;
-	p->data = data;
-	p->valid = (uint32_t)td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, data, TD_PAGE_SIZE);
-	prog->npages++;
-	return p;
+	const struct page *ahead = read_ahead(prog, number);
+	if (ahead)
+		return ahead;
+	unsigned char bytes[TD_PAGE_SIZE];
+	size_t valid = td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, bytes, TD_PAGE_SIZE);
+	return add_page(prog, number, bytes, valid);
 }
 
 struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *buf, size_t len)
