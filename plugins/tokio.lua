@@ -212,10 +212,18 @@ end
 
 local function cell_types()
   if layout.cells then return layout.cells end
+  -- By future type, then by scheduler: a future spawned through a Handle
+  -- has a Cell for each scheduler flavor in the binary, and only the vtable's
+  -- poll<T, S> tells which one a task is.
   local cells = {}
   td.each_type("tokio::runtime::task::core", "Cell<", function(t)
-    local T = td.template(t, "T")
-    if T then cells[td.id(T)] = t end
+    local T, S = td.template(t, "T"), td.template(t, "S")
+    if T then
+      local by_s = cells[td.id(T)] or {}
+      cells[td.id(T)] = by_s
+      by_s[S and type_path(S) or "?"] = t
+      by_s.any = by_s.any or t
+    end
     return false
   end)
   layout.cells = cells
@@ -247,7 +255,8 @@ local function vtable_info(addr)
     id_offset = td.read(addr + layout.id_offset),
   }
   if fn and fn.T then
-    info.cell = cell_types()[td.id(fn.T)]
+    local by_s = cell_types()[td.id(fn.T)]
+    info.cell = by_s and (fn.S and by_s[type_path(fn.S)] or by_s.any)
     info.future = fn.T
     if info.cell then
       -- Cell { header, core: Core { scheduler, task_id, stage: CoreStage { stage } } }

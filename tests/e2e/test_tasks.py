@@ -196,6 +196,46 @@ def test_kernel_core(tmp_path):
     check_model(doc, live=False, aborted=True)
 
 
+SHARDED = RUST_FIXTURES.parent / "sharded" / "release"
+
+
+def strip_crate_dir(doc):
+    """The sharded build's crate sits in sharded/: DWARF names its sources ../src/..."""
+    if isinstance(doc, dict):
+        return {k: (v[3:] if k == "file" and isinstance(v, str) and v.startswith("../") else strip_crate_dir(v))
+                for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [strip_crate_dir(v) for v in doc]
+    return doc
+
+
+def test_sharded_owned_list(tmp_path):
+    """tokio >= 1.35 keeps its owned tasks in a sharded list (ShardedList:
+    Box<[Mutex<LinkedList>]>); the same fixture on Debian's tokio 1.24.2 patched
+    to that shape (tests/fixtures/rust/sharded) gives the same model, live and
+    on a core, for the multi-thread and current-thread runtimes alike."""
+    target = Target([SHARDED / "tasks"])
+    try:
+        doc = tasks_json(target.pid)
+        check_model(strip_crate_dir(doc), live=True)
+        core = gcore(target.pid, tmp_path)
+        check_model(strip_crate_dir(tasks_json(core)), live=False)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+def test_sharded_many_tasks():
+    """5,000 tasks spread over the shards: every one found, listed in id order."""
+    target = Target([SHARDED / "many", "5000"])
+    try:
+        (rt,) = tasks_json(target.pid)["runtimes"]
+        assert [t["id"] for t in rt["tasks"]] == list(range(3, 5003))
+        assert {t["name"] for t in rt["tasks"]} == {"many::session"}
+    finally:
+        target.stop()
+
+
 def test_no_tokio_in_process(c_threads):
     """A process without tokio has no runtime: exit 0, an empty list, said plainly."""
     doc = tasks_json(c_threads.pid)
