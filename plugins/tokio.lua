@@ -917,10 +917,14 @@ function M.finish()
     return backtrace, holds, waiting_on
   end
   -- A future's full and short names, once per task vtable.
+  -- A boxed future (Pin<Box<F>>, as tokio >= 1.41 spawns big ones, or a
+  -- Pin<Box<dyn Future>>) is named after the future in the box, the first
+  -- level of its chain (td.await_chain looks through boxes).
   local names_of_vtable = setmetatable({}, { __index = function(t, vt)
     local info = vtables[vt]
     local names = { "?", "?" }
     if info and info.future then names = { names_of_id(td.id(info.future)) } end
+    names.boxed = names[1]:find("^core::pin::Pin<") or names[1]:find("^alloc::boxed::Box<")
     t[vt] = names
     return names
   end })
@@ -947,7 +951,7 @@ function M.finish()
         tasks[n] = {
           id = id, state = state, state_bits = bits, refs = bits >> 6,
           address = ptr(node[i]),
-          future = names[1], name = names[2],
+          future = names[1], name = names.boxed and backtrace[1] and backtrace[1].name or names[2],
           running_on = running_on[id] or td.null,
           spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
           backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],

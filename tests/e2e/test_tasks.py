@@ -236,6 +236,50 @@ def test_sharded_many_tasks():
         target.stop()
 
 
+def test_boxed_futures(tmp_path):
+    """Await chains go through boxes: a task spawned as Pin<Box<F>> (as tokio
+    >= 1.41 spawns futures over 16 KiB) is named and followed as F; a
+    Pin<Box<dyn Future>> (async-trait, BoxFuture) is followed to the future
+    its vtable names; async recursion through Box::pin, level by level."""
+    target = Target([RUST_FIXTURES / "boxed"])
+    lines = marker_lines(RUST_SOURCE_DIR / "boxed.rs")
+    src = "src/bin/boxed.rs"
+    dyn = ("core::pin::Pin<alloc::boxed::Box<(dyn core::future::future::Future<Output=u32> + "
+           "core::marker::Send), alloc::alloc::Global>>")
+    rx = "tokio::sync::oneshot::Receiver<u32>"
+    block = "boxed::recurse::{async_block_env#0}"
+    try:
+        live = tasks_json(target.pid)
+        core = tasks_json(gcore(target.pid, tmp_path))
+        for doc in (live, core):
+            (rt,) = doc["runtimes"]
+            got = {t["id"]: t for t in rt["tasks"]}
+            assert sorted(got) == [3, 4, 5]
+            assert [(t["name"], t["future"]) for t in (got[3], got[5])] == [
+                ("boxed::big_job", "core::pin::Pin<alloc::boxed::Box<boxed::big_job::{async_fn_env#0}, "
+                 "alloc::alloc::Global>>"),
+                (block, dyn)]
+            assert got[4]["name"] == "boxed::via_trait"
+            def bt(t):
+                return [(aw["name"], aw["state"], aw["file"], aw["line"], aw["awaiting"]) for aw in t["backtrace"]]
+            assert bt(got[3]) == [("boxed::big_job", "Suspend0", src, lines["big_await"], rx)]
+            assert bt(got[4]) == [
+                ("boxed::via_trait", "Suspend0", src, lines["trait_await"], dyn),
+                ("boxed::remote_fetch", "Suspend0", src, lines["fetch_await"], "tokio::time::sleep::Sleep")]
+            assert bt(got[5]) == [
+                (block, "Suspend1", src, lines["recurse_await"], dyn),
+                (block, "Suspend1", src, lines["recurse_await"], dyn),
+                (block, "Suspend0", src, lines["recurse_leaf"], rx)]
+            # The boxed leaves are followed to what they wait on.
+            assert got[3]["waiting_on"]["kind"] == got[5]["waiting_on"]["kind"] == "tokio::sync::oneshot"
+            assert got[3]["waiting_on"]["key"] != got[5]["waiting_on"]["key"]
+            assert got[4]["waiting_on"]["kind"] == "tokio::time::Sleep"
+            assert got[4]["waiting_on"]["deadline_ms"] > 3600 * 1000
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def test_no_tokio_in_process(c_threads):
     """A process without tokio has no runtime: exit 0, an empty list, said plainly."""
     doc = tasks_json(c_threads.pid)
