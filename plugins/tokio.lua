@@ -800,12 +800,35 @@ local function pinned_futures(tid)
         end
       end
       if count == 1 then
+        seen[found.address] = true
         -- (in a deeper frame, or inlined deeper into this one)
         for f = 0, v.frame do
           local depth = polled_below[f]
           if depth and (f < v.frame or depth < v.depth) then found.running = true end
         end
         out[#out + 1] = found
+      end
+    end
+  end
+  -- A boxed future (block_on(Box::pin(f)), and tokio >= 1.39 boxes futures
+  -- over 16 KiB itself) does not move when its box does: any located copy of
+  -- the box (a caller's `future` argument) leads to it.
+  for _, v in ipairs(locals) do
+    local tn = td.type_name(v.type) or ""
+    if v.addr and (v["function"] or ""):find("^block_on") and tn:find("^Pin<alloc::boxed::Box<") then
+      local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
+      local ok, t = pcall(function() return td.pointee(select(2, td.offset(v.type, field))) end)
+      local a = ok and t and (td.type_name(t) or ""):find("^{async_") and td.try_read(v.addr)
+      if a and a ~= 0 and not seen[a] then
+        local chain, leaf = suspended(t, a)
+        if chain then
+          seen[a] = true
+          local found = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf }
+          for f = 0, v.frame do
+            if polled_below[f] and f < v.frame then found.running = true end
+          end
+          out[#out + 1] = found
+        end
       end
     end
   end

@@ -275,6 +275,14 @@ def test_boxed_futures(tmp_path):
             assert got[3]["waiting_on"]["key"] != got[5]["waiting_on"]["key"]
             assert got[4]["waiting_on"]["kind"] == "tokio::time::Sleep"
             assert got[4]["waiting_on"]["deadline_ms"] > 3600 * 1000
+            # block_on's future, boxed: found through any copy of its box.
+            (main,) = rt["block_on"]
+            assert (main["thread"], main["state"], main["name"]) == (
+                doc["target"]["pid"], "idle", "boxed::main::{async_block_env#0}")
+            assert bt(main) == [("boxed::main::{async_block_env#0}", "Suspend1", src, lines["main_sleep"],
+                                 "tokio::time::sleep::Sleep")]
+            held = {h["name"]: h["resource"]["key"] for h in main["holds"]}
+            assert held == {"tx1": got[3]["waiting_on"]["key"], "tx2": got[5]["waiting_on"]["key"]}
         assert_untouched(target.pid)
     finally:
         target.stop()
