@@ -12,7 +12,10 @@
 --      the window, so a shutdown that merely waits for a short closure to
 --      finish is not reported.
 -- Found from the stacks: tokio's shutdown frames, and the frames of its
--- blocking pool (blocking::pool::Inner::run).
+-- blocking pool (blocking::pool::Inner::run). Which pool a thread runs in, and
+-- which one a shutdown waits for, come from their frames' variables
+-- (ctx.blocking_pools, from the plugin): with several runtimes, a shutdown
+-- waits only for the threads of its own pool.
 
 local SHUTDOWN = {
   "^tokio::runtime::blocking::pool::BlockingPool::shutdown",
@@ -56,11 +59,16 @@ local function fn_at(f)
 end
 
 -- The threads of a blocking pool blocked in the user's code, with what they
--- are blocked in: { th, user, api, closure }.
+-- are blocked in: { th, user, api, closure }. Only the pool being shut down,
+-- where both pools are known.
 local function blocked_pool_threads(ctx, shutting)
   local out = {}
+  local pools = ctx.blocking_pools or {}
+  local shuts = (pools[shutting.tid] or {}).shuts
   for _, other in ipairs(ctx.threads) do
-    if other ~= shutting and other.syscall and frame_index(other, POOL) then
+    local runs = (pools[other.tid] or {}).runs
+    if other ~= shutting and other.syscall and frame_index(other, POOL)
+       and not (shuts and runs and shuts ~= runs) then
       local u, api = user_call(other, nil)
       if u and stuck(ctx, other) then
         out[#out + 1] = { th = other, user = u, api = api, closure = outermost_user(other) }
@@ -86,7 +94,8 @@ detectors.self_shutdown = function(ctx, ix)
       end
       local where = user and at(user) or "?"
       local waits_in = short_fn(fn_of(th.frames[s]))
-      if frame_index(th, POOL) then
+      local pool = (ctx.blocking_pools or {})[th.tid] or {}
+      if frame_index(th, POOL) and not (pool.runs and pool.shuts and pool.runs ~= pool.shuts) then
         out[#out + 1] = finding("self_shutdown",
           string.format("a runtime is dropped inside one of its own blocking threads (%s, at %s): its shutdown waits for this very thread",
             thread_label(th), where),
@@ -121,9 +130,9 @@ detectors.self_shutdown = function(ctx, ix)
               what, blocked_in(b), b.th.syscall, fn_at(b.user))
           end
           evidence[#evidence + 1] = string.format(
-            "the shutdown returns only when %s; if what %s waits for comes from %s after the shutdown, neither ever moves",
+            "the shutdown returns only when %s; if what %s for comes from %s after the shutdown, neither ever moves",
             #blocked == 1 and "that thread returns" or "those threads return",
-            #blocked == 1 and "it" or "they", thread_label(th))
+            #blocked == 1 and "it waits" or "they wait", thread_label(th))
           if ctx.options.live then
             evidence[#evidence + 1] = string.format("%s sat in the same system call in each of the %d samples of the %d ms window",
               #threads == 2 and "both threads" or string.format("all %d threads", #threads),

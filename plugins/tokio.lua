@@ -1157,6 +1157,59 @@ function M.thread_holds()
   return out
 end
 
+-- diagnose only, after finish(): the blocking pool each thread runs in (a
+-- pool thread's blocking::pool::Inner::run, whose `self` is the pool) or
+-- shuts down (BlockingPool::shutdown, whose `shared` guard locks the pool's
+-- Inner.shared; or the Runtime being dropped, whose blocking_pool leads to
+-- it). { [tid] = { runs = Inner address, shuts = Inner address } }: a
+-- shutdown waits only for the threads of its own pool.
+local function pointer_to(v, pattern, depth)
+  local tn = td.type_name(v) or ""
+  if tn:find("^&") or tn:find("^%*") then
+    local pointee = td.pointee(td.type_of(v))
+    if (td.type_name(pointee) or ""):find(pattern) then return td.pointer(v), pointee end
+    return nil
+  end
+  if (depth or 0) >= 4 then return nil end
+  for _, f in ipairs(td.fields(v)) do
+    if f.size > 0 and f.type ~= "<variants>" then
+      local a, t = pointer_to(v[f.name], pattern, (depth or 0) + 1)
+      if a then return a, t end
+    end
+  end
+  return nil
+end
+
+function M.blocking_pools()
+  local out = {}
+  local inner_t = td.find_type("tokio::runtime::blocking::pool::Inner")
+  if not inner_t then return out end
+  local shared_off = td.offset(inner_t, "shared")
+  for _, t in ipairs(td.threads()) do
+    local rec = {}
+    for _, v in ipairs(td.frame_locals(t.tid)) do
+      local fn, tn = v["function"] or "", td.type_name(v.type) or ""
+      if v.addr then
+        local ok, kind, addr = pcall(function()
+          local val = td.value(v.type, v.addr)
+          if fn == "run" and v.name == "self" and tn == "&tokio::runtime::blocking::pool::Inner" then
+            return "runs", td.pointer(val)
+          elseif fn == "shutdown" and v.name == "shared"
+                 and tn:find("^MutexGuard<tokio::runtime::blocking::pool::Shared>") then
+            local m = pointer_to(val, "^Mutex<")
+            return "shuts", m and m - shared_off
+          elseif tn == "Runtime" and fn:find("^drop") then
+            return "shuts", td.addr(arc_data(val.blocking_pool.spawner.inner))
+          end
+        end)
+        if ok and kind and addr and addr ~= 0 then rec[kind] = rec[kind] or addr end
+      end
+    end
+    out[t.tid] = next(rec) and rec or nil
+  end
+  return out
+end
+
 function M.walk()
   local runtimes, by_handle, running_on, new_runtime, thread_runtime = find_runtimes()
   if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end

@@ -2344,19 +2344,27 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		goto out;
 	}
 	lua_setfield(L, ctx, "model");
-	/* Optional: the locks and channel ends each thread's stack frames hold. */
-	lua_getfield(L, plugin, "thread_holds");
-	if (lua_isfunction(L, -1)) {
-		if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
-			err = td_error_format(TD_ERR_TARGET, "plugin %s failed in thread_holds: %s",
-					      lua->plugin_path ? lua->plugin_path : "?", lua_tostring(L, -1));
-			goto out;
+	/*
+	 * Optional, each a table for the detectors (an empty one if the plugin
+	 * has no such entry): the locks and channel ends each thread's stack
+	 * frames hold; the blocking pool each thread runs in or shuts down.
+	 */
+	static const char *const extras[] = { "thread_holds", "blocking_pools", NULL };
+	for (int i = 0; extras[i]; i++) {
+		lua_getfield(L, plugin, extras[i]);
+		if (lua_isfunction(L, -1)) {
+			if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
+				err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
+						      lua->plugin_path ? lua->plugin_path : "?", extras[i],
+						      lua_tostring(L, -1));
+				goto out;
+			}
+		} else {
+			lua_pop(L, 1);
+			lua_newtable(L);
 		}
-	} else {
-		lua_pop(L, 1);
-		lua_newtable(L);
+		lua_setfield(L, ctx, extras[i]);
 	}
-	lua_setfield(L, ctx, "thread_holds");
 	lua_getfield(L, plugin, "samples");
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
