@@ -732,22 +732,18 @@ static int l_walk_list(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	/* Result columns. */
-	lua_newtable(L);
-	int result = lua_gettop(L);
-	lua_newtable(L);
-	int node_col = lua_gettop(L);
-	int cols[TD_WALK_MAX_FIELDS];
-	for (int f = 0; f < nfields; f++) {
-		lua_newtable(L);
-		cols[f] = lua_gettop(L);
-	}
+	/*
+	 * The columns are gathered in C and made Lua tables of the right size at
+	 * the end: grown one element at a time they were rehashed ~17 times each.
+	 */
+	size_t cap = 1024;
+	uint64_t *vals = malloc(cap * (size_t)(nfields + 1) * sizeof(*vals));
 	/* Cycle check: a set of visited nodes in a Lua table would cost more than the walk. */
 	size_t seen_cap = 1024, seen_n = 0;
 	uint64_t *seen = calloc(seen_cap, sizeof(*seen));
 	struct td_error *err = NULL;
 	lua_Integer count = 0;
-	while (node && count < max && seen) {
+	while (node && count < max && seen && vals) {
 		if (seen_n * 2 >= seen_cap) {
 			uint64_t *grown = calloc(seen_cap * 2, sizeof(*grown));
 			if (!grown)
@@ -779,15 +775,22 @@ static int l_walk_list(lua_State *L)
 		}
 		seen[j] = node;
 		seen_n++;
+		if ((size_t)count == cap) {
+			uint64_t *grown = realloc(vals, cap * 2 * (size_t)(nfields + 1) * sizeof(*vals));
+			if (!grown)
+				break;
+			vals = grown;
+			cap *= 2;
+		}
+		uint64_t *row = vals + (size_t)count * (size_t)(nfields + 1);
+		row[0] = node;
+		memset(row + 1, 0, (size_t)nfields * sizeof(*row));  /* fields past a failed read */
 		count++;
-		lua_pushinteger(L, (lua_Integer)node);
-		lua_rawseti(L, node_col, count);
 		for (int f = 0; f < nfields && !err; f++) {
 			uint64_t addr, v = 0;
 			if (!(err = rel_resolve(prog, node, &rel[f], &addr)))
 				err = td_program_read_uint(prog, addr, sizes[f], &v);
-			lua_pushinteger(L, (lua_Integer)v);
-			lua_rawseti(L, cols[f], count);
+			row[f + 1] = v;
 		}
 		uint64_t next_addr;
 		if (err || (err = rel_resolve(prog, node, &next, &next_addr)) ||
@@ -795,12 +798,20 @@ static int l_walk_list(lua_State *L)
 			break;
 	}
 	free(seen);
-	lua_pushvalue(L, node_col);
-	lua_setfield(L, result, "node");
-	for (int f = 0; f < nfields; f++) {
-		lua_pushvalue(L, cols[f]);
-		lua_setfield(L, result, names[f]);
+	if (!vals || !seen)
+		err = err ? err : &td_enomem;
+	/* Result columns. */
+	lua_createtable(L, 0, nfields + 1);
+	int result = lua_gettop(L);
+	for (int f = -1; f < nfields; f++) {
+		lua_createtable(L, (int)count, 0);
+		for (lua_Integer i = 0; i < count; i++) {
+			lua_pushinteger(L, (lua_Integer)vals[(size_t)i * (size_t)(nfields + 1) + (size_t)(f + 1)]);
+			lua_rawseti(L, -2, i + 1);
+		}
+		lua_setfield(L, result, f < 0 ? "node" : names[f]);
 	}
+	free(vals);
 	lua_pushvalue(L, result);
 	if (err) {
 		lua_pushstring(L, err->message);
