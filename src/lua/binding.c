@@ -746,8 +746,10 @@ static int l_walk_list(lua_State *L)
 	while (node && count < max && seen && vals) {
 		if (seen_n * 2 >= seen_cap) {
 			uint64_t *grown = calloc(seen_cap * 2, sizeof(*grown));
-			if (!grown)
+			if (!grown) {
+				err = &td_enomem;
 				break;
+			}
 			for (size_t i = 0; i < seen_cap; i++) {
 				if (!seen[i])
 					continue;
@@ -777,8 +779,10 @@ static int l_walk_list(lua_State *L)
 		seen_n++;
 		if ((size_t)count == cap) {
 			uint64_t *grown = realloc(vals, cap * 2 * (size_t)(nfields + 1) * sizeof(*vals));
-			if (!grown)
+			if (!grown) {
+				err = &td_enomem;
 				break;
+			}
 			vals = grown;
 			cap *= 2;
 		}
@@ -797,9 +801,9 @@ static int l_walk_list(lua_State *L)
 		    (err = td_program_read_uint(prog, next_addr, 8, &node)))
 			break;
 	}
+	if ((!vals || !seen) && !err)
+		err = &td_enomem;
 	free(seen);
-	if (!vals || !seen)
-		err = err ? err : &td_enomem;
 	/* Result columns. */
 	lua_createtable(L, 0, nfields + 1);
 	int result = lua_gettop(L);
