@@ -167,6 +167,9 @@ local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?
 local EMPTY = {}
 -- Scheduler Context types (their Core counts ticks), resolved before a stop.
 -- Each scheduler's scoped thread-local and the Context type it points to.
+-- tokio >= 1.29 keeps the scheduler's Context in CONTEXT.scheduler instead:
+-- { type = tokio::runtime::scheduler::Context, or false }.
+local SCHEDULER_CONTEXT = {}
 local TICK_ROOTS = {
   { tls = "tokio::runtime::scheduler::multi_thread::worker::CURRENT",
     context = "tokio::runtime::scheduler::multi_thread::worker::Context" },
@@ -667,6 +670,9 @@ function M.prepare()
   for _, root in ipairs(TICK_ROOTS) do
     if root.type == nil then root.type = td.find_type(root.context) or false end
   end
+  if SCHEDULER_CONTEXT.type == nil then
+    SCHEDULER_CONTEXT.type = td.find_type("tokio::runtime::scheduler::Context") or false
+  end
   if td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
     cell_types()
@@ -1078,7 +1084,23 @@ local function scheduler_tick(tid)
       if ok and tick then return tick end
     end
   end
-  return nil
+  -- tokio >= 1.29: those thread-locals are gone; CONTEXT.scheduler is a
+  -- Scoped pointer to a scheduler::Context enum (CurrentThread or
+  -- MultiThread), whose payload keeps `core: RefCell<Option<Box<Core>>>`.
+  -- Read from tokio's source; untested here (only 1.24 is packaged).
+  if SCHEDULER_CONTEXT.type == nil then
+    SCHEDULER_CONTEXT.type = td.find_type("tokio::runtime::scheduler::Context") or false
+  end
+  if not SCHEDULER_CONTEXT.type then return nil end
+  local ok, tick = pcall(function()
+    local ctx = context(tid)
+    local p = ctx and td.uint(peel(ctx.scheduler.inner))
+    if not p or p == 0 then return nil end
+    local payload = td.variant(td.value(SCHEDULER_CONTEXT.type, p))
+    local core = some(peel(peel(payload).core))
+    return core and td.uint(td.deref(core).tick)
+  end)
+  return ok and tick or nil
 end
 
 -- The series `diagnose` watches: per sample, each thread's task, tick and
