@@ -1543,19 +1543,8 @@ static int l_hex(lua_State *L)
 	char buf[96];
 	if (plen > sizeof(buf) - 19)
 		return luaL_error(L, "td.hex: prefix too long");
-	char digits[16];
-	int nd = 0;
-	do {
-		digits[nd++] = "0123456789abcdef"[n & 15];
-		n >>= 4;
-	} while (n);
 	memcpy(buf, prefix, plen);
-	size_t len = plen;
-	buf[len++] = '0';
-	buf[len++] = 'x';
-	while (nd)
-		buf[len++] = digits[--nd];
-	lua_pushlstring(L, buf, len);
+	lua_pushlstring(L, buf, plen + td_json_hex(buf + plen, n));
 	return 1;
 }
 
@@ -1575,9 +1564,9 @@ static int l_ptr(lua_State *L)
 /* "0x..." for a td.ptr, "null" for td.null. */
 static const char *ptr_text(const void *p, char *buf, size_t size)
 {
-	if (p == &null_sentinel)
+	if (p == &null_sentinel || size < 19)
 		return "null";
-	snprintf(buf, size, "0x%llx", (unsigned long long)(uintptr_t)p);
+	td_json_hex(buf, (uint64_t)(uintptr_t)p);
 	return buf;
 }
 
@@ -1880,16 +1869,7 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 		if (shared && *shared)
 			return json_object_get(*shared);
 		struct json_object *result;
-		/* A table with [1] (or an empty one marked as array) is an array. */
-		lua_rawgeti(L, idx, 1);
-		bool array = !lua_isnil(L, -1);
-		lua_pop(L, 1);
-		if (!array && lua_getmetatable(L, idx)) {
-			lua_getfield(L, -1, "__array");
-			array = lua_toboolean(L, -1);
-			lua_pop(L, 2);
-		}
-		if (array) {
+		if (td_json_is_array(L, idx)) {
 			result = json_object_new_array();
 			lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 			for (lua_Integer i = 1; i <= n; i++) {
@@ -2046,69 +2026,66 @@ struct td_program *td_lua_program(struct td_lua *lua)
 	return lua->prog;
 }
 
+/*
+ * Calls the loaded plugin's function `entry` within limit_ms, leaving its
+ * result on top of the stack; the caller restores the stack. A missing entry
+ * is an error unless optional (then *called is false and nothing is pushed
+ * that matters).
+ */
+static struct td_error *call_entry(struct td_lua *lua, const char *entry, unsigned limit_ms,
+				   bool optional, bool *called)
+{
+	lua_State *L = lua->L;
+	const char *path = lua->plugin_path ? lua->plugin_path : "(none)";
+	*called = false;
+	lua_pushcfunction(L, traceback);
+	int tb = lua_gettop(L);
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (!lua_istable(L, -1))
+		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
+	if (lua_getfield(L, -1, entry) != LUA_TFUNCTION) {
+		if (optional)
+			return NULL;  /* optional entries (prepare) may be absent */
+		return td_error_format(TD_ERR_TARGET, "plugin %s has no function %s", path, entry);
+	}
+	budget_start(lua, limit_ms);
+	if (lua_pcall(L, 0, 1, tb) != LUA_OK)
+		return td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
+				       path, entry, lua_tostring(L, -1));
+	*called = true;
+	return NULL;
+}
+
 struct td_error *td_lua_call_plugin(struct td_lua *lua, const char *entry, bool target_stopped,
 				    struct json_object **ret)
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	const char *path = lua->plugin_path ? lua->plugin_path : "(none)";
-	lua_pushcfunction(L, traceback);
-	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
-	if (!lua_istable(L, -1)) {
-		lua_settop(L, base);
-		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
-	}
-	lua_getfield(L, -1, entry);
-	if (!lua_isfunction(L, -1)) {
-		lua_settop(L, base);
-		if (!ret)
-			return NULL;  /* optional entries (prepare) may be absent */
-		return td_error_format(TD_ERR_TARGET, "plugin %s has no function %s", path, entry);
-	}
-	budget_start(lua, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
-						       path, entry, lua_tostring(L, -1));
-		lua_settop(L, base);
-		return err;
-	}
-	if (ret) {
+	bool called;
+	struct td_error *err = call_entry(lua, entry, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS,
+					  !ret, &called);
+	if (!err && called && ret) {
 		td_timing_mark("plugin call");
 		keep_alive(L, -1);
 		*ret = to_json(L, -1, 0);
 		td_timing_mark("plugin result to JSON");
 	}
 	lua_settop(L, base);
-	return NULL;
+	return err;
 }
 
 struct td_error *td_lua_call_keep(struct td_lua *lua, const char *entry)
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	lua_pushcfunction(L, traceback);
-	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
-	if (!lua_istable(L, -1)) {
-		lua_settop(L, base);
-		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
-	}
-	if (lua_getfield(L, -1, entry) != LUA_TFUNCTION) {
-		lua_settop(L, base);
-		return td_error_format(TD_ERR_TARGET, "plugin %s has no function %s",
-				       lua->plugin_path ? lua->plugin_path : "(none)", entry);
-	}
-	budget_start(lua, TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
-						       lua->plugin_path ? lua->plugin_path : "(none)",
-						       entry, lua_tostring(L, -1));
-		lua_settop(L, base);
-		return err;
-	}
-	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.result");
+	bool called;
+	struct td_error *err = call_entry(lua, entry, TD_LUA_OTHER_MS, false, &called);
+	if (!err)
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.result");
 	lua_settop(L, base);
-	td_timing_mark("plugin call");
-	return NULL;
+	if (!err)
+		td_timing_mark("plugin call");
+	return err;
 }
 
 /* Pushes the kept result's field key (nil if none). */

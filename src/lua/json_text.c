@@ -115,19 +115,29 @@ static void put_int(struct td_json_text *out, long long v)
 	put(out, p, (size_t)(end - p));
 }
 
+size_t td_json_hex(char *buf, uint64_t a)
+{
+	char digits[16];
+	size_t n = 0, len = 0;
+	do {
+		digits[n++] = "0123456789abcdef"[a & 15];
+		a >>= 4;
+	} while (a);
+	buf[len++] = '0';
+	buf[len++] = 'x';
+	while (n)
+		buf[len++] = digits[--n];
+	buf[len] = '\0';
+	return len;
+}
+
 static void put_address(struct td_json_text *out, uint64_t a)
 {
 	char buf[24];
-	char *end = buf + sizeof(buf), *p = end;
-	*--p = '"';
-	do {
-		*--p = "0123456789abcdef"[a & 15];
-		a >>= 4;
-	} while (a);
-	*--p = 'x';
-	*--p = '0';
-	*--p = '"';
-	put(out, p, (size_t)(end - p));
+	buf[0] = '"';
+	size_t len = 1 + td_json_hex(buf + 1, a);
+	buf[len++] = '"';
+	put(out, buf, len);
 }
 
 static size_t memo_hash(const void *key, size_t cap)
@@ -174,7 +184,7 @@ static void memo_add(struct writer *w, const void *table)
 	w->count++;
 }
 
-static bool is_array(lua_State *L, int idx)
+bool td_json_is_array(lua_State *L, int idx)
 {
 	bool array = lua_rawgeti(L, idx, 1) != LUA_TNIL;
 	lua_pop(L, 1);
@@ -284,7 +294,7 @@ static bool write_table(struct writer *w, int idx, int depth)
 	lua_State *L = w->L;
 	luaL_checkstack(L, 4, "JSON nesting");
 	bool whole = true, first = true;
-	if (is_array(L, idx)) {
+	if (td_json_is_array(L, idx)) {
 		put(w->out, "[", 1);
 		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 		for (lua_Integer i = 1; i <= n; i++) {

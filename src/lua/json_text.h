@@ -15,9 +15,16 @@
 #define TD_LUA_JSON_TEXT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <lua.h>
+
+/* Whether the table at idx is written as an array: it has [1], or __array in its metatable. */
+bool td_json_is_array(lua_State *L, int idx);
+
+/* "0x..." (lowercase hex, no padding) into buf (19 bytes at least); its length. */
+size_t td_json_hex(char *buf, uint64_t a);
 
 /* Writes the value at idx of L's stack to f; false if out of memory or f failed. */
 bool td_json_write_lua(FILE *f, lua_State *L, int idx, int max_depth, const void *null);
