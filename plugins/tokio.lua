@@ -681,6 +681,20 @@ function M.prepare()
 end
 
 local result
+
+-- Each thread's frame variables (td.frame_locals, located or not), once per
+-- stop: block_on's futures, thread_holds and blocking_pools all read them,
+-- and each call is a walk of DWARF scopes for every frame.
+local locals_of = {}
+local function frame_locals(tid)
+  local l = locals_of[tid]
+  if not l then
+    l = td.frame_locals(tid, nil, true)
+    locals_of[tid] = l
+  end
+  return l
+end
+
 local late   -- M.walk's runtime table and walker, for what finish() finds (follow_run_until)
 
 -- For `bt`: only the thread-local it reads, resolved before the stop.
@@ -704,6 +718,7 @@ end
 
 -- While the target is stopped: read what the model needs, and nothing more.
 function M.snapshot()
+  locals_of = {}   -- stacks of an earlier stop
   result = M.walk()
   now_ms = td.target_clock_ms()   -- for a Sleep's time left (live only)
   -- diagnose's last stop (sample() ran just before): a thread waiting in
@@ -750,7 +765,7 @@ end
 -- Returns { {frame=, address=, type=, chain=, leaf=, running=}, ... }.
 local MAX_PIN_SCAN = 1 << 20
 local function pinned_futures(tid)
-  local locals = td.frame_locals(tid, nil, true)
+  local locals = frame_locals(tid)
   local copies, polled_below = {}, {}
   -- By type path: each codegen unit has its own DIE of the same type.
   local function type_key(t) return td.qualified_name(t) or td.id(t) end
@@ -765,6 +780,15 @@ local function pinned_futures(tid)
     if v.name == "_task_context" then
       polled_below[v.frame] = math.min(polled_below[v.frame] or v.depth, v.depth)
     end
+  end
+  -- Whether an async body is polled under variable v: in a deeper frame, or
+  -- inlined deeper into v's own.
+  local function polled_under(v)
+    for f = 0, v.frame do
+      local depth = polled_below[f]
+      if depth and (f < v.frame or depth < v.depth) then return true end
+    end
+    return nil
   end
   -- The future at a, if its whole chain is suspended.
   local function suspended(t, a)
@@ -807,11 +831,7 @@ local function pinned_futures(tid)
       end
       if count == 1 then
         seen[found.address] = true
-        -- (in a deeper frame, or inlined deeper into this one)
-        for f = 0, v.frame do
-          local depth = polled_below[f]
-          if depth and (f < v.frame or depth < v.depth) then found.running = true end
-        end
+        found.running = polled_under(v)
         out[#out + 1] = found
       end
     end
@@ -829,11 +849,8 @@ local function pinned_futures(tid)
         local chain, leaf = suspended(t, a)
         if chain then
           seen[a] = true
-          local found = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf }
-          for f = 0, v.frame do
-            if polled_below[f] and f < v.frame then found.running = true end
-          end
-          out[#out + 1] = found
+          out[#out + 1] = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf,
+                            running = polled_under(v) }
         end
       end
     end
@@ -1087,10 +1104,8 @@ local function scheduler_tick(tid)
   -- tokio >= 1.29: those thread-locals are gone; CONTEXT.scheduler is a
   -- Scoped pointer to a scheduler::Context enum (CurrentThread or
   -- MultiThread), whose payload keeps `core: RefCell<Option<Box<Core>>>`.
-  -- Read from tokio's source; untested here (only 1.24 is packaged).
-  if SCHEDULER_CONTEXT.type == nil then
-    SCHEDULER_CONTEXT.type = td.find_type("tokio::runtime::scheduler::Context") or false
-  end
+  -- Read from tokio's source; untested here (only 1.24 is packaged). The
+  -- type is resolved in prepare(), like TICK_ROOTS'.
   if not SCHEDULER_CONTEXT.type then return nil end
   local ok, tick = pcall(function()
     local ctx = context(tid)
@@ -1109,6 +1124,7 @@ end
 local SAMPLE_TASKS_MAX = 20000
 M.samples = setmetatable({}, { __array = true })
 function M.sample()
+  locals_of = {}
   local s = { t = td.clock_ms(), threads = {}, runtimes = {} }
   local runtimes, _, running_on = find_runtimes()
   local polling = {}
@@ -1166,8 +1182,9 @@ function M.thread_holds()
   end
   for _, t in ipairs(td.threads()) do
     local seen = seen_by[t.tid] or {}
-    for _, v in ipairs(td.frame_locals(t.tid)) do
-      local ok, res = pcall(resolve, td.id(v.type), v.addr)   -- C types, pointers: no name
+    for _, v in ipairs(frame_locals(t.tid)) do
+      local ok, res = false, nil
+      if v.addr then ok, res = pcall(resolve, td.id(v.type), v.addr) end   -- C types, pointers: no name
       if ok and res and res.key and res.kind and not seen[res.key] then
         seen[res.key] = true
         out[t.tid] = out[t.tid] or setmetatable({}, { __array = true })
@@ -1209,7 +1226,7 @@ function M.blocking_pools()
   local shared_off = td.offset(inner_t, "shared")
   for _, t in ipairs(td.threads()) do
     local rec = {}
-    for _, v in ipairs(td.frame_locals(t.tid)) do
+    for _, v in ipairs(frame_locals(t.tid)) do
       local fn, tn = v["function"] or "", td.type_name(v.type) or ""
       if v.addr then
         local ok, kind, addr = pcall(function()
