@@ -1,9 +1,10 @@
 -- blocking_in_async: a thread that is polling a task (or running a block_on
 -- future) sits in a blocking system call, so every other task of its worker
 -- waits. Reported with the task, the system call, and the user's frame that
--- made the call. On a live target the thread must be in the same poll
--- (same task, same scheduler tick) and blocked in the last two samples, so a
--- short system call caught once is not reported.
+-- made the call. On a live target the thread must be in one poll (same
+-- task, same scheduler tick) over at least two samples and blocked in most
+-- of them, so a short system call caught once is not reported, and a loop of
+-- blocking calls caught once between two of them still is.
 
 local BLOCKING = {
   nanosleep = "sleeps", clock_nanosleep = "sleeps", read = "reads", pread64 = "reads",
@@ -33,21 +34,49 @@ local function suggestion(api_name)
   return "move the blocking call into tokio::task::spawn_blocking, or use its async equivalent"
 end
 
--- Whether the thread was blocked in the same poll in the last two samples.
-local function persisted(ctx, tid, task_id)
+-- The blocking system call a thread sits in while it polls task_id (nil:
+-- block_on), and on a live target how often it was seen there. Live, the
+-- samples of its current poll count (the same task at the same scheduler
+-- tick, back from the last sample): it is blocked if it was in a blocking
+-- call in most of them (at least two). A thread that blocks in a loop (a
+-- sleep, a lock taken again and again) is now and then caught between two
+-- calls, or on its way back into one interrupted by the previous stop
+-- (restart_syscall): one such sample, or a final stop that lands there, must
+-- not hide it. Returns the call, the samples blocked, the samples of the poll.
+local function blocked_in_poll(ctx, th, task_id)
+  if not ctx.options.live then
+    return th.syscall and BLOCKING[th.syscall] and th.syscall or nil
+  end
   local n = #ctx.samples
-  if not ctx.options.live then return true end
-  if n < 2 then return false end
-  local a, b = ctx.samples[n - 1].threads[tid], ctx.samples[n].threads[tid]
-  if not a or not b or not a.syscall or not b.syscall then return false end
-  if a.task ~= b.task or a.task ~= task_id then return false end
-  return a.tick == b.tick
+  local last = n > 0 and ctx.samples[n].threads[th.tid]
+  if not last or last.task ~= task_id then return nil end
+  local run, blocked, seen = 0, 0, {}
+  for i = n, 1, -1 do
+    local s = ctx.samples[i].threads[th.tid]
+    if not s or s.task ~= last.task or s.tick ~= last.tick then break end
+    run = run + 1
+    if s.syscall and (BLOCKING[s.syscall] or s.syscall == "restart_syscall") then
+      blocked = blocked + 1
+      if BLOCKING[s.syscall] then seen[s.syscall] = (seen[s.syscall] or 0) + 1 end
+    end
+  end
+  if run < 2 or blocked * 2 <= run then return nil end
+  -- Named as the final stop saw it, else as the samples most often did.
+  local call = th.syscall and BLOCKING[th.syscall] and th.syscall
+  if not call then
+    for name, k in pairs(seen) do
+      if not call or k > seen[call] or (k == seen[call] and name < call) then call = name end
+    end
+  end
+  return call, blocked, run
 end
 
 -- The thread's blocking call inside a task poll or block_on, if any:
 -- returns the user frame, the library call, the kind of entry and the task.
-function blocking_call(th, ix)
-  if not th.syscall or not BLOCKING[th.syscall] then return nil end
+-- syscall: the call it is blocked in (default: the one the stop saw).
+local function blocking_call(th, ix, syscall)
+  syscall = syscall or th.syscall
+  if not syscall or not BLOCKING[syscall] then return nil end
   local entry, how = poll_entry(th)
   if not entry then return nil end
   local task = ix.polling[th.tid]
@@ -63,23 +92,40 @@ function blocking_call(th, ix)
   return user, api, how, task
 end
 
+-- The blocking call a thread is in while polling a task or running a block_on
+-- future (see blocked_in_poll), or nil: { user =, api =, how =, task =,
+-- syscall =, blocked =, run = }.
+function blocked_poll(ctx, th, ix)
+  local polled = ix.polling[th.tid]
+  local syscall, blocked, run = blocked_in_poll(ctx, th, polled and polled.id)
+  if not syscall then return nil end
+  local user, api, how, task = blocking_call(th, ix, syscall)
+  if not user then return nil end
+  return { user = user, api = api, how = how, task = task, syscall = syscall, blocked = blocked, run = run }
+end
+
 detectors.blocking_in_async = function(ctx, ix)
   local out = {}
   for _, th in ipairs(ctx.threads) do
-    local user, api, how, task = blocking_call(th, ix)
-    if user and persisted(ctx, th.tid, task and task.id) then
-      local api_name = api and short_fn(fn_of(api)) or th.syscall
+    local b = blocked_poll(ctx, th, ix)
+    if b then
+      local user, api, task, syscall = b.user, b.api, b.task, b.syscall
+      local api_name = api and short_fn(fn_of(api)) or syscall
       local who = task and task_label(task) or "the block_on future"
       local summary = string.format("%s blocks %s in %s (%s) at %s",
-        who, thread_label(th), api_name, th.syscall, at(user) or "?")
+        who, thread_label(th), api_name, syscall, at(user) or "?")
       local evidence = {
         string.format("%s %s in system call %s, called from %s at %s",
-          thread_label(th), BLOCKING[th.syscall], th.syscall, api_name, at(user) or "?"),
+          thread_label(th), BLOCKING[syscall], syscall, api_name, at(user) or "?"),
         string.format("user frame: %s", short_fn(fn_of(user))),
       }
+      if b.run then
+        evidence[#evidence + 1] = string.format("blocked in %d of the %d samples of this one poll%s", b.blocked, b.run,
+          th.syscall == syscall and "" or "; the last stop caught it between two blocking calls")
+      end
       -- A lock: who holds it (a task's suspended state, a thread's locals).
       local s = ix.last_sample and ix.last_sample.threads[th.tid]
-      local key = th.syscall == "futex" and s and s.futex and string.format("futex:0x%x", s.futex)
+      local key = syscall == "futex" and s and s.futex and string.format("futex:0x%x", s.futex)
       for _, h in ipairs(key and ix.holders[key] or {}) do
         local r = h.resource
         if h.task then

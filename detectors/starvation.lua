@@ -7,13 +7,13 @@
 local SHOWN = 8
 
 -- What a worker thread is doing, if it is not free to poll: a line, or nil.
-local function occupied(th, ix, live)
+local function occupied(ctx, th, ix, live)
   if not th then return nil end
-  local user, api, how, task = blocking_call(th, ix)
-  if user then
+  local b = blocked_poll(ctx, th, ix)
+  if b then
     return string.format("%s is blocked in %s (%s) at %s%s", thread_label(th),
-      api and short_fn(fn_of(api)) or th.syscall, th.syscall, at(user) or "?",
-      task and (" polling " .. task_label(task)) or (how == "block_on" and " inside block_on" or ""))
+      b.api and short_fn(fn_of(b.api)) or b.syscall, b.syscall, at(b.user) or "?",
+      b.task and (" polling " .. task_label(b.task)) or (b.how == "block_on" and " inside block_on" or ""))
   end
   local task = ix.polling[th.tid]
   if task and live then
@@ -56,7 +56,7 @@ detectors.starvation = function(ctx, ix)
     if #ready > 0 and #rt.workers > 0 then
       local lines, all = {}, true
       for _, tid in ipairs(rt.workers) do
-        local line = occupied(ix.threads[tid], ix, live)
+        local line = occupied(ctx, ix.threads[tid], ix, live)
         if not line then all = false; break end
         lines[#lines + 1] = line
       end

@@ -54,6 +54,8 @@ local function some(option)
   return nil
 end
 
+local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
+
 -- Arc<T> -> T, NonNull<T> -> *T
 local function arc_data(arc) return td.deref(arc.ptr.pointer).data end
 
@@ -125,20 +127,34 @@ local function in_scheduler_loop(tid, flavor)
   return ok and p ~= 0
 end
 
+-- The LinkedList { head, tail } inside a list wrapper (tokio >= 1.29 counts
+-- its owned tasks: CountedLinkedList { list, count }).
+local function linked_list(v)
+  for _ = 1, 4 do
+    v = peel(v)
+    if td.has(v, "head") then return v end
+    if not td.has(v, "list") then break end
+    v = v.list
+  end
+  error(string.format("no linked list (a `head` field) in %s", type_path(v)), 0)
+end
+
 -- The heads of an owned-task list (one list, or the shards of a ShardedList).
 local function owned_heads(owned)
   local heads = {}
   if td.has(owned, "inner") then
-    heads[1] = peel(owned.inner).list.head
-  elseif td.has(owned, "list") then
+    heads[1] = linked_list(peel(owned.inner).list).head
+  elseif td.has(owned, "list") and td.has(owned.list, "lists") then
     local sharded = owned.list
     local lists = sharded.lists
     local n = td.uint(lists.length)
     local elem = td.pointee(td.type_of(lists.data_ptr))
     local base = td.pointer(lists.data_ptr)
     for i = 0, math.min(n, 65536) - 1 do
-      heads[#heads + 1] = peel(td.value(elem, base + i * td.size(elem))).head
+      heads[#heads + 1] = linked_list(td.value(elem, base + i * td.size(elem))).head
     end
+  else
+    error(string.format("%s has neither `inner` (one list) nor `list.lists` (shards)", type_path(owned)), 0)
   end
   return heads, td.uint(peel(owned.id))
 end
@@ -162,7 +178,6 @@ local function future_name(full)
   return (name:gsub("::{async_fn_env#%d+}$", ""))
 end
 
-local function type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
 
 local EMPTY = {}
 -- Scheduler Context types (their Core counts ticks), resolved before a stop.
@@ -470,10 +485,15 @@ end
 local RESOURCE_TYPES = {
   -- Not a resource but a wait all the same: when a Sleep fires.
   { "^tokio::time::sleep::Sleep$", function(t)
-      -- tokio < 1.26 keeps the deadline in Sleep.inner; later ones only in
-      -- the TimerEntry (Sleep.entry.deadline).
-      local ok = pcall(function() td.offset(select(2, td.offset(t, "inner")), "deadline") end)
-      local steps, it = recipe(t, ok and { "inner", "deadline" } or { "entry", "deadline" })
+      -- Where the deadline is: Sleep.inner.deadline (tokio < 1.26), the
+      -- TimerEntry's (Sleep.entry.deadline, 1.26 to 1.52), Sleep.deadline
+      -- (>= 1.53, whose timer entry keeps none). The first path found wins.
+      local steps, it
+      for _, path in ipairs({ { "deadline" }, { "inner", "deadline" }, { "entry", "deadline" } }) do
+        local ok, s, x = pcall(recipe, t, path)
+        if ok then steps, it = s, x; break end
+      end
+      if not steps then error("no deadline in " .. type_path(t)) end
       local sec, nsec = timespec_offsets(it)
       return function(a)
         local d = td.follow(a, steps)
@@ -800,6 +820,35 @@ local function pinned_futures(tid)
     return chain, leaf
   end
   local out, seen = {}, {}
+  -- A located `Pin<&mut F>` of the future block_on runs leads to it
+  -- directly (tokio >= 1.29 pins it in closures of block_on, whose pinned
+  -- reference rustc does locate). F must be a block_on frame's own type
+  -- parameter: a task polled on this thread may pin futures of its own.
+  local block_on_types = {}
+  for _, v in ipairs(locals) do
+    local f = (v["function"] or ""):match("^block_on[%w_]*<(.*)>$")
+    if f then block_on_types[f] = true end
+  end
+  for _, v in ipairs(locals) do
+    local tn = td.type_name(v.type) or ""
+    if v.addr and tn:find("^Pin<&mut ") then
+      local ok, t = pcall(function()
+        local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
+        return td.pointee(select(2, td.offset(v.type, field)))
+      end)
+      local q = ok and t and (td.type_name(t) or ""):find("^{async_") and td.qualified_name(t)
+      local a = q and (block_on_types[q] or block_on_types["core::pin::Pin<&mut " .. q .. ">"])
+                and td.try_read(v.addr)
+      if a and a ~= 0 and not seen[a] then
+        local chain, leaf = suspended(t, a)
+        if chain then
+          seen[a] = true
+          out[#out + 1] = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf,
+                            running = polled_under(v) }
+        end
+      end
+    end
+  end
   for _, v in ipairs(locals) do
     local id = td.id(v.type)
     local key = v.frame .. ":" .. id
@@ -829,7 +878,7 @@ local function pinned_futures(tid)
           end
         end
       end
-      if count == 1 then
+      if count == 1 and not seen[found.address] then
         seen[found.address] = true
         found.running = polled_under(v)
         out[#out + 1] = found
@@ -1247,6 +1296,33 @@ function M.blocking_pools()
     out[t.tid] = next(rec) and rec or nil
   end
   return out
+end
+
+-- The release of tokio in the program, from the path of its sources in the
+-- debug info (".../tokio-1.29.1/src/runtime/task/raw.rs"), or nil.
+local function tokio_release()
+  local found
+  td.each_function("tokio::runtime::task::raw", "poll", function(f)
+    local fn = td.function_at(f.address)
+    found = fn and fn.file and fn.file:match("tokio%-(%d+%.%d+%.%d+[%w.+-]*)/")
+    return found ~= nil
+  end)
+  return found
+end
+
+-- What the user reads when this plugin fails: a tokio whose layout it cannot
+-- read is a taskdbg limitation, said with the release and the structure or
+-- field that was not found. Budgets and memory keep their own messages.
+function M.explain(message, entry)
+  if message:find("budget exhausted") or message:find("not enough memory") then return nil end
+  local what = message:gsub("^[%w_./-]+%.lua:%d+: ", "")
+  local ok, release = pcall(tokio_release)
+  release = ok and release
+  return string.format(
+    "cannot read the tokio runtime in this program (%s): %s.\n" ..
+    "This is a limitation of taskdbg, not a fault of the program: please report it, with the tokio version.\n" ..
+    "`taskdbg bt` still shows every thread's stack.",
+    release and ("tokio " .. release) or "a tokio whose version its debug info does not tell", what)
 end
 
 function M.walk()

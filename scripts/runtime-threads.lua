@@ -20,8 +20,11 @@ for _, t in ipairs(td.threads()) do
   if storage then
     local _, state = td.variant(peel(storage.state))
     if state == "Alive" then
-      local ctx = peel(storage.value)
-      local _, handle = td.variant(peel(ctx.handle.value))
+      -- tokio < 1.29: a lazy Storage { value } and Context.handle; later an
+      -- eager Storage { val } and Context.current: HandleCell { handle }.
+      local ctx = peel(td.has(storage, "val") and storage.val or storage.value)
+      local cell = td.has(ctx, "handle") and ctx.handle or ctx.current.handle
+      local _, handle = td.variant(peel(cell.value))
       row.in_runtime = handle == "Some"
       local id, some = td.variant(peel(ctx.current_task_id))
       if some == "Some" then row.task = td.uint(peel(id.__0)) end

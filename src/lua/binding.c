@@ -520,6 +520,11 @@ static int l_function_at(lua_State *L)
 		lua_setfield(L, -2, "name");
 		free(sym);
 	}
+	const char *file = dwarf_decl_file(&fn);
+	if (file) {
+		lua_pushstring(L, file);
+		lua_setfield(L, -2, "file");
+	}
 	/* Template parameters sit on the function or on its abstract origin / declaration. */
 	push_template_params(L, fn);
 	return 1;
@@ -1966,10 +1971,49 @@ static int load_text_file(lua_State *L, const char *path)
 	return r;
 }
 
+/*
+ * The message handler of every call into Lua: the error as it is. The Lua
+ * stack of a failure is for taskdbg's developers and comes with it only when
+ * TASKDBG_DEBUG is set (users read what went wrong, not where in a plugin).
+ */
 static int traceback(lua_State *L)
 {
-	luaL_traceback(L, L, lua_tostring(L, 1), 1);
+	const char *debug = getenv("TASKDBG_DEBUG");
+	if (debug && debug[0])
+		luaL_traceback(L, L, lua_tostring(L, 1), 1);
+	else if (!lua_isstring(L, 1))
+		lua_pushstring(L, luaL_typename(L, 1));
+	else
+		lua_pushvalue(L, 1);
 	return 1;
+}
+
+/*
+ * The error of a failed call of the plugin's `entry`, whose message is on
+ * top of the stack. A plugin may explain its own failures: its optional
+ * `explain(message, entry)` returns what the user should read instead (a
+ * runtime layout it cannot read, say), or nil to keep the message.
+ */
+static struct td_error *plugin_failure(struct td_lua *lua, const char *entry)
+{
+	lua_State *L = lua->L;
+	const char *path = lua->plugin_path ? lua->plugin_path : "(none)";
+	int top = lua_gettop(L);
+	const char *message = lua_isstring(L, top) ? lua_tostring(L, top) : "(no message)";
+	struct td_error *err = NULL;
+	lua_pushcfunction(L, traceback);
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (lua_istable(L, -1) && lua_getfield(L, -1, "explain") == LUA_TFUNCTION) {
+		lua_pushvalue(L, top);
+		lua_pushstring(L, entry);
+		budget_start(lua, TD_LUA_OTHER_MS);
+		if (lua_pcall(L, 2, 1, top + 1) == LUA_OK && lua_isstring(L, -1))
+			err = td_error_format(TD_ERR_TARGET, "%s", lua_tostring(L, -1));
+	}
+	if (!err)
+		err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s", path, entry, message);
+	lua_settop(L, top);
+	return err;
 }
 
 struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
@@ -2050,8 +2094,7 @@ static struct td_error *call_entry(struct td_lua *lua, const char *entry, unsign
 	}
 	budget_start(lua, limit_ms);
 	if (lua_pcall(L, 0, 1, tb) != LUA_OK)
-		return td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
-				       path, entry, lua_tostring(L, -1));
+		return plugin_failure(lua, entry);
 	*called = true;
 	return NULL;
 }
@@ -2331,8 +2374,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	lua_getfield(L, plugin, "finish");
 	budget_start(lua, TD_LUA_OTHER_MS);
 	if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
-		err = td_error_format(TD_ERR_TARGET, "plugin %s failed in finish: %s",
-				      lua->plugin_path ? lua->plugin_path : "?", lua_tostring(L, -1));
+		err = plugin_failure(lua, "finish");
 		goto out;
 	}
 	lua_setfield(L, ctx, "model");
@@ -2346,9 +2388,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		lua_getfield(L, plugin, extras[i]);
 		if (lua_isfunction(L, -1)) {
 			if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
-				err = td_error_format(TD_ERR_TARGET, "plugin %s failed in %s: %s",
-						      lua->plugin_path ? lua->plugin_path : "?", extras[i],
-						      lua_tostring(L, -1));
+				err = plugin_failure(lua, extras[i]);
 				goto out;
 			}
 		} else {

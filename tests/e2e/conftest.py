@@ -20,9 +20,70 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("TASKDBG_BUILD", ROOT / "build")).resolve()
 TASKDBG = BUILD / "taskdbg"
 C_FIXTURES = BUILD / "tests"
-RUST_FIXTURES = pathlib.Path(os.environ.get("TASKDBG_RUST_TARGET", BUILD / "rust-fixtures")).resolve() / "release"
+RUST_TARGET = pathlib.Path(os.environ.get("TASKDBG_RUST_TARGET", BUILD / "rust-fixtures")).resolve()
+# Debian's tokio: the fixtures every clone builds.
+RUST_FIXTURES = RUST_TARGET / "release"
 C_SOURCE = ROOT / "tests" / "fixtures" / "c" / "threads.c"
 RUST_SOURCE_DIR = ROOT / "tests" / "fixtures" / "rust" / "src" / "bin"
+
+
+# Newer tokio releases (tests/build builds the fixtures against each of them
+# when ../shared/tokio is there: developers' machines and CI; not a user's clone).
+SHARED_TOKIO = pathlib.Path(os.environ.get("TASKDBG_SHARED_TOKIO", ROOT.parent / "shared" / "tokio")).resolve()
+DEBIAN_TOKIO = "1.24.2"
+
+
+def _tokio_versions():
+    found = [DEBIAN_TOKIO]
+    if (SHARED_TOKIO / "src").is_dir():
+        found += sorted((p.name[len("tokio-"):-len(".tar.gz")] for p in (SHARED_TOKIO / "src").glob("tokio-1.*.tar.gz")),
+                        key=lambda v: tuple(int(x) for x in v.split(".")))
+    wanted = os.environ.get("TASKDBG_TOKIO_VERSIONS")
+    if wanted:
+        found = [v for v in found if v in wanted.split()]
+    return found
+
+
+TOKIO_VERSIONS = _tokio_versions()
+
+
+def rust_fixtures_for(version):
+    """The folder of the Rust fixtures built against tokio `version`."""
+    if version == DEBIAN_TOKIO:
+        return RUST_FIXTURES
+    return RUST_TARGET / f"tokio-{version}" / "release"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--repeat", type=int, default=1, metavar="N",
+                     help="run each selected test N times (stability: tests/run --repeat 20 -k diagnose)")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that takes `tokio_version` (or `rust_bin`) runs once per tokio
+    release the fixtures were built against, one module at a time per version;
+    with --repeat N, each test N times."""
+    if "tokio_version" in metafunc.fixturenames:
+        metafunc.parametrize("tokio_version", TOKIO_VERSIONS, scope="module", ids=lambda v: f"tokio-{v}")
+    repeat = metafunc.config.getoption("repeat")
+    if repeat > 1:
+        metafunc.fixturenames.append("repeat_round")
+        metafunc.parametrize("repeat_round", range(1, repeat + 1), ids=lambda i: f"run{i}")
+
+
+def pytest_report_header(config):
+    line = f"tokio versions: {' '.join(TOKIO_VERSIONS)}"
+    if not (SHARED_TOKIO / "src").is_dir():
+        line += f" (newer releases skipped: {SHARED_TOKIO} not found)"
+    return line
+
+
+@pytest.fixture(scope="module")
+def rust_bin(tokio_version):
+    """The folder of the Rust fixtures for this test's tokio version."""
+    path = rust_fixtures_for(tokio_version)
+    assert (path / "tasks").exists(), f"fixtures for tokio {tokio_version} not built: run tests/build"
+    return path
 
 
 def marker_lines(path):
@@ -194,8 +255,8 @@ def c_threads():
 
 
 @pytest.fixture(scope="module")
-def rust_stacks():
-    t = Target([RUST_FIXTURES / "stacks"])
+def rust_stacks(rust_bin):
+    t = Target([rust_bin / "stacks"])
     yield t
     assert_untouched(t.pid)
     t.stop()

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import RUST_FIXTURES, RUST_SOURCE_DIR, Target, assert_untouched, gcore, marker_lines, run
+from conftest import RUST_SOURCE_DIR, Target, assert_untouched, gcore, marker_lines, run
 
 WINDOW = "600ms"
 
@@ -168,6 +168,31 @@ def check_starved(doc, live):
     assert starve["threads"] == blocking["threads"]
 
 
+def check_sleep_loop(doc, live):
+    # One task of a current-thread runtime loops on std::thread::sleep(2 ms)
+    # and never yields; the two tasks spawned after it are never polled. Live,
+    # samples land now and then between two sleeps (or on a sleep's restart
+    # after the previous stop): both findings all the same, every time.
+    if not live:
+        # A core is one instant: it may catch the thread between two sleeps,
+        # where nothing tells a never-ending poll from a short one. Then
+        # nothing is found; in the sleep, both findings are.
+        (thread,) = json.loads(run("bt", "--json", doc["target"]["core"]).stdout)["threads"]
+        if thread["syscall"] is None:
+            assert doc["findings"] == []
+            return
+        assert thread["syscall"] == "clock_nanosleep"
+    assert [f["kind"] for f in doc["findings"]] == ["starvation", "blocking_in_async"]
+    starve, blocking = doc["findings"]
+    assert tasks_of(starve) == [(2, "diag_sleep_loop::report"), (3, "diag_sleep_loop::report")]
+    assert "current_thread" in starve["summary"]
+    assert tasks_of(blocking) == [(1, "diag_sleep_loop::poll_upstream")]
+    assert "(clock_nanosleep)" in blocking["summary"]
+    assert at("diag_sleep_loop", "loop_sleep") in blocking["summary"]
+    assert blocking["fix"] == "use tokio::time::sleep(..).await instead of std::thread::sleep"
+    assert starve["threads"] == blocking["threads"] == [doc["target"]["pid"]]
+
+
 def check_self_shutdown(doc, live):
     (f,) = doc["findings"]
     assert f["kind"] == "self_shutdown"
@@ -262,6 +287,7 @@ CASES = {
     "diag_channels": check_channels,
     "diag_lost_waker": check_lost_waker,
     "diag_starved": check_starved,
+    "diag_sleep_loop": check_sleep_loop,
     "diag_self_shutdown": check_self_shutdown,
     "diag_thread_locks": check_thread_locks,
     "diag_shutdown_wait": check_shutdown_wait,
@@ -272,9 +298,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("fixture", sorted(CASES))
-def test_diagnose_live_and_core(fixture, tmp_path):
+def test_diagnose_live_and_core(fixture, tmp_path, rust_bin):
     name, *args = fixture.split()
-    target = Target([RUST_FIXTURES / name, *args])
+    target = Target([rust_bin / name, *args])
     try:
         doc = diagnose(target.pid)
         assert doc["target"]["kind"] == "process"
@@ -290,9 +316,9 @@ def test_diagnose_live_and_core(fixture, tmp_path):
         target.stop()
 
 
-def test_text_report(tmp_path):
+def test_text_report(tmp_path, rust_bin):
     """The human report: most severe first, with tasks, lines and a fix."""
-    target = Target([RUST_FIXTURES / "diag_std_mutex"])
+    target = Target([rust_bin / "diag_std_mutex"])
     try:
         r = run("diagnose", "--window", "300ms", target.pid)
         assert r.returncode == 1, r.stderr
@@ -303,7 +329,7 @@ def test_text_report(tmp_path):
         assert "fix: do not hold a std::sync::MutexGuard across .await" in out
     finally:
         target.stop()
-    healthy = Target([RUST_FIXTURES / "diag_healthy"])
+    healthy = Target([rust_bin / "diag_healthy"])
     try:
         r = run("diagnose", "--window", "300ms", healthy.pid)
         assert r.returncode == 0, r.stderr
@@ -315,9 +341,9 @@ def test_text_report(tmp_path):
         healthy.stop()
 
 
-def test_greedy_threshold_option():
+def test_greedy_threshold_option(rust_bin):
     """A threshold longer than the window: the same CPU loop is not reported."""
-    target = Target([RUST_FIXTURES / "diag_greedy"])
+    target = Target([rust_bin / "diag_greedy"])
     try:
         doc = diagnose(target.pid, "--greedy-threshold", "2s")
         assert doc["findings"] == []
@@ -381,13 +407,13 @@ def test_no_tokio_is_healthy():
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_interrupted_mid_window_leaves_target_running(sig):
+def test_interrupted_mid_window_leaves_target_running(sig, rust_bin):
     """diagnose stopped by a signal during its window: the target runs on, untraced."""
     import signal
     import subprocess
     import time
     from conftest import TASKDBG
-    target = Target([RUST_FIXTURES / "diag_healthy"])
+    target = Target([rust_bin / "diag_healthy"])
     try:
         p = subprocess.Popen([str(TASKDBG), "diagnose", "--window", "10s", str(target.pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -1,16 +1,20 @@
 """`taskdbg run`: Lua scripts against live processes and cores, in the sandbox."""
 import json
 
-from conftest import ROOT, RUST_FIXTURES, Target, assert_untouched, gcore, run
+from conftest import ROOT, Target, assert_untouched, gcore, run
 
 
-def test_fields_script(rust_stacks):
+def test_fields_script(rust_stacks, tokio_version):
     r = run("run", ROOT / "scripts" / "fields.lua", rust_stacks.pid,
             "tokio::runtime::context::CONTEXT")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["type"] == "Storage<tokio::runtime::context::Context, ()>"
-    assert [f["name"] for f in doc["fields"]] == ["value", "state"]
+    if tokio_version == "1.24.2":   # std's lazy Storage; tokio >= 1.29 makes CONTEXT const (eager)
+        assert doc["type"] == "Storage<tokio::runtime::context::Context, ()>"
+        assert [f["name"] for f in doc["fields"]] == ["value", "state"]
+    else:
+        assert doc["type"] == "Storage<tokio::runtime::context::Context>"
+        assert [f["name"] for f in doc["fields"]] == ["val", "state"]
     assert_untouched(rust_stacks.pid)
 
 
