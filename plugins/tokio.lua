@@ -80,7 +80,9 @@ local function scheduler_handle(ctx)
   local handle = some(peel(cell))
   if not handle then return nil end
   local payload, variant = td.variant(handle)
-  local flavor = ({ MultiThread = "multi_thread", CurrentThread = "current_thread" })[variant]
+  -- MultiThreadAlt: tokio_unstable's alternative multi-thread scheduler (1.30 to 1.4x).
+  local flavor = ({ MultiThread = "multi_thread", MultiThreadAlt = "multi_thread",
+                    CurrentThread = "current_thread" })[variant]
   if not flavor then return nil end
   return arc_data(payload.__0), flavor
 end
@@ -1286,7 +1288,7 @@ function M.blocking_pools()
                  and tn:find("^MutexGuard<tokio::runtime::blocking::pool::Shared>") then
             local m = pointer_to(val, "^Mutex<")
             return "shuts", m and m - shared_off
-          elseif tn == "Runtime" and fn:find("^drop") then
+          elseif (tn == "Runtime" or tn == "LocalRuntime") and fn:find("^drop") then
             return "shuts", td.addr(arc_data(val.blocking_pool.spawner.inner))
           end
         end)
