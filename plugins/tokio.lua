@@ -822,6 +822,27 @@ local function pinned_futures(tid)
     return chain, leaf
   end
   local out, seen = {}, {}
+  -- The async body a located Pin<&mut F> or Pin<Box<F>> variable points to:
+  -- its type and address.
+  local function through_pin(v)
+    local ok, t = pcall(function()
+      local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
+      return td.pointee(select(2, td.offset(v.type, field)))
+    end)
+    if not (ok and t and (td.type_name(t) or ""):find("^{async_")) then return nil end
+    local a = td.try_read(v.addr)
+    if a and a ~= 0 then return t, a end
+  end
+  -- The future of type t at a, found through variable v, if it is suspended.
+  local function add_at(v, t, a)
+    if seen[a] then return end
+    local chain, leaf = suspended(t, a)
+    if chain then
+      seen[a] = true
+      out[#out + 1] = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf,
+                        running = polled_under(v) }
+    end
+  end
   -- A located `Pin<&mut F>` of the future block_on runs leads to it
   -- directly (tokio >= 1.29 pins it in closures of block_on, whose pinned
   -- reference rustc does locate). F must be a block_on frame's own type
@@ -833,22 +854,20 @@ local function pinned_futures(tid)
   end
   for _, v in ipairs(locals) do
     local tn = td.type_name(v.type) or ""
-    if v.addr and tn:find("^Pin<&mut ") then
-      local ok, t = pcall(function()
-        local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
-        return td.pointee(select(2, td.offset(v.type, field)))
-      end)
-      local q = ok and t and (td.type_name(t) or ""):find("^{async_") and td.qualified_name(t)
-      local a = q and (block_on_types[q] or block_on_types["core::pin::Pin<&mut " .. q .. ">"])
-                and td.try_read(v.addr)
-      if a and a ~= 0 and not seen[a] then
-        local chain, leaf = suspended(t, a)
-        if chain then
-          seen[a] = true
-          out[#out + 1] = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf,
-                            running = polled_under(v) }
-        end
+    if v.addr and tn:find("^Pin<&mut dyn ") then
+      -- #[tokio::test] (tokio-macros >= 2.1) hands block_on its pinned body
+      -- as a Pin<&mut dyn Future>: td.await_chain names the future through
+      -- the trait object's vtable, whose data pointer is where it is pinned.
+      if block_on_types[td.qualified_name(v.type)] then
+        local ok, chain = pcall(td.await_chain, td.value(v.type, v.addr))
+        local t = ok and chain and chain[1] and td.type_by_id(chain[1].type)
+        local a = t and td.try_read(v.addr)
+        if a and a ~= 0 then add_at(v, t, a) end
       end
+    elseif v.addr and tn:find("^Pin<&mut ") then
+      local t, a = through_pin(v)
+      local q = t and td.qualified_name(t)
+      if q and (block_on_types[q] or block_on_types["core::pin::Pin<&mut " .. q .. ">"]) then add_at(v, t, a) end
     end
   end
   for _, v in ipairs(locals) do
@@ -891,19 +910,10 @@ local function pinned_futures(tid)
   -- over 16 KiB itself) does not move when its box does: any located copy of
   -- the box (a caller's `future` argument) leads to it.
   for _, v in ipairs(locals) do
-    local tn = td.type_name(v.type) or ""
-    if v.addr and (v["function"] or ""):find("^block_on") and tn:find("^Pin<alloc::boxed::Box<") then
-      local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
-      local ok, t = pcall(function() return td.pointee(select(2, td.offset(v.type, field))) end)
-      local a = ok and t and (td.type_name(t) or ""):find("^{async_") and td.try_read(v.addr)
-      if a and a ~= 0 and not seen[a] then
-        local chain, leaf = suspended(t, a)
-        if chain then
-          seen[a] = true
-          out[#out + 1] = { frame = v.frame, address = a, type = t, chain = chain, leaf = leaf,
-                            running = polled_under(v) }
-        end
-      end
+    if v.addr and (v["function"] or ""):find("^block_on")
+       and (td.type_name(v.type) or ""):find("^Pin<alloc::boxed::Box<") then
+      local t, a = through_pin(v)
+      if t then add_at(v, t, a) end
     end
   end
   return out

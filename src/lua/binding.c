@@ -1006,7 +1006,8 @@ static bool pin_inner(struct td_value *v)
 /*
  * A boxed future: Pin<Box<F>> or Box<F> (async recursion, and tokio >= 1.41
  * boxes futures over 16 KiB), or Pin<Box<dyn Future>> (what async-trait
- * methods and BoxFuture return). *v becomes the future in the box. A dyn
+ * methods and BoxFuture return), or Pin<&mut dyn Future> (#[tokio::test]'s
+ * body as block_on gets it). *v becomes the future in the box. A dyn
  * box's future is named by its vtable: [drop, size, align, poll], and poll's
  * first parameter is Pin<&mut F>; F's size must be the vtable's. False (v
  * unchanged) if v is no box, or the box cannot be read.
@@ -1019,7 +1020,9 @@ static bool unbox_future(struct td_value *v)
 		if (pin_inner(&u))
 			continue;
 		const char *name = dwarf_diename(&u.type);
-		if (!name || strncmp(name, "alloc::boxed::Box<", 18) != 0)
+		/* A `&mut dyn Future` is laid out as a dyn box: what #[tokio::test] hands block_on. */
+		bool dyn_ref = name && strncmp(name, "&mut dyn ", 9) == 0 && dwarf_tag(&u.type) != DW_TAG_pointer_type;
+		if (!name || (strncmp(name, "alloc::boxed::Box<", 18) != 0 && !dyn_ref))
 			break;
 		uint64_t data, vtable, size, poll, want;
 		if (dwarf_tag(&u.type) == DW_TAG_pointer_type) {

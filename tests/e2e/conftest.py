@@ -262,6 +262,26 @@ def rust_stacks(rust_bin):
     t.stop()
 
 
+def remove_cores(directory):
+    """Core files are 25 to 400 MB each: a full run makes tens of GB of them,
+    and pytest keeps its last three runs' temporary directories."""
+    for path in pathlib.Path(directory).glob("*"):
+        if path.is_file() and (path.name.startswith(("gcore.", "core")) or path.suffix == ".core"):
+            path.unlink()
+
+
+@pytest.fixture(autouse=True)
+def no_cores_left(request):
+    """Removes the cores a test made in its tmp_path once it is done."""
+    # Asked for before the test runs, so tmp_path is torn down after this.
+    directory = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if directory is not None:
+        remove_cores(directory)
+
+
 @pytest.fixture(scope="module")
 def module_tmp(tmp_path_factory):
-    return tmp_path_factory.mktemp("cores")
+    directory = tmp_path_factory.mktemp("cores")
+    yield directory
+    remove_cores(directory)

@@ -481,17 +481,22 @@ def test_unknown_tokio_layout_is_refused_plainly(command, tmp_path):
 
 
 @pytest.mark.parametrize("flavor", ["multi", "current"])
-@pytest.mark.parametrize("size", ["small", "big"])
+@pytest.mark.parametrize("size", ["small", "big", "dyn"])
 def test_tokio_main_block_on_future(flavor, size, rust_bin, tmp_path):
     """`#[tokio::main]`'s body is block_on's future, on a multi-thread and a
     current-thread runtime, small and over 16 KiB (which tokio >= 1.39 boxes
-    inside block_on): found on the main thread with its whole chain, what it
-    holds and what it waits on, live and on a core, on every tokio release."""
+    inside block_on), and pinned and passed as a `Pin<&mut dyn Future>` as
+    `#[tokio::test]` does ("dyn"): found on the main thread with its whole
+    chain, what it holds and what it waits on, live and on a core, on every
+    tokio release."""
     target = Target([rust_bin / "mainattr", flavor, size])
     lines = marker_lines(RUST_SOURCE_DIR / "mainattr.rs")
     src = "src/bin/mainattr.rs"
-    body = f"mainattr::{flavor}_{size}::{{async_block_env#0}}"
-    chain = [(body, lines[f"{flavor}_{size}_await"],
+    if size == "dyn":
+        body, first = "mainattr::test_style::{async_block_env#0}", lines["dyn_await"]
+    else:
+        body, first = f"mainattr::{flavor}_{size}::{{async_block_env#0}}", lines[f"{flavor}_{size}_await"]
+    chain = [(body, first,
               "mainattr::serve_big::{async_fn_env#0}" if size == "big" else "mainattr::serve::{async_fn_env#0}")]
     if size == "big":
         chain.append(("mainattr::serve_big", lines["big_await"], "mainattr::serve::{async_fn_env#0}"))
