@@ -925,17 +925,13 @@ end
 -- LocalSet: no thread polls it, so task::local::CURRENT is unset). This walk
 -- happens after the stop: the LocalSet's thread is parked in block_on.
 local function follow_run_until(p, tid)
-  local last = p.chain[#p.chain]
-  local t = p.leaf and last.awaiting and td.type_by_id(last.awaiting)
+  -- run_until's own state awaits the RunUntil (td.await_chain has gone on
+  -- through it into the future it runs: a wrapper holding an async body).
+  local first = p.chain[1]
+  local t = first and first.awaiting and td.type_by_id(first.awaiting)
   if not t or not (td.type_name(t) or ""):find("^RunUntil<") then return end
-  local ru = td.value(t, p.leaf)
-  local ok, inner, leaf = pcall(td.await_chain, ru.future)
-  if ok and inner and #inner > 0 and not inner.error then
-    local chain = {}
-    for _, level in ipairs(p.chain) do chain[#chain + 1] = level end
-    for _, level in ipairs(inner) do chain[#chain + 1] = level end
-    p.chain, p.leaf = chain, leaf
-  end
+  local got, ru = pcall(function() return td.variant(td.value(p.type, p.address)).__awaitee end)
+  if not got then return end
   local found, owned, key = pcall(function()
     local ctx = td.deref(td.deref(ru.local_set).context.ptr.pointer).value
     local shared = arc_data(ctx.shared)

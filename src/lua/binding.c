@@ -19,6 +19,7 @@
 #include "snapshot/unwind.h"
 #include "target/syscalls.h"
 #include "util/timing.h"
+#include "value/future.h"
 #include "value/value.h"
 
 /* Budgets of one plugin call. */
@@ -962,101 +963,6 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
 	} while (dwarf_siblingof(&child, &child) == 0);
 }
 
-static bool is_async_body_type(Dwarf_Die *t)
-{
-	const char *name = dwarf_diename(t);
-	return name && strncmp(name, "{async_", 7) == 0;
-}
-
-/* The type of a function's first formal parameter (through its abstract origin). */
-static bool first_param_type(Dwarf_Die *fn, Dwarf_Die *ret)
-{
-	Dwarf_Die die = *fn, child;
-	for (int hop = 0; hop < 3; hop++) {
-		if (dwarf_child(&die, &child) == 0) {
-			do {
-				if (dwarf_tag(&child) == DW_TAG_formal_parameter)
-					return td_die_type(&child, ret);
-			} while (dwarf_siblingof(&child, &child) == 0);
-		}
-		Dwarf_Attribute attr;
-		if (!dwarf_attr(&die, DW_AT_abstract_origin, &attr) &&
-		    !dwarf_attr(&die, DW_AT_specification, &attr))
-			return false;
-		if (!dwarf_formref_die(&attr, &die))
-			return false;
-	}
-	return false;
-}
-
-/* Pin<P>'s P (its one field, `pointer`, or `__pointer` in newer Rust). */
-static bool pin_inner(struct td_value *v)
-{
-	const char *name = dwarf_diename(&v->type);
-	Dwarf_Die inner;
-	uint64_t off;
-	if (!name || strncmp(name, "Pin<", 4) != 0 ||
-	    !(td_type_member(&v->type, "pointer", &inner, &off) ||
-	      td_type_member(&v->type, "__pointer", &inner, &off)))
-		return false;
-	td_value_init(v, v->prog, &inner, v->address + off);
-	return true;
-}
-
-/*
- * A boxed future: Pin<Box<F>> or Box<F> (async recursion, and tokio >= 1.41
- * boxes futures over 16 KiB), or Pin<Box<dyn Future>> (what async-trait
- * methods and BoxFuture return), or Pin<&mut dyn Future> (#[tokio::test]'s
- * body as block_on gets it). *v becomes the future in the box. A dyn
- * box's future is named by its vtable: [drop, size, align, poll], and poll's
- * first parameter is Pin<&mut F>; F's size must be the vtable's. False (v
- * unchanged) if v is no box, or the box cannot be read.
- */
-static bool unbox_future(struct td_value *v)
-{
-	struct td_value u = *v;
-	bool unboxed = false;
-	for (int hop = 0; hop < 4; hop++) {
-		if (pin_inner(&u))
-			continue;
-		const char *name = dwarf_diename(&u.type);
-		/* A `&mut dyn Future` is laid out as a dyn box: what #[tokio::test] hands block_on. */
-		bool dyn_ref = name && strncmp(name, "&mut dyn ", 9) == 0 && dwarf_tag(&u.type) != DW_TAG_pointer_type;
-		if (!name || (strncmp(name, "alloc::boxed::Box<", 18) != 0 && !dyn_ref))
-			break;
-		uint64_t data, vtable, size, poll, want;
-		if (dwarf_tag(&u.type) == DW_TAG_pointer_type) {
-			Dwarf_Die pointee;
-			if (!td_die_type(&u.type, &pointee) ||
-			    td_program_read_uint(u.prog, u.address, 8, &data) || !data)
-				return false;
-			td_value_init(&u, u.prog, &pointee, data);
-			unboxed = true;
-			continue;
-		}
-		Dwarf_Die t, fn, param;
-		uint64_t off_data, off_vtable;
-		if (!td_type_member(&u.type, "pointer", &t, &off_data) ||
-		    !td_type_member(&u.type, "vtable", &t, &off_vtable) ||
-		    td_program_read_uint(u.prog, u.address + off_data, 8, &data) || !data ||
-		    td_program_read_uint(u.prog, u.address + off_vtable, 8, &vtable) || !vtable ||
-		    td_program_read_uint(u.prog, vtable + 8, 8, &size) ||
-		    td_program_read_uint(u.prog, vtable + 24, 8, &poll) ||
-		    !td_program_function_at(u.prog, poll, &fn) || !first_param_type(&fn, &param))
-			return false;
-		struct td_value self = { .prog = u.prog, .type = param };
-		Dwarf_Die future;
-		if (!pin_inner(&self) || !td_die_type(&self.type, &future) ||
-		    !td_type_size(&future, &want) || want != size)
-			return false;
-		td_value_init(&u, u.prog, &future, data);
-		unboxed = true;
-	}
-	if (unboxed)
-		*v = u;
-	return unboxed;
-}
-
 /*
  * td.await_chain(v) -> { {type=id, state=, file=, line=, awaiting=id}, ... }, leaf
  * The chain of .awaits from an async body down, decoded in C: each level is a
@@ -1268,8 +1174,10 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	int depth = 0;
 	bool per_task = false;
 	struct td_error *err = NULL;
-	unbox_future(&v);
-	while (depth < TD_CHAIN_DEPTH && is_async_body_type(&v.type)) {
+	td_future_unbox(&v);
+	/* A task whose future is a wrapper (a framework's connection, a combinator): the async body in it. */
+	td_future_inner_async(&v);
+	while (depth < TD_CHAIN_DEPTH && td_future_is_async_body(&v.type)) {
 		struct td_value payload;
 		const char *vname;
 		uint64_t discr;
@@ -1308,9 +1216,16 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		td_value_init(&next, v.prog, &st->awaitee_type, v.address + st->awaitee_off);
 		v = next;
 		/* A boxed awaitee: the future in the box (its own level, if an async body). */
-		unbox_future(&v);
-		if (leaf && !is_async_body_type(&v.type))
+		td_future_unbox(&v);
+		if (leaf && !td_future_is_async_body(&v.type))
 			*leaf = v.address;
+		/*
+		 * A wrapper (tokio's Timeout, tracing's Instrumented, a combinator)
+		 * awaited: the chain goes on in the async body it polls, whose own
+		 * innermost await becomes the leaf; the wrapper stays the leaf if
+		 * it holds none.
+		 */
+		td_future_inner_async(&v);
 	}
 	if (!per_task && !err) {
 		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");

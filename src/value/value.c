@@ -47,7 +47,7 @@ bool td_die_type(Dwarf_Die *die, Dwarf_Die *ret)
 	return true;
 }
 
-static bool member_offset(Dwarf_Die *member, uint64_t *ret)
+bool td_member_offset(Dwarf_Die *member, uint64_t *ret)
 {
 	Dwarf_Attribute attr;
 	Dwarf_Word off = 0;
@@ -67,7 +67,7 @@ bool td_type_member(Dwarf_Die *type, const char *name, Dwarf_Die *type_ret, uint
 		if (dwarf_tag(&child) == DW_TAG_member) {
 			const char *n = dwarf_diename(&child);
 			if (n && strcmp(n, name) == 0)
-				return td_die_type(&child, type_ret) && member_offset(&child, offset_ret);
+				return td_die_type(&child, type_ret) && td_member_offset(&child, offset_ret);
 		}
 	} while (dwarf_siblingof(&child, &child) == 0);
 	return false;
@@ -201,7 +201,7 @@ static struct td_error *decode_variant(const struct td_value *v, uint64_t value,
 	while (dwarf_tag(&member) != DW_TAG_member)
 		if (dwarf_siblingof(&member, &member) != 0)
 			return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
-	if (!td_die_type(&member, &ret->payload_type) || !member_offset(&member, &ret->payload_offset))
+	if (!td_die_type(&member, &ret->payload_type) || !td_member_offset(&member, &ret->payload_offset))
 		return td_error_format(TD_ERR_TARGET, "%s: unreadable variant", type_label(v));
 	ret->member = member;
 	/* Generators name variants "0", "1", ...; their types say "Suspend0". */
@@ -260,7 +260,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 		if (!dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr))
 			return td_error_format(TD_ERR_TARGET, "%s: variant part without discriminant", type_label(v));
 		struct discr_memo fresh;
-		if (!td_die_type(&discr, &discr_type) || !member_offset(&discr, &fresh.offset) ||
+		if (!td_die_type(&discr, &discr_type) || !td_member_offset(&discr, &fresh.offset) ||
 		    !td_type_size(&discr_type, &fresh.size))
 			return td_error_format(TD_ERR_TARGET, "%s: unreadable discriminant", type_label(v));
 		dm = malloc(sizeof(*dm));

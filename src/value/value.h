@@ -31,6 +31,9 @@ bool td_type_size(Dwarf_Die *type, uint64_t *ret);
 /* The DW_AT_type of a DIE (member, variable, pointer, template parameter), stripped. */
 bool td_die_type(Dwarf_Die *die, Dwarf_Die *ret);
 
+/* A DW_TAG_member's offset within its struct (DW_AT_data_member_location). */
+bool td_member_offset(Dwarf_Die *member, uint64_t *ret);
+
 /* A direct member by name: its type and offset within the struct. */
 bool td_type_member(Dwarf_Die *type, const char *name, Dwarf_Die *type_ret, uint64_t *offset_ret);
 

@@ -168,6 +168,21 @@ def check_starved(doc, live):
     assert starve["threads"] == blocking["threads"]
 
 
+def check_wrapped(doc, live):
+    # Lock-order inversion whose edges lie inside wrapper futures: one task
+    # awaits its locks through tokio::time::timeout, the other is spawned as a
+    # Traced wrapper (tracing's Instrumented shape) around its async fn.
+    # Before the chains went through wrappers: "No problem found".
+    (f,) = doc["findings"]
+    assert f["kind"] == "deadlock"
+    assert tasks_of(f) == [(3, "diag_wrapped::settle_with_deadline"), (4, "diag_wrapped::Traced")]
+    assert [r["kind"] for r in f["resources"]] == ["tokio::sync::Mutex"] * 2
+    assert len({r["address"] for r in f["resources"]}) == 2
+    assert at("diag_wrapped", "settle_second_lock") in text(f)
+    assert at("diag_wrapped", "refund_second_lock") in text(f)
+    assert f["threads"] == []
+
+
 def check_sleep_loop(doc, live):
     # One task of a current-thread runtime loops on std::thread::sleep(2 ms)
     # and never yields; the two tasks spawned after it are never polled. Live,
@@ -288,6 +303,7 @@ CASES = {
     "diag_lost_waker": check_lost_waker,
     "diag_starved": check_starved,
     "diag_sleep_loop": check_sleep_loop,
+    "diag_wrapped": check_wrapped,
     "diag_self_shutdown": check_self_shutdown,
     "diag_thread_locks": check_thread_locks,
     "diag_shutdown_wait": check_shutdown_wait,

@@ -521,3 +521,37 @@ def test_tokio_main_block_on_future(flavor, size, rust_bin, tmp_path):
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def test_chain_through_wrapper_futures(rust_bin, tmp_path):
+    """A future that is no async body (tokio's Timeout, a Traced wrapper of
+    tracing's Instrumented shape spawned as the task itself) is looked into:
+    the chain goes on in the async body it polls, down to the lock it waits
+    on, and what that body holds is seen. Live and on a core."""
+    target = Target([rust_bin / "diag_wrapped"])
+    lines = marker_lines(RUST_SOURCE_DIR / "diag_wrapped.rs")
+    src = "src/bin/diag_wrapped.rs"
+    try:
+        for doc in (tasks_json(target.pid), tasks_json(gcore(target.pid, tmp_path))):
+            (rt,) = doc["runtimes"]
+            got = {t["id"]: t for t in rt["tasks"]}
+            assert sorted(got) == [3, 4]
+            deadline, traced = got[3], got[4]
+            assert (deadline["name"], traced["name"]) == ("diag_wrapped::settle_with_deadline", "diag_wrapped::Traced")
+            top = [(aw["name"], aw["state"], aw["file"], aw["line"]) for aw in deadline["backtrace"][:2]]
+            assert top == [("diag_wrapped::settle_with_deadline", "Suspend0", src, lines["timeout_await"]),
+                           ("diag_wrapped::settle", "Suspend2", src, lines["settle_second_lock"])]
+            assert deadline["backtrace"][0]["awaiting"].startswith("tokio::time::timeout::Timeout<diag_wrapped::settle::")
+            # The Traced task's own future is the wrapper: its chain starts in the body it polls.
+            assert [(aw["name"], aw["state"], aw["line"]) for aw in traced["backtrace"][:1]] == [
+                ("diag_wrapped::refund", "Suspend2", lines["refund_second_lock"])]
+            for t in (deadline, traced):
+                assert t["backtrace"][-1]["awaiting"] == "tokio::sync::batch_semaphore::Acquire"
+                assert t["waiting_on"]["kind"] == "tokio::sync::Mutex"
+                assert [h["name"] for h in t["holds"]] == ["from"]
+            # Each waits on the lock the other holds.
+            assert deadline["waiting_on"]["key"] == traced["holds"][0]["resource"]["key"]
+            assert traced["waiting_on"]["key"] == deadline["holds"][0]["resource"]["key"]
+        assert_untouched(target.pid)
+    finally:
+        target.stop()

@@ -1,0 +1,243 @@
+#include "value/future.h"
+
+#include <dwarf.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+bool td_future_is_async_body(Dwarf_Die *t)
+{
+	const char *name = dwarf_diename(t);
+	return name && strncmp(name, "{async_", 7) == 0;
+}
+
+/* The type of a function's first formal parameter (through its abstract origin). */
+static bool first_param_type(Dwarf_Die *fn, Dwarf_Die *ret)
+{
+	Dwarf_Die die = *fn, child;
+	for (int hop = 0; hop < 3; hop++) {
+		if (dwarf_child(&die, &child) == 0) {
+			do {
+				if (dwarf_tag(&child) == DW_TAG_formal_parameter)
+					return td_die_type(&child, ret);
+			} while (dwarf_siblingof(&child, &child) == 0);
+		}
+		Dwarf_Attribute attr;
+		if (!dwarf_attr(&die, DW_AT_abstract_origin, &attr) &&
+		    !dwarf_attr(&die, DW_AT_specification, &attr))
+			return false;
+		if (!dwarf_formref_die(&attr, &die))
+			return false;
+	}
+	return false;
+}
+
+bool td_future_pin_inner(struct td_value *v)
+{
+	const char *name = dwarf_diename(&v->type);
+	Dwarf_Die inner;
+	uint64_t off;
+	if (!name || strncmp(name, "Pin<", 4) != 0 ||
+	    !(td_type_member(&v->type, "pointer", &inner, &off) ||
+	      td_type_member(&v->type, "__pointer", &inner, &off)))
+		return false;
+	td_value_init(v, v->prog, &inner, v->address + off);
+	return true;
+}
+
+bool td_future_unbox(struct td_value *v)
+{
+	struct td_value u = *v;
+	bool unboxed = false;
+	for (int hop = 0; hop < 4; hop++) {
+		if (td_future_pin_inner(&u))
+			continue;
+		const char *name = dwarf_diename(&u.type);
+		/* A `&mut dyn Future` is laid out as a dyn box: what #[tokio::test] hands block_on. */
+		bool dyn_ref = name && strncmp(name, "&mut dyn ", 9) == 0 && dwarf_tag(&u.type) != DW_TAG_pointer_type;
+		if (!name || (strncmp(name, "alloc::boxed::Box<", 18) != 0 && !dyn_ref))
+			break;
+		uint64_t data, vtable, size, poll, want;
+		if (dwarf_tag(&u.type) == DW_TAG_pointer_type) {
+			Dwarf_Die pointee;
+			if (!td_die_type(&u.type, &pointee) ||
+			    td_program_read_uint(u.prog, u.address, 8, &data) || !data)
+				return false;
+			td_value_init(&u, u.prog, &pointee, data);
+			unboxed = true;
+			continue;
+		}
+		Dwarf_Die t, fn, param;
+		uint64_t off_data, off_vtable;
+		if (!td_type_member(&u.type, "pointer", &t, &off_data) ||
+		    !td_type_member(&u.type, "vtable", &t, &off_vtable) ||
+		    td_program_read_uint(u.prog, u.address + off_data, 8, &data) || !data ||
+		    td_program_read_uint(u.prog, u.address + off_vtable, 8, &vtable) || !vtable ||
+		    td_program_read_uint(u.prog, vtable + 8, 8, &size) ||
+		    td_program_read_uint(u.prog, vtable + 24, 8, &poll) ||
+		    !td_program_function_at(u.prog, poll, &fn) || !first_param_type(&fn, &param))
+			return false;
+		struct td_value self = { .prog = u.prog, .type = param };
+		Dwarf_Die future;
+		if (!td_future_pin_inner(&self) || !td_die_type(&self.type, &future) ||
+		    !td_type_size(&future, &want) || want != size)
+			return false;
+		td_value_init(&u, u.prog, &future, data);
+		unboxed = true;
+	}
+	if (unboxed)
+		*v = u;
+	return unboxed;
+}
+
+/*
+ * Whether a value of type t can hold an async body by value (through fields,
+ * enum variants and boxes), from DWARF alone, memoized per type. A type met
+ * again while it is being worked out counts as not (recursive types).
+ */
+#define TD_MEMO_HOLDS_ASYNC 0x4000000000000000ull
+#define TD_DESCEND_TYPE_DEPTH 48
+static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int depth);
+
+static bool may_hold_async(struct td_program *prog, Dwarf_Die *t, int depth)
+{
+	if (td_future_is_async_body(t))
+		return true;
+	if (depth > TD_DESCEND_TYPE_DEPTH)
+		return false;
+	uint64_t key = dwarf_dieoffset(t);
+	bool *memo = td_program_memo_get(prog, TD_MEMO_HOLDS_ASYNC, key);
+	if (memo)
+		return *memo;
+	if (!(memo = malloc(sizeof(*memo))))
+		return false;
+	*memo = false;  /* while being worked out */
+	td_program_memo_put(prog, TD_MEMO_HOLDS_ASYNC, key, memo);
+	bool yes = false;
+	const char *name = dwarf_diename(t);
+	int tag = dwarf_tag(t);
+	if (tag == DW_TAG_pointer_type) {
+		Dwarf_Die pointee;
+		yes = name && strncmp(name, "alloc::boxed::Box<", 18) == 0 && td_die_type(t, &pointee) &&
+		      may_hold_async(prog, &pointee, depth + 1);
+	} else if (tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
+		/* A box of a dyn Future may hold anything; a reference to one is no ownership. */
+		if (name && strncmp(name, "alloc::boxed::Box<(dyn core::future::future::Future", 51) == 0)
+			yes = true;
+		else if (name && (name[0] == '&' || strncmp(name, "*const ", 7) == 0 || strncmp(name, "*mut ", 5) == 0 ||
+				  strncmp(name, "Arc<", 4) == 0 || strncmp(name, "Rc<", 3) == 0 ||
+				  strncmp(name, "Weak<", 5) == 0))
+			yes = false;
+		else
+			yes = members_may_hold(prog, t, depth);
+	}
+	*memo = yes;
+	return yes;
+}
+
+/* Members of a struct, and of every variant of its variant part. */
+static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int depth)
+{
+	Dwarf_Die child;
+	if (dwarf_child(parent, &child) != 0)
+		return false;
+	do {
+		int tag = dwarf_tag(&child);
+		Dwarf_Die type;
+		if (tag == DW_TAG_member && td_die_type(&child, &type) && may_hold_async(prog, &type, depth + 1))
+			return true;
+		if ((tag == DW_TAG_variant_part || tag == DW_TAG_variant) && members_may_hold(prog, &child, depth))
+			return true;
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+#define TD_DESCEND_DEPTH 32
+#define TD_DESCEND_VALUES 256
+static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget);
+
+static bool find_async(struct td_value *v, int depth, int *budget)
+{
+	if (--*budget < 0 || depth > TD_DESCEND_DEPTH)
+		return false;
+	if (td_future_is_async_body(&v->type))
+		return true;
+	if (!may_hold_async(v->prog, &v->type, 0))
+		return false;
+	struct td_value u = *v;
+	if (td_future_unbox(&u)) {
+		if (find_async(&u, depth + 1, budget)) {
+			*v = u;
+			return true;
+		}
+		return false;
+	}
+	if (dwarf_tag(&v->type) != DW_TAG_structure_type)
+		return false;
+	/* An enum: only its active variant's payload is alive. */
+	struct td_value payload;
+	const char *vname;
+	uint64_t discr;
+	struct td_error *err = td_value_variant(v, &payload, &vname, &discr, NULL);
+	if (!err) {
+		if (find_async(&payload, depth + 1, budget)) {
+			*v = payload;
+			return true;
+		}
+		return false;
+	}
+	td_error_destroy(err);
+	return members_find_async(v, &v->type, depth, budget);
+}
+
+/*
+ * The members of a struct (parent: the struct) in turn. A variant part
+ * without a discriminant (an enum with one inhabited variant, such as
+ * hyper's ProtoServer without http2: its H2 variant holds a type that has no
+ * values) is tried variant by variant, in order.
+ */
+static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget)
+{
+	Dwarf_Die child;
+	if (dwarf_child(parent, &child) != 0)
+		return false;
+	do {
+		Dwarf_Die type, variant;
+		uint64_t off;
+		int tag = dwarf_tag(&child);
+		if (tag == DW_TAG_variant_part) {
+			Dwarf_Attribute attr;
+			if (dwarf_attr(&child, DW_AT_discr, &attr) || dwarf_child(&child, &variant) != 0)
+				continue;
+			do {
+				if (dwarf_tag(&variant) == DW_TAG_variant &&
+				    members_find_async(v, &variant, depth, budget))
+					return true;
+			} while (dwarf_siblingof(&variant, &variant) == 0);
+			continue;
+		}
+		if (tag != DW_TAG_member || !td_die_type(&child, &type) ||
+		    !td_member_offset(&child, &off) || !may_hold_async(v->prog, &type, 0))
+			continue;
+		struct td_value m;
+		td_value_init(&m, v->prog, &type, v->address + off);
+		if (find_async(&m, depth + 1, budget)) {
+			*v = m;
+			return true;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+bool td_future_inner_async(struct td_value *v)
+{
+	if (td_future_is_async_body(&v->type))
+		return false;
+	int budget = TD_DESCEND_VALUES;
+	struct td_value u = *v;
+	if (!find_async(&u, 0, &budget))
+		return false;
+	*v = u;
+	return true;
+}
