@@ -268,7 +268,10 @@ def check_demo(doc, live):
     # (`cache`) across an .await on a oneshot whose Sender (`feed_tx`) it also
     # holds, so it waits on itself; both workers block on that mutex.
     pid = doc["target"]["pid"]
-    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async", "blocking_in_async"]
+    # (Seen once in 140 runs with one blocking_in_async missing: the findings
+    # are shown whole when this fails, for the cause.)
+    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async", "blocking_in_async"], \
+        json.dumps(doc["findings"], indent=1)
     dead = doc["findings"][0]
     assert dead["tasks"] == [] and dead["threads"] == [pid]
     assert [r["kind"] for r in dead["resources"]] == ["tokio::sync::oneshot"]
