@@ -71,12 +71,10 @@ local function blocked_in_poll(ctx, th, task_id)
   return call, blocked, run
 end
 
--- The thread's blocking call inside a task poll or block_on, if any:
--- returns the user frame, the library call, the kind of entry and the task.
--- syscall: the call it is blocked in (default: the one the stop saw).
-local function blocking_call(th, ix, syscall)
-  syscall = syscall or th.syscall
-  if not syscall or not BLOCKING[syscall] then return nil end
+-- Where a thread that is blocked (blocked_in_poll) made the call, inside a
+-- task poll or block_on: the user frame, the library call, the kind of entry
+-- and the task; nil if no user code is between the call and the poll.
+local function blocking_call(th, ix)
   local entry, how = poll_entry(th)
   if not entry then return nil end
   local task = ix.polling[th.tid]
@@ -99,7 +97,7 @@ function blocked_poll(ctx, th, ix)
   local polled = ix.polling[th.tid]
   local syscall, blocked, run = blocked_in_poll(ctx, th, polled and polled.id)
   if not syscall then return nil end
-  local user, api, how, task = blocking_call(th, ix, syscall)
+  local user, api, how, task = blocking_call(th, ix)
   if not user then return nil end
   return { user = user, api = api, how = how, task = task, syscall = syscall, blocked = blocked, run = run }
 end
