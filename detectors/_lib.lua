@@ -244,6 +244,25 @@ function run_detectors(ctx)
       all[#all + 1] = f
     end
   end
+  -- A finding that is only a consequence (f.explained_by = a kind) keeps
+  -- just the tasks no finding of that kind names; with none left, it goes.
+  local named = {}
+  for _, f in ipairs(all) do
+    for _, t in ipairs(f.tasks) do named[f.kind .. ":" .. t.id] = true end
+  end
+  local kept = {}
+  for _, f in ipairs(all) do
+    if f.explained_by then
+      local tasks = {}
+      for _, t in ipairs(f.tasks) do
+        if not named[f.explained_by .. ":" .. t.id] then tasks[#tasks + 1] = t end
+      end
+      if #tasks > 0 and #tasks < #f.tasks and f.retell then f = f.retell(tasks) end
+      if #tasks == 0 then f = nil end
+    end
+    if f then f.explained_by, f.retell = nil, nil; kept[#kept + 1] = f end
+  end
+  all = kept
   table.sort(all, function(a, b)
     local sa, sb = SEVERITY[a.kind] or 99, SEVERITY[b.kind] or 99
     if sa ~= sb then return sa < sb end

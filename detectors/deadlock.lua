@@ -137,6 +137,22 @@ end
 -- A future (a task's, or block_on's own) that waits: n needs what it awaits.
 -- self_node: the graph node of the waiter (a task, or the thread of block_on).
 local function await_edges(g, n, self_node, w, aw, holders, waits)
+  if aw and aw.children and #aw.children > 0 then
+    -- A future polling several at once (select!, join!): it needs ALL of
+    -- its pending branches (wait = "all") or ANY of them ("any"); a branch
+    -- whose wait taskdbg cannot see (a timer, a socket) is free.
+    local tn = node(g, n.name .. "/tree", aw.wait == "all" and "and" or "or")
+    for k, child in ipairs(aw.children) do
+      local cn = node(g, tn.name .. "/" .. k, "and")
+      local cw = child[#child]
+      await_edges(g, cn, self_node, cw.waiting_on, cw, holders, waits)
+      if #cn.succ == 0 then cn.kind = "free" end
+      need(tn, cn.name)
+    end
+    need(n, tn.name)
+    waits[n.name] = { tree = aw, at = aw }
+    return
+  end
   if aw and is_id(aw.awaiting_task) then
     need(n, "task:" .. aw.awaiting_task)
     waits[n.name] = { task = aw.awaiting_task, at = aw }
@@ -162,6 +178,34 @@ local function await_edges(g, n, self_node, w, aw, holders, waits)
     end
     waits[n.name] = { resource = w, at = aw }
   end
+end
+
+-- What a future waiting on several branches waits for, as evidence: every
+-- branch when it needs any of them (each is stuck), the stuck ones when it
+-- needs them all.
+function tree_phrase(name, tree, waits, stuck, ix)
+  local parts = {}
+  for k in ipairs(tree.children) do
+    local cname = name .. "/tree/" .. k
+    local w = waits[cname]
+    if tree.wait ~= "all" or stuck[cname] then
+      local what = "?"
+      if w and w.resource then
+        what = (w.resource.mode == "rx" and "a message on " or "") .. resource_name(w.resource)
+      elseif w and w.task then
+        what = "the JoinHandle of " .. task_label(ix.tasks[w.task])
+      end
+      parts[#parts + 1] = string.format("%s (branch %d)", what, k)
+    end
+  end
+  local where = at(tree) and (" at " .. at(tree)) or ""
+  if tree.wait == "all" then
+    local n = tree.branches or #tree.children
+    return string.format(" waits%s for all of its %d branches (%d still pending), and cannot finish: %s", where,
+      n, #tree.children, table.concat(parts, ", "))
+  end
+  return string.format(" waits%s for any of its %d branches, and none can proceed: %s", where,
+    #tree.children, table.concat(parts, ", "))
 end
 
 detectors.deadlock = function(ctx, ix)
@@ -281,7 +325,10 @@ detectors.deadlock = function(ctx, ix)
           local w, aw = waits[name], user_await(t)
           local line = task_label(t)
           if #held > 0 then line = line .. " holds " .. table.concat(held, ", ") .. " and" end
-          if w and w.resource then
+          if w and w.tree then
+            line = line .. tree_phrase(name, w.tree, waits, stuck, ix)
+            aw = nil
+          elseif w and w.resource then
             line = line .. " waits for " .. resource_name(w.resource)
           elseif w and w.task then
             line = line .. " awaits the JoinHandle of " .. task_label(ix.tasks[w.task])

@@ -3,6 +3,13 @@
 -- (including a current-thread runtime whose only thread is blocked inside
 -- block_on). Live: the same tasks stay notified in every sample of the
 -- window; a core: one snapshot, where every worker is blocked.
+--
+-- Timers nobody runs (live only: a core records no "now"): tasks wait on a
+-- Sleep whose deadline passed before the window began, and no thread of the
+-- process is parked in the runtime's driver, the only place tokio fires
+-- timers and reads socket readiness. A worker blocked in a poll while the
+-- other parks without the driver leaves it so; those tasks are not even
+-- notified, so the rule above cannot see them.
 
 local SHOWN = 8
 
@@ -37,6 +44,80 @@ local function notified_throughout(ctx, rt)
     end
   end
   return ids or {}, n
+end
+
+-- Frames of a thread parked in a runtime's driver (time and I/O).
+local DRIVER_FRAMES = {
+  "^tokio::runtime::time::Driver::park", "^tokio::runtime::io::driver::Driver::turn",
+  "^tokio::runtime::driver::Driver::park", "^tokio::runtime::scheduler::multi_thread::park::Inner::park_driver",
+  "^tokio::time::driver::Driver<.*>::park", "^tokio::io::driver::Driver::turn",
+}
+
+local function driven(ctx)
+  for _, th in ipairs(ctx.threads) do
+    if frame_index(th, DRIVER_FRAMES) then return th end
+  end
+  return nil
+end
+
+-- Tasks of rt idle on a Sleep whose deadline passed more than `ms` ago.
+local function overdue_sleepers(rt, ms)
+  local out = {}
+  for _, t in ipairs(rt.tasks or {}) do
+    local w = t.waiting_on
+    if t.state == "idle" and w and w.kind == "tokio::time::Sleep" and w.remaining_ms
+       and w.remaining_ms < -ms then
+      out[#out + 1] = t
+    end
+  end
+  table.sort(out, function(a, b) return a.waiting_on.remaining_ms < b.waiting_on.remaining_ms end)
+  return out
+end
+
+local function seconds(ms)
+  return ms >= 1000 and string.format("%.1f s", ms / 1000) or string.format("%.0f ms", ms)
+end
+
+-- The finding for `late` (tasks on overdue timers) of rt.
+local function stalled_finding(ctx, ix, rt, late)
+  local tasks, evidence = {}, {}
+  for i, t in ipairs(late) do
+    tasks[#tasks + 1] = task_ref(t)
+    if i <= SHOWN then
+      local aw = user_await(t)
+      evidence[#evidence + 1] = string.format("%s waits on a tokio::time::Sleep%s whose deadline passed %s ago",
+        task_label(t), aw and at(aw) and (" at " .. at(aw)) or "", seconds(-t.waiting_on.remaining_ms))
+    end
+  end
+  if #late > SHOWN then evidence[#evidence + 1] = string.format("... and %d more", #late - SHOWN) end
+  local threads = {}
+  for _, tid in ipairs(rt.workers) do
+    local th = ix.threads[tid]
+    threads[#threads + 1] = tid
+    evidence[#evidence + 1] = occupied(ctx, th, ix, true)
+      or string.format("%s is parked without the driver, waiting to be notified", thread_label(th))
+  end
+  evidence[#evidence + 1] = "no thread is parked in the runtime's driver, where tokio fires timers and reads socket readiness"
+  local f = finding("starvation",
+    string.format("%d task%s of runtime %d (%s) wait%s on timers that expired up to %s ago: nothing runs the runtime's timer and I/O driver",
+      #late, #late == 1 and "" or "s", rt.id, rt.flavor, #late == 1 and "s" or "", seconds(-late[1].waiting_on.remaining_ms)),
+    { tasks = tasks, threads = threads, evidence = evidence,
+      fix = "unblock the workers (move blocking work to spawn_blocking): while one is blocked in a poll, tokio may leave its timers and sockets unserved" })
+  -- A task caught in a deadlock is told there (its timer is one edge of the cycle).
+  f.explained_by = "deadlock"
+  f.retell = function(refs)
+    local keep, left = {}, {}
+    for _, r in ipairs(refs) do keep[r.id] = true end
+    for _, t in ipairs(late) do if keep[t.id] then left[#left + 1] = t end end
+    return stalled_finding(ctx, ix, rt, left)
+  end
+  return f
+end
+
+local function stalled_timers(ctx, ix, rt)
+  local late = overdue_sleepers(rt, ctx.options.window_ms)
+  if #late == 0 or driven(ctx) then return nil end
+  return stalled_finding(ctx, ix, rt, late)
 end
 
 detectors.starvation = function(ctx, ix)
@@ -82,6 +163,9 @@ detectors.starvation = function(ctx, ix)
           { tasks = tasks, threads = threads, evidence = evidence,
             fix = "unblock the workers: move blocking work to spawn_blocking, and yield in long polls" })
       end
+    end
+    if live and (#out == 0 or out[#out].summary:find("of runtime " .. rt.id .. " ", 1, true) == nil) then
+      out[#out + 1] = stalled_timers(ctx, ix, rt)
     end
   end
   return out

@@ -587,6 +587,26 @@ local function resolve(type_id, addr)
   return nil
 end
 
+-- The children of a level (select!/join! branches, see td.await_chain):
+-- what each waits on, and what its suspended states hold.
+local function resolve_children(children)
+  for _, c in ipairs(children or EMPTY) do
+    local chain = c.chain
+    if chain then
+      local last = chain[#chain]
+      if c.leaf and last and last.awaiting then c.waits = resolve(last.awaiting, c.leaf) end
+      if not chain.shared then
+        for _, level in ipairs(chain) do
+          for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
+          resolve_children(level.children)
+        end
+      end
+    elseif c.leaf and c.leaf_type then
+      c.waits = resolve(c.leaf_type, c.leaf)
+    end
+  end
+end
+
 -- For each task waiting in a future that is a resource: what it waits on;
 -- for each suspended state holding guards, permits, channel ends: what.
 -- Per task only table lookups: what a chain awaits is worked out once per
@@ -620,6 +640,7 @@ local function follow_resources(lists)
         for _, held in ipairs(level.holds or EMPTY) do
           held.resource = resolve(held.type, held.addr)
         end
+        resolve_children(level.children)
       end end
     end
   end
@@ -977,26 +998,80 @@ function M.finish()
   -- A future's backtrace (AWAIT objects, shared between futures waiting at the
   -- same place), what its suspended states hold, and what it waits on (a
   -- lock, a channel), unless it is running.
-  local function describe(chain, waits, state)
+  local describe
+  -- An .await written inside select!/join!: the user's line calling the macro.
+  local sites = {}
+  local function site_of(aw)
+    if not aw.in_macro then return aw.file, aw.line end
+    local key = aw.type .. aw.state
+    local site = sites[key]
+    if not site then
+      local file, line = td.macro_site(aw.type, aw.state)
+      site = { file or aw.file, line or aw.line }
+      sites[key] = site
+    end
+    return site[1], site[2]
+  end
+  local function await_record(aw)
+    local _, short = names_of_id(aw.type)
+    local file, line = site_of(aw)
+    return { name = short, state = aw.state, file = file or td.null,
+             line = line or td.null,
+             awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
+             awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
+  end
+  -- A level's children (select!/join! branches) as AWAIT chains, each
+  -- innermost one with what it waits on; a finished join! branch (MaybeDone's
+  -- Done or Gone) is left out. What the branches hold goes to holds.
+  local function describe_children(level, state, holds, held_at, depth)
+    local out, all = setmetatable({}, { __array = true }), false
+    for _, c in ipairs(level.children) do
+      local elem = names_of_id(c.elem)
+      if elem:find("MaybeDone<") then all = true end
+      if c.variant ~= "Done" and c.variant ~= "Gone" then
+        local bt, waiting_on
+        if c.chain then
+          local child_holds
+          bt, child_holds, waiting_on = describe(c.chain, c.waits, state, true)
+          for _, h in ipairs(child_holds or EMPTY) do
+            if not held_at[h.address] then
+              held_at[h.address] = true
+              h.level = depth
+              holds[#holds + 1] = h
+            end
+          end
+        else
+          local _, short = names_of_id(c.leaf_type)
+          bt = setmetatable({ { name = short, state = td.null, file = td.null, line = td.null,
+                                awaiting = td.null } }, { __array = true })
+          waiting_on = c.waits and state ~= "running" and resource_record(c.waits, bt) or nil
+        end
+        if #bt > 0 then
+          bt[#bt].waiting_on = waiting_on
+          out[#out + 1] = bt
+        end
+      end
+    end
+    return out, all and "all" or "any"
+  end
+  -- fresh: the records are made anew (a child chain's innermost record gets
+  -- its own waiting_on), not shared with other futures waiting at the same place.
+  describe = function(chain, waits, state, fresh)
     local key = chain
+    local tree = false
     if not chain.shared then
       key = {}
       for i, aw in ipairs(chain) do
         key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+        tree = tree or aw.children ~= nil
       end
       key = table.concat(key, ";")
     end
-    local backtrace = shared_backtraces[key]
+    local backtrace = not (fresh or tree) and shared_backtraces[key]
     if not backtrace then
       backtrace = setmetatable({}, { __array = true })
-      for i, aw in ipairs(chain) do
-        local _, short = names_of_id(aw.type)
-        backtrace[i] = { name = short, state = aw.state, file = aw.file or td.null,
-                         line = aw.line or td.null,
-                         awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
-                         awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
-      end
-      shared_backtraces[key] = backtrace
+      for i, aw in ipairs(chain) do backtrace[i] = await_record(aw) end
+      if not (fresh or tree) then shared_backtraces[key] = backtrace end
     end
     -- What its suspended futures hold: handles to tasks, guards, channel ends
     -- (a chain that holds anything is never shared).
@@ -1014,6 +1089,12 @@ function M.finish()
             task = held.header and id_of_header[held.header] or nil,
             resource = res and resource_record(res, backtrace) or nil }
         end
+      end
+      if aw.children then
+        holds, held_at = holds or {}, held_at or {}
+        backtrace[i].children, backtrace[i].wait = describe_children(aw, state, holds, held_at, i - 1)
+        backtrace[i].branches = #aw.children
+        if #holds == 0 then holds = nil end
       end
     end
     local waiting_on = waits and state ~= "running" and resource_record(waits, backtrace) or nil
@@ -1089,6 +1170,7 @@ function M.finish()
     local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
     for _, level in ipairs(p.chain) do
       for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
+      resolve_children(level.children)
     end
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     rt.block_on = rt.block_on or setmetatable({}, { __array = true })

@@ -45,6 +45,7 @@ struct td_lua {
 	unsigned limit_ms;         /* for the message */
 	struct chain_state *chain_cache;  /* td.await_chain's memo, per program */
 	size_t nchain;
+	int tree_depth;            /* children chains being built, nested */
 };
 
 /* Starts the budgets of one call. */
@@ -849,6 +850,7 @@ struct chain_state {
 	uint64_t discr;
 	const char *name, *file;
 	int line;
+	bool foreign;              /* declared in another file than its async fn: in a macro */
 	bool has_awaitee;
 	Dwarf_Die awaitee_type;
 	uint64_t awaitee_off;
@@ -971,7 +973,10 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
  */
 #define TD_CHAIN_CACHE 4096
 #define TD_CHAIN_DEPTH 64
+#define TD_CHAIN_CHILDREN 16   /* branches of one select!/join! read */
+#define TD_TREE_DEPTH 4        /* trees inside trees */
 static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf);
+static void push_children(lua_State *L, struct td_value *kids, int nkids);
 
 static int l_await_chain(lua_State *L)
 {
@@ -1128,6 +1133,10 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 		lua_pushinteger(L, st->line);
 		lua_setfield(L, -2, "line");
 	}
+	if (st->foreign) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "in_macro");
+	}
 	if (st->has_awaitee) {
 		lua_pushinteger(L, (lua_Integer)dwarf_dieoffset((Dwarf_Die *)&st->awaitee_type));
 		lua_setfield(L, -2, "awaiting");
@@ -1153,6 +1162,49 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 		}
 		lua_setfield(L, -2, "holds");
 	}
+}
+
+/*
+ * A level's children = { {elem=, chain=, leaf=, leaf_type=, variant=}, ... }:
+ * per child future (elem: its type id), the chain of the async body in it,
+ * or none; leaf: the address of the innermost future that is no async body;
+ * leaf_type: its type id when there is no chain; variant: the enum variant
+ * a leaf was found in (MaybeDone's Future or Done: the plugin tells them apart).
+ */
+static void push_children(lua_State *L, struct td_value *kids, int nkids)
+{
+	struct td_lua *lua = get_lua(L);
+	lua_createtable(L, nkids, 0);
+	for (int k = 0; k < nkids; k++) {
+		struct td_value c = kids[k];
+		lua_createtable(L, 0, 5);
+		lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(&c.type));
+		lua_setfield(L, -2, "elem");
+		td_future_unbox(&c);
+		td_future_inner_async(&c);
+		uint64_t leaf = 0;
+		if (td_future_is_async_body(&c.type)) {
+			lua->tree_depth++;
+			push_await_chain(L, c, &leaf);
+			lua->tree_depth--;
+			lua_setfield(L, -2, "chain");
+		} else {
+			const char *variant = td_future_live_payload(&c);
+			if (variant) {
+				lua_pushstring(L, variant);
+				lua_setfield(L, -2, "variant");
+			}
+			leaf = c.address;
+			lua_pushinteger(L, (lua_Integer)dwarf_dieoffset(&c.type));
+			lua_setfield(L, -2, "leaf_type");
+		}
+		if (leaf) {
+			lua_pushinteger(L, (lua_Integer)leaf);
+			lua_setfield(L, -2, "leaf");
+		}
+		lua_rawseti(L, -2, k + 1);
+	}
+	lua_setfield(L, -2, "children");
 }
 
 /*
@@ -1197,6 +1249,8 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 			st->file = dwarf_decl_file(&member);
 			if (dwarf_decl_line(&member, &st->line) != 0)
 				st->line = 0;
+			/* An .await inside select!/join!: td.macro_site finds the line that calls it, after the stop. */
+			st->foreign = td_future_foreign_site(&v.type, st->file);
 			uint64_t off;
 			if (td_type_member(&payload.type, "__awaitee", &st->awaitee_type, &off)) {
 				st->has_awaitee = true;
@@ -1226,6 +1280,20 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		 * it holds none.
 		 */
 		td_future_inner_async(&v);
+	}
+	/*
+	 * The innermost awaited future polls several futures at once (select!,
+	 * join!): each gets a chain of its own, built below.
+	 */
+	struct td_value kids[TD_CHAIN_CHILDREN];
+	int nkids = 0;
+	Dwarf_Die state_type;
+	if (depth > 0 && !err && sts[depth - 1]->has_awaitee && !td_future_is_async_body(&v.type) &&
+	    lua->tree_depth < TD_TREE_DEPTH &&
+	    td_program_die_at(v.prog, sts[depth - 1]->type, &state_type)) {
+		Dwarf_Word size = (Dwarf_Word)dwarf_bytesize(&state_type);
+		nkids = td_future_children(&v, addrs[depth - 1], addrs[depth - 1] + size, kids, TD_CHAIN_CHILDREN);
+		per_task |= nkids > 0;
 	}
 	if (!per_task && !err) {
 		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
@@ -1258,6 +1326,8 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	lua_createtable(L, depth, 0);
 	for (int i = 0; i < depth; i++) {
 		push_chain_level(L, sts[i], addrs[i]);
+		if (i == depth - 1 && nkids > 0)
+			push_children(L, kids, nkids);
 		lua_rawseti(L, -2, i + 1);
 	}
 	if (err) {
@@ -1266,6 +1336,39 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		lua_setfield(L, -2, "error");
 	}
 	return 1;
+}
+
+/*
+ * td.macro_site(type_id, state) -> file, line, or nil
+ * For a chain level marked in_macro (an .await written inside select! or
+ * join!): the user's line that calls the macro (td_future_macro_site). A
+ * DWARF search: call it after the stop.
+ */
+static int l_macro_site(lua_State *L)
+{
+	struct td_program *prog = get_lua(L)->prog;
+	Dwarf_Die state, part, variant, member, vtype;
+	const char *want = luaL_checkstring(L, 2);
+	if (!td_program_die_at(prog, (uint64_t)luaL_checkinteger(L, 1), &state) || dwarf_child(&state, &part) != 0)
+		return 0;
+	do {
+		if (dwarf_tag(&part) != DW_TAG_variant_part || dwarf_child(&part, &variant) != 0)
+			continue;
+		do {
+			const char *vn, *file, *site_file;
+			int site_line;
+			if (dwarf_tag(&variant) != DW_TAG_variant || dwarf_child(&variant, &member) != 0 ||
+			    !td_die_type(&member, &vtype) || !(vn = dwarf_diename(&vtype)) || strcmp(vn, want) != 0)
+				continue;
+			file = dwarf_decl_file(&member);
+			if (!td_future_macro_site(prog, &state, &vtype, file, &site_file, &site_line))
+				return 0;
+			lua_pushstring(L, site_file);
+			lua_pushinteger(L, site_line);
+			return 2;
+		} while (dwarf_siblingof(&variant, &variant) == 0);
+	} while (dwarf_siblingof(&part, &part) == 0);
+	return 0;
 }
 
 /* td.type_by_id(id) -> Type (ids from td.id and td.await_chain) */
@@ -1629,6 +1732,7 @@ static const luaL_Reg td_functions[] = {
 	{ "each_function", l_each_function }, { "walk_list", l_walk_list },
 	{ "await_chain", l_await_chain }, { "type_by_id", l_type_by_id },
 	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
+	{ "macro_site", l_macro_site },
 	{ NULL, NULL },
 };
 

@@ -142,6 +142,62 @@ static void print_waiting_on(FILE *out, struct json_object *w)
  * A task, or (block_on true) the future a thread runs in block_on, which is
  * no task: shown first in its runtime, with its thread in place of an id.
  */
+/*
+ * A chain of awaits, one per line, outermost first; a future waiting on
+ * several branches (select!, join!) shows each pending branch's chain below
+ * it, indented, with what its innermost future waits on.
+ */
+static void print_chain(FILE *out, struct json_object *bt, int indent, int depth)
+{
+	size_t n = json_object_array_length(bt);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *aw = json_object_array_get_idx(bt, i), *kids, *w;
+		fprintf(out, "%*s%zu %s", indent, "", i, str(aw, "name"));
+		if (str(aw, "state"))
+			fprintf(out, " %s", str(aw, "state"));
+		print_where(out, aw);
+		if (json_object_object_get_ex(aw, "waiting_on", &w) && w && str(w, "kind"))
+			print_waiting_on(out, w);
+		if (!json_object_object_get_ex(aw, "children", &kids) || !kids || depth > 8) {
+			fputc('\n', out);
+			continue;
+		}
+		size_t nk = json_object_array_length(kids);
+		const char *wait = str(aw, "wait");
+		long long branches = num(aw, "branches", (long long)nk);
+		if (wait && strcmp(wait, "all") == 0)
+			fprintf(out, ", waiting for all of %lld branches (%zu pending):\n", branches, nk);
+		else
+			fprintf(out, ", waiting for any of %lld branches:\n", branches);
+		for (size_t k = 0; k < nk; k++) {
+			fprintf(out, "%*sbranch %zu\n", indent + 2, "", k + 1);
+			print_chain(out, json_object_array_get_idx(kids, k), indent + 4, depth + 1);
+		}
+	}
+}
+
+/* On one line: the branches a future waits on (select!, join!), by what each innermost one waits on. */
+static void print_branches(FILE *out, struct json_object *aw)
+{
+	struct json_object *kids, *w;
+	if (!aw || !json_object_object_get_ex(aw, "children", &kids) || !kids)
+		return;
+	size_t nk = json_object_array_length(kids);
+	const char *wait = str(aw, "wait");
+	fprintf(out, ", on %s of %lld branches", wait && strcmp(wait, "all") == 0 ? "all" : "any",
+		num(aw, "branches", (long long)nk));
+	for (size_t k = 0; k < nk; k++) {
+		struct json_object *chain = json_object_array_get_idx(kids, k);
+		size_t n = json_object_array_length(chain);
+		struct json_object *last = n ? json_object_array_get_idx(chain, n - 1) : NULL;
+		fprintf(out, k ? ";" : ":");
+		if (last && json_object_object_get_ex(last, "waiting_on", &w) && w && str(w, "kind"))
+			print_waiting_on(out, w);
+		else
+			fprintf(out, " (%s)", last ? str(last, "name") : "?");
+	}
+}
+
 static void print_task(FILE *out, struct json_object *t, bool chains, bool block_on)
 {
 	if (block_on)
@@ -161,22 +217,18 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 		fprintf(out, ", not started yet\n");
 		return;
 	}
-	if (!chains)
+	if (!chains) {
 		print_where(out, last);
+		print_branches(out, last);
+	}
 	/* What it waits on, followed through the awaited future: a lock, a channel, a timer. */
 	struct json_object *w;
 	if (json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind"))
 		print_waiting_on(out, w);
 	fputc('\n', out);
 	struct json_object *bt;
-	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt) {
-		for (size_t i = 0; i < json_object_array_length(bt); i++) {
-			struct json_object *aw = json_object_array_get_idx(bt, i);
-			fprintf(out, "          %zu %s %s", i, str(aw, "name"), str(aw, "state"));
-			print_where(out, aw);
-			fputc('\n', out);
-		}
-	}
+	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt)
+		print_chain(out, bt, 10, 0);
 	const char *error = str(t, "error");
 	if (error)
 		fprintf(out, "          (could not decode its future: %s)\n", error);

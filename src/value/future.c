@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "value/program.h"
 
 bool td_future_is_async_body(Dwarf_Die *t)
 {
@@ -240,4 +241,225 @@ bool td_future_inner_async(struct td_value *v)
 		return false;
 	*v = u;
 	return true;
+}
+
+/* The decl_file of an async body's first variant (Unresumed): the file the async fn is written in. */
+static const char *own_file(Dwarf_Die *state)
+{
+	Dwarf_Die part, variant, member;
+	if (dwarf_child(state, &part) != 0)
+		return NULL;
+	do {
+		if (dwarf_tag(&part) != DW_TAG_variant_part || dwarf_child(&part, &variant) != 0)
+			continue;
+		do {
+			if (dwarf_tag(&variant) == DW_TAG_variant && dwarf_child(&variant, &member) == 0)
+				return dwarf_decl_file(&member);
+		} while (dwarf_siblingof(&variant, &variant) == 0);
+	} while (dwarf_siblingof(&part, &part) == 0);
+	return NULL;
+}
+
+/* Two units may spell one file differently: "src/main.rs" and "/home/x/app/src/main.rs". */
+static bool same_file(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la < lb) {
+		const char *t = a; a = b; b = t;
+		size_t l = la; la = lb; lb = l;
+	}
+	return strcmp(a + la - lb, b) == 0 && (la == lb || a[la - lb - 1] == '/');
+}
+
+struct site_search {
+	const char *file;           /* the async fn's own file */
+	const char *names[64];      /* the suspend point's locals */
+	const char *types[64];      /* and their types' names (the function may be in another unit) */
+	int n;
+	int line;                   /* the latest declaration found there */
+};
+
+/* The variables of fn (through lexical blocks) named like the suspend point's locals. */
+static void scan_locals(Dwarf_Die *die, struct site_search *s, int depth)
+{
+	Dwarf_Die child;
+	if (depth > 16 || dwarf_child(die, &child) != 0)
+		return;
+	do {
+		int tag = dwarf_tag(&child);
+		if (tag == DW_TAG_lexical_block) {
+			scan_locals(&child, s, depth + 1);
+			continue;
+		}
+		if (tag != DW_TAG_variable)
+			continue;
+		const char *name = dwarf_diename(&child), *file = dwarf_decl_file(&child);
+		int line;
+		Dwarf_Die type;
+		if (!name || !file || !same_file(file, s->file) || dwarf_decl_line(&child, &line) != 0)
+			continue;
+		for (int i = 0; i < s->n; i++) {
+			const char *tn = td_die_type(&child, &type) ? dwarf_diename(&type) : NULL;
+			if (strcmp(name, s->names[i]) == 0 && (!tn || !s->types[i] || strcmp(tn, s->types[i]) == 0)) {
+				if (line > s->line)
+					s->line = line;
+				break;
+			}
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+}
+
+bool td_future_foreign_site(Dwarf_Die *state, const char *file)
+{
+	const char *own = own_file(state);
+	return own && file && strcmp(own, file) != 0;
+}
+
+bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *variant_type,
+			  const char *file, const char **ret_file, int *ret_line)
+{
+	struct site_search s = { .file = own_file(state) };
+	if (!s.file || !file || strcmp(s.file, file) == 0)
+		return false;
+	Dwarf_Die member, type;
+	if (dwarf_child(variant_type, &member) == 0) {
+		do {
+			const char *name = dwarf_diename(&member);
+			if (dwarf_tag(&member) != DW_TAG_member || !name || strcmp(name, "__awaitee") == 0 ||
+			    s.n == (int)(sizeof(s.names) / sizeof(s.names[0])))
+				continue;
+			s.names[s.n] = name;
+			s.types[s.n++] = td_die_type(&member, &type) ? dwarf_diename(&type) : NULL;
+		} while (dwarf_siblingof(&member, &member) == 0);
+	}
+	/* The body's function: "a::b::{async_fn_env#0}<T>" is declared by "a::b::{async_fn#0}". */
+	char *path = td_type_qualified_name(state);
+	if (!path)
+		return false;
+	char *gen = strrchr(path, '}');
+	if (gen && gen[1] == '<')
+		gen[1] = '\0';
+	char *env = strstr(path, "_env#");
+	bool found = false;
+	Dwarf_Die fn;
+	if (env && s.n > 0) {
+		memmove(env, env + 4, strlen(env + 4) + 1);
+		if (td_program_find(prog, path, DW_TAG_subprogram, &fn)) {
+			scan_locals(&fn, &s, 0);
+			found = s.line > 0;
+		}
+	}
+	free(path);
+	if (found) {
+		*ret_file = s.file;
+		*ret_line = s.line;
+	}
+	return found;
+}
+
+static bool is_pointer(Dwarf_Die *t)
+{
+	return dwarf_tag(t) == DW_TAG_pointer_type || dwarf_tag(t) == DW_TAG_reference_type;
+}
+
+/*
+ * The tuple a pointer member of v (through struct members, depth-first,
+ * never through pointers) points at inside [lo, hi). Sets *tuple.
+ */
+static bool find_tuple_ref(struct td_value *v, uint64_t lo, uint64_t hi, int depth, int *budget,
+			   struct td_value *tuple)
+{
+	Dwarf_Die child;
+	if (depth > 4 || dwarf_tag(&v->type) != DW_TAG_structure_type || dwarf_child(&v->type, &child) != 0)
+		return false;
+	do {
+		Dwarf_Die type, pointee;
+		uint64_t off, p;
+		if (--*budget < 0)
+			return false;
+		if (dwarf_tag(&child) != DW_TAG_member || !td_die_type(&child, &type) || !td_member_offset(&child, &off))
+			continue;
+		if (is_pointer(&type)) {
+			/* A closure borrowing `futures`, itself a `&mut (..)` local: up to two reads. */
+			uint64_t at = v->address + off;
+			for (int hop = 0; hop < 2 && td_die_type(&type, &pointee); hop++) {
+				struct td_error *err = td_program_read_uint(v->prog, at, 8, &p);
+				if (err) {
+					td_error_destroy(err);
+					break;
+				}
+				if (p < lo || p >= hi)
+					break;
+				const char *pn = dwarf_diename(&pointee);
+				if (pn && pn[0] == '(' && dwarf_tag(&pointee) == DW_TAG_structure_type) {
+					td_value_init(tuple, v->prog, &pointee, p);
+					return true;
+				}
+				if (!is_pointer(&pointee))
+					break;
+				type = pointee;
+				at = p;
+			}
+			continue;
+		}
+		struct td_value m;
+		td_value_init(&m, v->prog, &type, v->address + off);
+		if (find_tuple_ref(&m, lo, hi, depth + 1, budget, tuple))
+			return true;
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
+int td_future_children(struct td_value *awaitee, uint64_t lo, uint64_t hi, struct td_value *out, int max)
+{
+	struct td_value tuple;
+	int budget = 64, n = 0;
+	if (!find_tuple_ref(awaitee, lo, hi, 0, &budget, &tuple))
+		return 0;
+	Dwarf_Die child, type;
+	if (dwarf_child(&tuple.type, &child) != 0)
+		return 0;
+	do {
+		uint64_t off;
+		if (n < max && dwarf_tag(&child) == DW_TAG_member && td_die_type(&child, &type) &&
+		    td_member_offset(&child, &off))
+			td_value_init(&out[n++], tuple.prog, &type, tuple.address + off);
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return n;
+}
+
+const char *td_future_live_payload(struct td_value *v)
+{
+	const char *last = NULL;
+	for (int hop = 0; hop < 4; hop++) {
+		struct td_value payload;
+		const char *name;
+		uint64_t discr;
+		if (dwarf_tag(&v->type) != DW_TAG_structure_type)
+			break;
+		struct td_error *err = td_value_variant(v, &payload, &name, &discr, NULL);
+		if (err) {
+			td_error_destroy(err);
+			break;
+		}
+		last = name;
+		/* The variant's one field, if it has exactly one. */
+		Dwarf_Die child, type, only;
+		uint64_t off = 0;
+		int fields = 0;
+		if (dwarf_child(&payload.type, &child) == 0) {
+			do {
+				if (dwarf_tag(&child) == DW_TAG_member && td_die_type(&child, &type) &&
+				    td_member_offset(&child, &off)) {
+					only = type;
+					fields++;
+				}
+			} while (dwarf_siblingof(&child, &child) == 0);
+		}
+		if (fields != 1)
+			break;
+		/* off is the last (only) member's */
+		td_value_init(v, v->prog, &only, payload.address + off);
+	}
+	return last;
 }

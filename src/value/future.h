@@ -37,4 +37,38 @@ bool td_future_unbox(struct td_value *v);
  */
 bool td_future_inner_async(struct td_value *v);
 
+/*
+ * The futures a future that is no async body polls by reference: select! and
+ * join! keep their branches in a tuple, a local of the async body that
+ * awaits them, and poll them through a closure holding `&mut` to it. If a
+ * pointer member of awaitee (through its struct members, not through
+ * pointers) points at a tuple inside [lo, hi) (the awaiting body's state),
+ * out[] gets the tuple's elements, at most max. Returns how many.
+ */
+int td_future_children(struct td_value *awaitee, uint64_t lo, uint64_t hi, struct td_value *out, int max);
+
+/*
+ * Into an enum's live variant while it has exactly one field (MaybeDone's
+ * Future(F) or Done(T), Option's Some): *v becomes that field. Returns the
+ * last variant's name (NULL: v is no enum), so a caller can tell a pending
+ * branch from a finished one.
+ */
+const char *td_future_live_payload(struct td_value *v);
+
+/*
+ * Where an .await written inside a macro (select!, join!) is in the user's
+ * source. rustc names such a suspend point by the macro's own source (its
+ * variant's decl_file is not the async fn's file), but declares the locals
+ * the macro made at the line that calls it. If variant_type (the suspend
+ * point's variant) is declared in another file than the async body state's
+ * own, the returned file and line become the latest declaration, in the body's own
+ * file, of a local the suspend point keeps (matched by name and type), found
+ * in the body's function. False if file is the body's own, or none is found.
+ * A search of the body's function in DWARF: not while the target is stopped.
+ */
+bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *variant_type,
+			  const char *file, const char **ret_file, int *ret_line);
+
+/* Whether a suspend point declared in file is in another file than its async body (state): cheap. */
+bool td_future_foreign_site(Dwarf_Die *state, const char *file);
 #endif

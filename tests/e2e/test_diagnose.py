@@ -183,6 +183,31 @@ def check_wrapped(doc, live):
     assert f["threads"] == []
 
 
+def check_select(doc, live):
+    # Lock-order inversion whose edges lie in select! and join! branches:
+    # `pump` holds lock a and selects on lock b or a stop message whose only
+    # Sender `flush` holds; `flush` holds lock b and joins lock a with a
+    # finished sleep. `ticker` (select on a channel or an interval) is healthy.
+    # Before the await trees: "No problem found".
+    (f,) = doc["findings"]
+    assert f["kind"] == "deadlock" and f["threads"] == []
+    assert tasks_of(f) == [(3, "diag_select::pump"), (4, "diag_select::flush")]
+    assert sorted(r["kind"] for r in f["resources"]) == ["tokio::sync::Mutex"] * 2 + ["tokio::sync::mpsc"]
+    assert len({r["address"] for r in f["resources"]}) == 3
+    mutex = r"tokio::sync::Mutex 0x[0-9a-f]+"
+    chan = r"tokio::sync::mpsc 0x[0-9a-f]+"
+    pump, flush = f["evidence"]
+    assert re.fullmatch(rf"task 3 `diag_select::pump` holds the Receiver of {chan}, {mutex} and waits at "
+                        + re.escape(at("diag_select", "pump_select"))
+                        + rf" for any of its 2 branches, and none can proceed: {mutex} \(branch 1\), "
+                        rf"a message on {chan} \(branch 2\)", pump), pump
+    assert re.fullmatch(rf"task 4 `diag_select::flush` holds the Sender of {chan}, {mutex} and waits at "
+                        + re.escape(at("diag_select", "flush_join"))
+                        + rf" for all of its 2 branches \(1 still pending\), and cannot finish: {mutex} \(branch 1\)",
+                        flush), flush
+    assert "one global order" in f["fix"]
+
+
 def check_sleep_loop(doc, live):
     # One task of a current-thread runtime loops on std::thread::sleep(2 ms)
     # and never yields; the two tasks spawned after it are never polled. Live,
@@ -266,11 +291,15 @@ def check_shutdown_wait(doc, live):
 def check_demo(doc, live):
     # The bundled demo (demo/run): block_on's own future keeps a std MutexGuard
     # (`cache`) across an .await on a oneshot whose Sender (`feed_tx`) it also
-    # holds, so it waits on itself; both workers block on that mutex.
+    # holds, so it waits on itself; the workers block on that mutex. Usually
+    # both; in about 1 run in 25 one checkout happens to run on a worker while
+    # the other parks without tokio's driver, which then is never run again:
+    # one worker blocked, the other idle, `serve`'s 20 ms sleep never fires.
+    # Live, that stalled timer is a starvation finding in both cases.
     pid = doc["target"]["pid"]
-    # (Seen once in 140 runs with one blocking_in_async missing: the findings
-    # are shown whole when this fails, for the cause.)
-    assert [f["kind"] for f in doc["findings"]] == ["deadlock", "blocking_in_async", "blocking_in_async"], \
+    kinds = [f["kind"] for f in doc["findings"]]
+    nblocked = kinds.count("blocking_in_async")
+    assert nblocked in (1, 2) and kinds == ["deadlock"] + ["starvation"] * live + ["blocking_in_async"] * nblocked, \
         json.dumps(doc["findings"], indent=1)
     dead = doc["findings"][0]
     assert dead["tasks"] == [] and dead["threads"] == [pid]
@@ -282,14 +311,32 @@ def check_demo(doc, live):
     assert "(`cache` in demo::warm_cache) and awaits the Receiver of tokio::sync::oneshot" in text(dead)
     assert f"at {at('demo', 'fetch_await')} (demo::fetch_prices)" in text(dead)
     assert "drop or use that end" in dead["fix"]
-    blocked = sorted(doc["findings"][1:], key=lambda f: f["tasks"][0]["id"])
-    assert [tasks_of(f) for f in blocked] == [[(4, "demo::handle_checkout")], [(5, "demo::handle_checkout")]]
+    blocked = sorted(doc["findings"][1 + live:], key=lambda f: f["tasks"][0]["id"])
+    ids = [tasks_of(f) for f in blocked]
+    assert ids in ([[(4, "demo::handle_checkout")], [(5, "demo::handle_checkout")]],
+                   [[(4, "demo::handle_checkout")]], [[(5, "demo::handle_checkout")]]), ids
     for f in blocked:
         assert at("demo", "checkout_lock") in f["summary"] and "Mutex::lock (futex)" in f["summary"]
         assert re.search(rf"the lock \(std::sync::Mutex 0x[0-9a-f]+\) is held by thread {pid} \(demo\) "
                          rf"\(`cache` in demo::warm_cache, in its block_on future suspended at "
                          rf"{re.escape(at('demo', 'warm_await'))}\)", text(f)), text(f)
-    assert len({f["threads"][0] for f in blocked}) == 2
+    assert len({f["threads"][0] for f in blocked}) == nblocked
+    if live:
+        starved = doc["findings"][1]
+        assert tasks_of(starved) == [(3, "demo::serve")]
+        assert re.fullmatch(r"1 task of runtime 1 \(multi_thread\) waits on timers that expired up to "
+                            r"[0-9.]+ (s|ms) ago: nothing runs the runtime's timer and I/O driver",
+                            starved["summary"]), starved["summary"]
+        assert re.fullmatch(r"task 3 `demo::serve` waits on a tokio::time::Sleep at "
+                            + re.escape(at("demo", "serve_sleep")) + r" whose deadline passed [0-9.]+ (s|ms) ago",
+                            starved["evidence"][0]), starved["evidence"]
+        workers = starved["evidence"][1:-1]
+        assert len(workers) == 2 and len(starved["threads"]) == 2
+        busy = [w for w in workers if re.search(r"is blocked in \S*Mutex::lock \(futex\) at "
+                                                + re.escape(at("demo", "checkout_lock")) + " polling task", w)]
+        idle = [w for w in workers if w.endswith("is parked without the driver, waiting to be notified")]
+        assert len(busy) == nblocked and len(idle) == 2 - nblocked, workers
+        assert starved["evidence"][-1].startswith("no thread is parked in the runtime's driver")
 
 
 def check_healthy(doc, live):
@@ -307,6 +354,7 @@ CASES = {
     "diag_starved": check_starved,
     "diag_sleep_loop": check_sleep_loop,
     "diag_wrapped": check_wrapped,
+    "diag_select": check_select,
     "diag_self_shutdown": check_self_shutdown,
     "diag_thread_locks": check_thread_locks,
     "diag_shutdown_wait": check_shutdown_wait,

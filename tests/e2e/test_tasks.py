@@ -555,3 +555,56 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def test_select_and_join_trees(rust_bin, tmp_path):
+    """A select! or join! makes the chain a tree: each pending branch gets its
+    own chain down to what it waits on (a finished join! branch is left out),
+    the level says whether it needs any or all of them, and its line is the
+    user's line calling the macro, not the macro's own source. Live and on a
+    core, in JSON and in text."""
+    target = Target([rust_bin / "diag_select"])
+    lines = marker_lines(RUST_SOURCE_DIR / "diag_select.rs")
+    src = "src/bin/diag_select.rs"
+
+    def innermost(chain):
+        return chain[-1]
+
+    try:
+        core = gcore(target.pid, tmp_path)
+        for doc in (tasks_json(target.pid), tasks_json(core)):
+            (rt,) = doc["runtimes"]
+            got = {t["id"]: t for t in rt["tasks"]}
+            assert [(i, got[i]["name"]) for i in sorted(got)] == [
+                (3, "diag_select::pump"), (4, "diag_select::flush"), (5, "diag_select::ticker")]
+            pump, flush, ticker = got[3], got[4], got[5]
+            held = {t["id"]: {h["name"]: h["resource"]["key"] for h in t["holds"]} for t in (pump, flush)}
+            (top,) = pump["backtrace"]
+            assert (top["name"], top["state"], top["file"], top["line"], top["wait"], top["branches"]) == (
+                "diag_select::pump", "Suspend2", src, lines["pump_select"], "any", 2)
+            lock, stop = top["children"]
+            assert innermost(lock)["waiting_on"]["kind"] == "tokio::sync::Mutex"
+            assert innermost(lock)["waiting_on"]["key"] == held[4]["held"]
+            assert lock[0]["name"].startswith("tokio::sync::mutex::") and lock[0]["name"].endswith("::lock")
+            assert (innermost(stop)["waiting_on"]["kind"], innermost(stop)["waiting_on"]["mode"]) == ("tokio::sync::mpsc", "rx")
+            assert innermost(stop)["waiting_on"]["key"] == held[4]["stop"] == held[3]["stop"]
+            (top,) = flush["backtrace"]
+            assert (top["name"], top["state"], top["file"], top["line"], top["wait"], top["branches"]) == (
+                "diag_select::flush", "Suspend2", src, lines["flush_join"], "all", 2)
+            (lock,) = top["children"]   # the sleep has finished
+            assert innermost(lock)["waiting_on"]["key"] == held[3]["held"]
+            (top,) = ticker["backtrace"]
+            assert (top["file"], top["line"], top["wait"], top["branches"]) == (src, lines["ticker_select"], "any", 2)
+            recv, tick = top["children"]
+            assert innermost(recv)["waiting_on"]["mode"] == "rx"
+            assert tick[0]["name"] == "tokio::time::interval::{impl#2}::tick"
+        for where in (target.pid, core):
+            text = run("tasks", where).stdout
+            assert re.search(rf"\n +3  idle +diag_select::pump at {src}:{lines['pump_select']} awaiting \S+, on any of 2 "
+                             r"branches: \(tokio::sync::Mutex 0x[0-9a-f]+\); \(tokio::sync::mpsc 0x[0-9a-f]+ rx\)\n", text), text
+            text = run("tasks", "--chains", where).stdout
+            assert f"diag_select::flush Suspend2 at {src}:{lines['flush_join']} awaiting " in text
+            assert ", waiting for all of 2 branches (1 pending):\n            branch 1\n              0 tokio::sync::mutex::" in text, text
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
