@@ -86,8 +86,14 @@ strip_generics = td.strip_generics
 
 function task_ref(t) return { id = t.id, name = t.name } end
 
+-- "task 4 `app::refund`", and where the task's own future is not the user's
+-- code (a framework's connection, a wrapper), the user's async fn in it
+-- first: "task 4 `app::handle` (in `hyper::...::NewSvcTask`)".
 function task_label(t)
   if not t then return "a task" end
+  if type(t.root) == "string" and t.root ~= t.name then
+    return string.format("task %d `%s` (in `%s`)", t.id, t.root, t.name)
+  end
   return string.format("task %d `%s`", t.id, t.name)
 end
 

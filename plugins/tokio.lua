@@ -998,6 +998,45 @@ function M.finish()
   -- A future's backtrace (AWAIT objects, shared between futures waiting at the
   -- same place), what its suspended states hold, and what it waits on (a
   -- lock, a channel), unless it is running.
+  -- Whether a source file is the program's own: rustc's library
+  -- (/rustc/HASH/library/.. or library/..) and crates in cargo's layout for
+  -- dependencies (a registry, or any directory named NAME-X.Y.Z) are not;
+  -- a workspace member's files are relative to its unit's directory.
+  local own_memo = {}
+  local function own_source(file)
+    if type(file) ~= "string" then return false end
+    local own = own_memo[file]
+    if own == nil then
+      if file:find("^/rustc/") or file:find("^library/") then own = false
+      elseif file:sub(1, 1) ~= "/" then own = true
+      else own = not (file:find("/registry/", 1, true) or file:find("/[%w_%-]+%-%d+%.%d+%.%d+[^/]*/")) end
+      own_memo[file] = own
+    end
+    return own
+  end
+  -- The outermost async fn of the program's own code in a backtrace (for a
+  -- hyper connection: the request handler), looking into a tree's branches
+  -- when the chain itself has none. Once per backtrace table (shared ones too).
+  local roots = setmetatable({}, { __mode = "k" })
+  local function root_of(backtrace, depth)
+    local r = roots[backtrace]
+    if r ~= nil then return r end
+    r = false
+    for _, aw in ipairs(backtrace) do
+      if own_source(aw.file) and aw.name then r = aw.name; break end
+    end
+    if not r and (depth or 0) < 4 then
+      for _, aw in ipairs(backtrace) do
+        for _, child in ipairs(aw.children or EMPTY) do
+          r = root_of(child, (depth or 0) + 1)
+          if r then break end
+        end
+        if r then break end
+      end
+    end
+    roots[backtrace] = r
+    return r
+  end
   local describe
   -- An .await written inside select!/join!: the user's line calling the macro.
   local sites = {}
@@ -1016,7 +1055,7 @@ function M.finish()
     local _, short = names_of_id(aw.type)
     local file, line = site_of(aw)
     return { name = short, state = aw.state, file = file or td.null,
-             line = line or td.null,
+             line = line or td.null, own = own_source(file) or nil,
              awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
              awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
   end
@@ -1139,6 +1178,7 @@ function M.finish()
           running_on = running_on[id] or td.null,
           spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
           backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],
+          root = root_of(backtrace) or td.null,
         }
       end
     end
@@ -1173,6 +1213,7 @@ function M.finish()
       resolve_children(level.children)
     end
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
+    b.root = root_of(b.backtrace) or td.null
     rt.block_on = rt.block_on or setmetatable({}, { __array = true })
     rt.block_on[#rt.block_on + 1] = b
   end

@@ -68,6 +68,20 @@ static struct json_object *innermost(struct json_object *task)
 	return json_object_array_get_idx(bt, json_object_array_length(bt) - 1);
 }
 
+/* The innermost await in the program's own source (marked own by the plugin), or NULL. */
+static struct json_object *innermost_own(struct json_object *task)
+{
+	struct json_object *bt, *own;
+	if (!json_object_object_get_ex(task, "backtrace", &bt) || !bt)
+		return NULL;
+	for (size_t i = json_object_array_length(bt); i > 0; i--) {
+		struct json_object *aw = json_object_array_get_idx(bt, i - 1);
+		if (json_object_object_get_ex(aw, "own", &own) && json_object_get_boolean(own) && str(aw, "file"))
+			return aw;
+	}
+	return NULL;
+}
+
 static void print_where(FILE *out, struct json_object *aw)
 {
 	if (!aw)
@@ -200,11 +214,18 @@ static void print_branches(FILE *out, struct json_object *aw)
 
 static void print_task(FILE *out, struct json_object *t, bool chains, bool block_on)
 {
+	/* The user's own async fn first (a hyper connection's handler), then the task's own future. */
+	const char *name = str(t, "name"), *root = str(t, "root"), *state = str(t, "state");
+	if (!state)
+		state = "?";
 	if (block_on)
-		fprintf(out, "  block_on  %-9s %s (on thread %lld)", str(t, "state"), str(t, "name"),
-			num(t, "thread", 0));
+		fprintf(out, "  block_on  %-9s %s", state, root ? root : name);
 	else
-		fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), str(t, "state"), str(t, "name"));
+		fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), state, root ? root : name);
+	if (root && name && strcmp(root, name) != 0)
+		fprintf(out, " (in %s)", name);
+	if (block_on)
+		fprintf(out, " (on thread %lld)", num(t, "thread", 0));
 	long long on = num(t, "running_on", -1);
 	if (on >= 0)
 		fprintf(out, " (on thread %lld)", on);
@@ -218,7 +239,17 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 		return;
 	}
 	if (!chains) {
-		print_where(out, last);
+		/* Where in the user's code (its innermost own .await), and what the innermost future awaits. */
+		struct json_object *own = innermost_own(t);
+		if (own && own != last) {
+			fprintf(out, " at %s:%lld", str(own, "file"), num(own, "line", 0));
+			if (str(last, "awaiting"))
+				fprintf(out, " awaiting %s", str(last, "awaiting"));
+			if (num(last, "awaiting_task", -1) >= 0)
+				fprintf(out, " (task %lld)", num(last, "awaiting_task", -1));
+		} else {
+			print_where(out, last);
+		}
 		print_branches(out, last);
 	}
 	/* What it waits on, followed through the awaited future: a lock, a channel, a timer. */

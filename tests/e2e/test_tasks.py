@@ -552,6 +552,17 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
             # Each waits on the lock the other holds.
             assert deadline["waiting_on"]["key"] == traced["holds"][0]["resource"]["key"]
             assert traced["waiting_on"]["key"] == deadline["holds"][0]["resource"]["key"]
+            # The user's own async fn in each: the wrapper task's is the body it polls.
+            assert (deadline["root"], traced["root"]) == ("diag_wrapped::settle_with_deadline", "diag_wrapped::refund")
+            # Only the program's own awaits are marked own (tokio's are not, wherever its sources are).
+            bt = deadline["backtrace"]
+            assert [aw.get("own", False) for aw in bt] == [True, True] + [False] * (len(bt) - 2)
+        # The text leads with the user's code: its async fn and its own line.
+        text = run("tasks", target.pid).stdout
+        assert re.search(rf"\n +3  idle +diag_wrapped::settle_with_deadline at {src}:{lines['settle_second_lock']} "
+                         r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
+        assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) at {src}:{lines['refund_second_lock']} "
+                         r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
         assert_untouched(target.pid)
     finally:
         target.stop()
@@ -578,6 +589,7 @@ def test_select_and_join_trees(rust_bin, tmp_path):
             assert [(i, got[i]["name"]) for i in sorted(got)] == [
                 (3, "diag_select::pump"), (4, "diag_select::flush"), (5, "diag_select::ticker")]
             pump, flush, ticker = got[3], got[4], got[5]
+            assert [t["root"] for t in (pump, flush, ticker)] == [t["name"] for t in (pump, flush, ticker)]
             held = {t["id"]: {h["name"]: h["resource"]["key"] for h in t["holds"]} for t in (pump, flush)}
             (top,) = pump["backtrace"]
             assert (top["name"], top["state"], top["file"], top["line"], top["wait"], top["branches"]) == (
