@@ -385,7 +385,10 @@ detectors.deadlock = function(ctx, ix)
         end
       end
       local names = {}
-      for _, t in ipairs(tasks) do names[#names + 1] = string.format("%d `%s`", t.id, t.name) end
+      for _, t in ipairs(tasks) do
+        local root = ix.tasks[t.id] and ix.tasks[t.id].root
+        names[#names + 1] = string.format("%d `%s`", t.id, type(root) == "string" and root or t.name)
+      end
       local who = #names > 0 and ("task" .. (#names > 1 and "s " or " ") .. table.concat(names, ", ")) or ""
       if #threads > 0 then
         who = who .. (who ~= "" and " and " or "") .. "thread" .. (#threads > 1 and "s " or " ")

@@ -891,13 +891,23 @@ local function pinned_futures(tid)
       if q and (block_on_types[q] or block_on_types["core::pin::Pin<&mut " .. q .. ">"]) then add_at(v, t, a) end
     end
   end
+  -- The pinned copy pin! makes in a block_on frame: located, or found by
+  -- scanning the frame. When rustc keeps no variable for it at all (a
+  -- hyper Server awaited in block_on on tokio 1.24), any variable of the
+  -- future's type in a block_on frame (the moved-from argument) leads to
+  -- the frame to scan: the second pass.
+  local any_pin = false
   for _, v in ipairs(locals) do
+    if (v.decl_file or ""):find("pin%.rs$") and (v["function"] or ""):find("^block_on") then any_pin = true end
+  end
+  for pass = 1, any_pin and 1 or 2 do for _, v in ipairs(locals) do
     local id = td.id(v.type)
     local key = v.frame .. ":" .. id
-    if not seen[key] and (v.decl_file or ""):find("pin%.rs$") and (v["function"] or ""):find("^block_on")
+    if pass == 2 and #out > 0 then break end
+    if not seen[key] and (pass == 2 or (v.decl_file or ""):find("pin%.rs$")) and (v["function"] or ""):find("^block_on")
        and (td.type_name(v.type) or ""):find("^{async_") then
       local found, count = nil, 0
-      if v.addr then
+      if v.addr and pass == 1 then
         -- Located (current_thread's pin! often is): it is the pinned future.
         local chain, leaf = suspended(v.type, v.addr)
         if chain then
@@ -926,7 +936,7 @@ local function pinned_futures(tid)
         out[#out + 1] = found
       end
     end
-  end
+  end end
   -- A boxed future (block_on(Box::pin(f)), and tokio >= 1.39 boxes futures
   -- over 16 KiB itself) does not move when its box does: any located copy of
   -- the box (a caller's `future` argument) leads to it.

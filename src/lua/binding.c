@@ -1516,7 +1516,8 @@ static int l_follow_many(lua_State *L)
  * td.strip_generics(name) -> name without generic arguments:
  * "a::B<c::D>::f" -> "a::B::f". A '<' right after a name ("B<", "}<", ">>")
  * opens generic arguments, dropped; one elsewhere opens a qualified path,
- * kept: "<a::B<u8> as c::D>::f" -> "<a::B as c::D>::f". Plugins and
+ * kept: "<a::B<u8> as c::D>::f" -> "<a::B as c::D>::f". The '>' of "->" (a
+ * fn type, such as hyper's ServiceFn<fn(Request) -> F>) closes nothing. Plugins and
  * detectors name futures and frames this way (docs/cli-contract.md).
  */
 #define TD_STRIP_DEPTH 64
@@ -1542,7 +1543,8 @@ static int l_strip_generics(lua_State *L)
 			dropping += g;
 			if (!g)
 				out[n++] = c;
-		} else if (c == '>' && depth > 0) {
+		} else if (c == '>' && depth > 0 && !(i > 0 && name[i - 1] == '-')) {
+			/* (the '>' of a fn type's "->" closes nothing) */
 			depth--;
 			bool g = depth < TD_STRIP_DEPTH ? generic[depth] : dropping > 0;
 			dropping -= g;

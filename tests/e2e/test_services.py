@@ -1,0 +1,112 @@
+"""Services as they are written (issue #11): hyper 0.14 servers built with
+Debian's hyper against every tokio release of the matrix. A request handler
+is found inside hyper's connection task (its `root`), the `Server` future
+inside block_on, a lock-order deadlock between two handlers, and a healthy
+server under load from wrk shows its in-flight handlers and no finding."""
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import RUST_SOURCE_DIR, Target, assert_untouched, gcore, marker_lines, run
+
+CONN = "hyper::server::server::new_svc::NewSvcTask"
+
+
+def json_of(*args):
+    r = run(*args)
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
+def test_hyper_handler_deadlock(rust_bin, tmp_path):
+    """Two handlers take two tokio mutexes in opposite orders: both
+    connections hang. Before the chains went through wrapper futures,
+    `diagnose` said "No problem found" and `tasks` showed two idle
+    NewSvcTasks with no chain."""
+    src = "src/bin/hyper_locks.rs"
+    lines = marker_lines(RUST_SOURCE_DIR / "hyper_locks.rs")
+    target = Target([rust_bin / "hyper_locks"])
+    try:
+        core = gcore(target.pid, tmp_path)
+        for where in (target.pid, core):
+            doc = json_of("tasks", "--json", where)
+            (rt,) = doc["runtimes"]
+            conns = rt["tasks"]
+            assert [(t["name"], t["root"], t["state"]) for t in conns] == [(CONN, "hyper_locks::handle", "idle")] * 2
+            seen = set()
+            for t in conns:
+                top = [(aw["name"], aw["file"], aw["line"]) for aw in t["backtrace"][:2]]
+                if top[1][0] == "hyper_locks::transfer":
+                    assert top == [("hyper_locks::handle", src, lines["handle_transfer"]),
+                                   ("hyper_locks::transfer", src, lines["transfer_second_lock"])]
+                else:
+                    assert top == [("hyper_locks::handle", src, lines["handle_refund"]),
+                                   ("hyper_locks::refund", src, lines["refund_second_lock"])]
+                seen.add(top[1][0])
+                assert t["waiting_on"]["kind"] == "tokio::sync::Mutex"
+                assert [h["name"] for h in t["holds"]] == ["from"]
+            assert seen == {"hyper_locks::transfer", "hyper_locks::refund"}
+            # The Server future, awaited in block_on.
+            (b,) = rt["block_on"]
+            assert b["thread"] == target.pid and b["root"] == "hyper_locks::main::{async_block_env#0}"
+            (aw,) = b["backtrace"]
+            assert (aw["file"], aw["line"]) == (src, lines["serve_await"])
+            assert aw["awaiting"].startswith("hyper::server::server::Server<hyper::server::tcp::AddrIncoming, ")
+            text = run("tasks", where).stdout
+            assert len(re.findall(rf"\n +\d+  idle +hyper_locks::handle \(in {re.escape(CONN)}\) at {src}:"
+                                  rf"({lines['transfer_second_lock']}|{lines['refund_second_lock']}) awaiting ", text)) == 2, text
+
+            d = json_of("diagnose", "--json", "--window", "300ms", where)
+            (f,) = d["findings"]
+            assert f["kind"] == "deadlock"
+            assert sorted(t["id"] for t in f["tasks"]) == sorted(t["id"] for t in conns)
+            assert [t["name"] for t in f["tasks"]] == [CONN, CONN]
+            assert [r["kind"] for r in f["resources"]] == ["tokio::sync::Mutex"] * 2
+            ids = sorted(t["id"] for t in conns)
+            assert f["summary"] == (f"tasks {ids[0]} `hyper_locks::handle`, {ids[1]} `hyper_locks::handle` wait for "
+                                    "each other (tokio::sync::Mutex): none can ever proceed")
+            for marker in ("transfer_second_lock", "refund_second_lock"):
+                assert any(e.endswith(f" at {src}:{lines[marker]}") and f"`hyper_locks::handle` (in `{CONN}`) holds "
+                           "tokio::sync::Mutex" in e for e in f["evidence"]), f["evidence"]
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+def test_healthy_hyper_under_load(rust_bin):
+    """wrk keeps 16 connections busy; each request waits 2 ms in its handler.
+    `tasks` shows in-flight handlers at their await line (the first of up to
+    ten readings that catches one: a reading is an instant), and `diagnose`
+    finds nothing."""
+    src = "src/bin/hyper_echo.rs"
+    lines = marker_lines(RUST_SOURCE_DIR / "hyper_echo.rs")
+    target = Target([rust_bin / "hyper_echo"])
+    port = target.ready_line.split()[2]
+    load = subprocess.Popen(["wrk", "-t1", "-c16", "-d20s", f"http://127.0.0.1:{port}/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+        in_flight = []
+        for _ in range(10):
+            doc = json_of("tasks", "--json", target.pid)
+            (rt,) = doc["runtimes"]
+            assert rt["tasks"] and all(t["name"] == CONN for t in rt["tasks"]), [t["name"] for t in rt["tasks"]]
+            in_flight = [t for t in rt["tasks"] if t["root"] == "hyper_echo::handle" and t["state"] == "idle"]
+            if in_flight:
+                break
+        assert in_flight, "no handler in flight in ten readings under load"
+        for t in in_flight:
+            (aw,) = [aw for aw in t["backtrace"] if aw.get("own")]
+            assert (aw["name"], aw["file"], aw["line"]) == ("hyper_echo::handle", src, lines["handle_sleep"])
+            assert t["waiting_on"]["kind"] == "tokio::time::Sleep"
+        d = json_of("diagnose", "--json", "--window", "1s", target.pid)
+        assert d["findings"] == [], [f["summary"] for f in d["findings"]]
+        assert load.poll() is None, "wrk stopped early: " + (load.stdout.read() if load.stdout else "")
+        assert_untouched(target.pid)
+    finally:
+        load.kill()
+        load.wait()
+        target.stop()
