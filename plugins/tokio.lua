@@ -807,6 +807,36 @@ end
 -- place, or more than one: nothing is reported (taskdbg does not guess).
 -- Returns { {frame=, address=, type=, chain=, leaf=, running=}, ... }.
 local MAX_PIN_SCAN = 1 << 20
+-- Whether the state of async body type t at a looks real: every reference
+-- (`&T`) and NonNull in its live variant's fields (structs 4 deep, not
+-- enums) points at readable memory, and there is at least one. Stack bytes
+-- that only happen to hold a suspend point's discriminant rarely pass.
+function plausible_state(t, a)
+  local ok, payload = pcall(function() return td.variant(td.value(t, a)) end)
+  if not ok or not payload then return false end
+  local checked, budget = 0, 256
+  local function sane(ptr) return ptr and ptr ~= 0 and td.try_read(ptr) ~= nil end
+  local function walk(v, depth)
+    local okf, fields = pcall(td.fields, v)
+    if not okf or depth > 4 then return true end
+    local base = td.addr(v)
+    for _, f in ipairs(fields) do
+      budget = budget - 1
+      if budget < 0 then return true end
+      local name, at = f.type or "", base + (f.offset or 0)
+      if name:sub(1, 1) == "&" or name:find("^NonNull<") then
+        checked = checked + 1
+        if not sane(td.try_read(at)) then return false end
+      elseif f.name ~= "<variants>" and name ~= "" and not name:find("^Option<") then
+        local okc, child = pcall(function() return v[f.name] end)
+        if okc and child and not td.is_enum(child) and not walk(child, depth + 1) then return false end
+      end
+    end
+    return true
+  end
+  return walk(payload, 0) and checked > 0
+end
+
 local function pinned_futures(tid)
   local locals = frame_locals(tid)
   local copies, polled_below = {}, {}
@@ -896,8 +926,9 @@ local function pinned_futures(tid)
   -- hyper Server awaited in block_on on tokio 1.24), any variable of the
   -- future's type in a block_on frame (the moved-from argument) leads to
   -- the frame to scan: the second pass.
-  local any_pin = false
+  local any_pin, lowest_sp = false, math.maxinteger
   for _, v in ipairs(locals) do
+    if v.sp and v.sp < lowest_sp then lowest_sp = v.sp end
     if (v.decl_file or ""):find("pin%.rs$") and (v["function"] or ""):find("^block_on") then any_pin = true end
   end
   for pass = 1, any_pin and 1 or 2 do for _, v in ipairs(locals) do
@@ -906,7 +937,7 @@ local function pinned_futures(tid)
     if pass == 2 and #out > 0 then break end
     if not seen[key] and (pass == 2 or (v.decl_file or ""):find("pin%.rs$")) and (v["function"] or ""):find("^block_on")
        and (td.type_name(v.type) or ""):find("^{async_") then
-      local found, count = nil, 0
+      local found, count, candidates = nil, 0, {}
       if v.addr and pass == 1 then
         -- Located (current_thread's pin! often is): it is the pinned future.
         local chain, leaf = suspended(v.type, v.addr)
@@ -927,6 +958,34 @@ local function pinned_futures(tid)
           if chain and verdict ~= false then
             count = count + 1
             found = { frame = v.frame, address = a, type = v.type, chain = chain, leaf = leaf }
+            candidates[#candidates + 1] = found
+          end
+        end
+        if count > 1 then
+          -- Stack bytes that happen to decode as a suspended state too (a
+          -- body with one suspend point and no captures: nothing else tells
+          -- them apart). block_on keeps a pointer to the pinned future to
+          -- poll it again (its Pin<&mut F>), in this frame or saved by a
+          -- callee below it: the one candidate some stack word points to.
+          local pointed = {}
+          for _, c in ipairs(candidates) do pointed[c.address] = c end
+          local hits, hit = 0, nil
+          -- (from a little below the innermost frame with variables: the
+          -- system call's frames keep none, and may have saved it)
+          for w = math.max(lowest_sp - 4096, v.cfa - MAX_PIN_SCAN), v.cfa - 8, 8 do
+            local c = pointed[td.try_read(w) or 0]
+            if c and c ~= hit then hits, hit = hits + 1, c; pointed[c.address] = nil end
+          end
+          if hits == 1 then
+            count, found = 1, hit
+          else
+            -- No pointer to it in memory (kept in a register): the one whose
+            -- references and NonNulls all lead to readable memory.
+            local real = {}
+            for _, c in ipairs(candidates) do
+              if plausible_state(c.type, c.address) then real[#real + 1] = c end
+            end
+            if #real == 1 then count, found = 1, real[1] end
           end
         end
       end
