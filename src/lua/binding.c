@@ -1289,7 +1289,7 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	int nkids = 0;
 	Dwarf_Die state_type;
 	if (depth > 0 && !err && sts[depth - 1]->has_awaitee && !td_future_is_async_body(&v.type) &&
-	    lua->tree_depth < TD_TREE_DEPTH &&
+	    lua->tree_depth < TD_TREE_DEPTH && td_future_may_have_children(&v) &&
 	    td_program_die_at(v.prog, sts[depth - 1]->type, &state_type)) {
 		Dwarf_Word size = (Dwarf_Word)dwarf_bytesize(&state_type);
 		nkids = td_future_children(&v, addrs[depth - 1], addrs[depth - 1] + size, kids, TD_CHAIN_CHILDREN);

@@ -156,9 +156,10 @@ static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int dep
 
 #define TD_DESCEND_DEPTH 32
 #define TD_DESCEND_VALUES 256
-static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget);
+static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget, bool *fixed);
 
-static bool find_async(struct td_value *v, int depth, int *budget)
+/* fixed: cleared when the way down depends on the value (an enum's variant, a box's pointer). */
+static bool find_async(struct td_value *v, int depth, int *budget, bool *fixed)
 {
 	if (--*budget < 0 || depth > TD_DESCEND_DEPTH)
 		return false;
@@ -168,7 +169,8 @@ static bool find_async(struct td_value *v, int depth, int *budget)
 		return false;
 	struct td_value u = *v;
 	if (td_future_unbox(&u)) {
-		if (find_async(&u, depth + 1, budget)) {
+		*fixed = false;
+		if (find_async(&u, depth + 1, budget, fixed)) {
 			*v = u;
 			return true;
 		}
@@ -182,14 +184,15 @@ static bool find_async(struct td_value *v, int depth, int *budget)
 	uint64_t discr;
 	struct td_error *err = td_value_variant(v, &payload, &vname, &discr, NULL);
 	if (!err) {
-		if (find_async(&payload, depth + 1, budget)) {
+		*fixed = false;
+		if (find_async(&payload, depth + 1, budget, fixed)) {
 			*v = payload;
 			return true;
 		}
 		return false;
 	}
 	td_error_destroy(err);
-	return members_find_async(v, &v->type, depth, budget);
+	return members_find_async(v, &v->type, depth, budget, fixed);
 }
 
 /*
@@ -198,7 +201,7 @@ static bool find_async(struct td_value *v, int depth, int *budget)
  * hyper's ProtoServer without http2: its H2 variant holds a type that has no
  * values) is tried variant by variant, in order.
  */
-static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget)
+static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget, bool *fixed)
 {
 	Dwarf_Die child;
 	if (dwarf_child(parent, &child) != 0)
@@ -212,8 +215,9 @@ static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth,
 			if (dwarf_attr(&child, DW_AT_discr, &attr) || dwarf_child(&child, &variant) != 0)
 				continue;
 			do {
+				*fixed = false;   /* which variant holds it depends on deeper values */
 				if (dwarf_tag(&variant) == DW_TAG_variant &&
-				    members_find_async(v, &variant, depth, budget))
+				    members_find_async(v, &variant, depth, budget, fixed))
 					return true;
 			} while (dwarf_siblingof(&variant, &variant) == 0);
 			continue;
@@ -223,7 +227,7 @@ static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth,
 			continue;
 		struct td_value m;
 		td_value_init(&m, v->prog, &type, v->address + off);
-		if (find_async(&m, depth + 1, budget)) {
+		if (find_async(&m, depth + 1, budget, fixed)) {
 			*v = m;
 			return true;
 		}
@@ -231,14 +235,35 @@ static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth,
 	return false;
 }
 
+/*
+ * A way down that reads nothing (struct fields only: Timeout's `value`,
+ * Instrumented's `inner`) is the same for every value of the type: it is
+ * remembered per type, so 100,000 tasks awaiting through one wrapper type
+ * cost one walk and then an offset each.
+ */
+#define TD_MEMO_FIXED_PATH 0x1000000000000000ull
+struct fixed_path { Dwarf_Die type; uint64_t offset; };
+
 bool td_future_inner_async(struct td_value *v)
 {
 	if (td_future_is_async_body(&v->type))
 		return false;
+	uint64_t key = dwarf_dieoffset(&v->type);
+	struct fixed_path *fp = td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key);
+	if (fp) {
+		td_value_init(v, v->prog, &fp->type, v->address + fp->offset);
+		return true;
+	}
 	int budget = TD_DESCEND_VALUES;
+	bool fixed = true;
 	struct td_value u = *v;
-	if (!find_async(&u, 0, &budget))
+	if (!find_async(&u, 0, &budget, &fixed))
 		return false;
+	if (fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
+		fp->type = u.type;
+		fp->offset = u.address - v->address;
+		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, fp);
+	}
 	*v = u;
 	return true;
 }
@@ -410,11 +435,59 @@ static bool find_tuple_ref(struct td_value *v, uint64_t lo, uint64_t hi, int dep
 	return false;
 }
 
+/*
+ * Whether a value of type t can hold (through struct members, 4 deep, not
+ * through pointers) a pointer to a tuple: worked out once per type, so a
+ * leaf future (a channel's receiver, a Sleep) costs one lookup per task.
+ */
+#define TD_MEMO_TUPLE_REF 0x2000000000000000ull
+static bool may_ref_tuple(struct td_program *prog, Dwarf_Die *t, int depth)
+{
+	if (depth > 4 || dwarf_tag(t) != DW_TAG_structure_type)
+		return false;
+	uint64_t key = dwarf_dieoffset(t);
+	bool *memo = td_program_memo_get(prog, TD_MEMO_TUPLE_REF, key);
+	if (memo)
+		return *memo;
+	if (!(memo = malloc(sizeof(*memo))))
+		return false;
+	*memo = false;  /* while being worked out */
+	td_program_memo_put(prog, TD_MEMO_TUPLE_REF, key, memo);
+	bool yes = false;
+	Dwarf_Die child, type, pointee;
+	if (dwarf_child(t, &child) == 0) {
+		do {
+			if (dwarf_tag(&child) != DW_TAG_member || !td_die_type(&child, &type))
+				continue;
+			if (is_pointer(&type)) {
+				/* a tuple, or a reference to one (a closure borrowing a `&mut (..)` local) */
+				for (int hop = 0; hop < 2 && !yes && td_die_type(&type, &pointee); hop++) {
+					const char *pn = dwarf_diename(&pointee);
+					yes = pn && pn[0] == '(' && dwarf_tag(&pointee) == DW_TAG_structure_type;
+					if (!is_pointer(&pointee))
+						break;
+					type = pointee;
+				}
+			} else {
+				yes = may_ref_tuple(prog, &type, depth + 1);
+			}
+		} while (!yes && dwarf_siblingof(&child, &child) == 0);
+	}
+	*memo = yes;
+	return yes;
+}
+
+bool td_future_may_have_children(struct td_value *v)
+{
+	return may_ref_tuple(v->prog, &v->type, 0);
+}
+
 int td_future_children(struct td_value *awaitee, uint64_t lo, uint64_t hi, struct td_value *out, int max)
 {
 	struct td_value tuple;
 	int budget = 64, n = 0;
-	if (!find_tuple_ref(awaitee, lo, hi, 0, &budget, &tuple))
+	if (!may_ref_tuple(awaitee->prog, &awaitee->type, 0) ||
+	    !find_tuple_ref(awaitee, lo, hi, 0, &budget, &tuple))
 		return 0;
 	Dwarf_Die child, type;
 	if (dwarf_child(&tuple.type, &child) != 0)

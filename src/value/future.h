@@ -47,6 +47,9 @@ bool td_future_inner_async(struct td_value *v);
  */
 int td_future_children(struct td_value *awaitee, uint64_t lo, uint64_t hi, struct td_value *out, int max);
 
+/* Whether v's type can hold such a pointer at all (memoized per type: cheap for leaf futures). */
+bool td_future_may_have_children(struct td_value *v);
+
 /*
  * Into an enum's live variant while it has exactly one field (MaybeDone's
  * Future(F) or Done(T), Option's Some): *v becomes that field. Returns the
