@@ -183,7 +183,7 @@ end
 -- What a future waiting on several branches waits for, as evidence: every
 -- branch when it needs any of them (each is stuck), the stuck ones when it
 -- needs them all.
-function tree_phrase(name, tree, waits, stuck, ix)
+local function tree_phrase(name, tree, waits, stuck, ix)
   local parts = {}
   for k in ipairs(tree.children) do
     local cname = name .. "/tree/" .. k

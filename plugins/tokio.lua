@@ -811,7 +811,7 @@ local MAX_PIN_SCAN = 1 << 20
 -- (`&T`) and NonNull in its live variant's fields (structs 4 deep, not
 -- enums) points at readable memory, and there is at least one. Stack bytes
 -- that only happen to hold a suspend point's discriminant rarely pass.
-function plausible_state(t, a)
+local function plausible_state(t, a)
   local ok, payload = pcall(function() return td.variant(td.value(t, a)) end)
   if not ok or not payload then return false end
   local checked, budget = 0, 256
