@@ -587,23 +587,27 @@ local function resolve(type_id, addr)
   return nil
 end
 
--- The children of a level (select!/join! branches, see td.await_chain):
--- what each waits on, and what its suspended states hold.
+-- What the levels of a chain (not shared: a shared one holds nothing) hold,
+-- as resources, and, for a level with children (select!/join! branches, see
+-- td.await_chain), what each child waits on and holds, recursively.
+local resolve_chain
 local function resolve_children(children)
   for _, c in ipairs(children or EMPTY) do
     local chain = c.chain
     if chain then
       local last = chain[#chain]
       if c.leaf and last and last.awaiting then c.waits = resolve(last.awaiting, c.leaf) end
-      if not chain.shared then
-        for _, level in ipairs(chain) do
-          for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
-          resolve_children(level.children)
-        end
-      end
+      resolve_chain(chain)
     elseif c.leaf and c.leaf_type then
       c.waits = resolve(c.leaf_type, c.leaf)
     end
+  end
+end
+resolve_chain = function(chain)
+  if chain.shared then return end
+  for _, level in ipairs(chain) do
+    for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
+    resolve_children(level.children)
   end
 end
 
@@ -635,14 +639,7 @@ local function follow_resources(lists)
       local b = BULK[r]
       list.bulk[#list.bulk + 1] = { got = td.follow_many(list.leaves, b.steps, chains, set), make = b.make }
     end
-    for _, chain in pairs(chains) do
-      if not chain.shared then for _, level in ipairs(chain) do
-        for _, held in ipairs(level.holds or EMPTY) do
-          held.resource = resolve(held.type, held.addr)
-        end
-        resolve_children(level.children)
-      end end
-    end
+    for _, chain in pairs(chains) do resolve_chain(chain) end
   end
 end
 
@@ -1277,10 +1274,7 @@ function M.finish()
     b.future, b.name = names_of_id(td.id(p.type))
     local last = p.chain[#p.chain]
     local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
-    for _, level in ipairs(p.chain) do
-      for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
-      resolve_children(level.children)
-    end
+    resolve_chain(p.chain)
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     b.root = root_of(b.backtrace) or td.null
     rt.block_on = rt.block_on or setmetatable({}, { __array = true })

@@ -388,6 +388,25 @@ static bool is_pointer(Dwarf_Die *t)
 }
 
 /*
+ * The tuple a pointer type leads to: a pointer to a tuple (1 hop) or to a
+ * pointer to one (2: a closure borrowing a `&mut (..)` local). Returns the
+ * hops (0: none) and the tuple type. From DWARF types alone.
+ */
+static int tuple_through(Dwarf_Die *ptr, Dwarf_Die *tuple)
+{
+	Dwarf_Die type = *ptr;
+	for (int hop = 1; hop <= 2 && td_die_type(&type, tuple); hop++) {
+		const char *name = dwarf_diename(tuple);
+		if (name && name[0] == '(' && dwarf_tag(tuple) == DW_TAG_structure_type)
+			return hop;
+		if (!is_pointer(tuple))
+			return 0;
+		type = *tuple;
+	}
+	return 0;
+}
+
+/*
  * The tuple a pointer member of v (through struct members, depth-first,
  * never through pointers) points at inside [lo, hi). Sets *tuple.
  */
@@ -398,32 +417,29 @@ static bool find_tuple_ref(struct td_value *v, uint64_t lo, uint64_t hi, int dep
 	if (depth > 4 || dwarf_tag(&v->type) != DW_TAG_structure_type || dwarf_child(&v->type, &child) != 0)
 		return false;
 	do {
-		Dwarf_Die type, pointee;
-		uint64_t off, p;
+		Dwarf_Die type;
+		uint64_t off;
 		if (--*budget < 0)
 			return false;
 		if (dwarf_tag(&child) != DW_TAG_member || !td_die_type(&child, &type) || !td_member_offset(&child, &off))
 			continue;
 		if (is_pointer(&type)) {
 			/* A closure borrowing `futures`, itself a `&mut (..)` local: up to two reads. */
+			Dwarf_Die pointee;
+			int hops = tuple_through(&type, &pointee);
 			uint64_t at = v->address + off;
-			for (int hop = 0; hop < 2 && td_die_type(&type, &pointee); hop++) {
-				struct td_error *err = td_program_read_uint(v->prog, at, 8, &p);
+			for (int hop = 0; hop < hops; hop++) {
+				struct td_error *err = td_program_read_uint(v->prog, at, 8, &at);
 				if (err) {
 					td_error_destroy(err);
 					break;
 				}
-				if (p < lo || p >= hi)
+				if (at < lo || at >= hi)
 					break;
-				const char *pn = dwarf_diename(&pointee);
-				if (pn && pn[0] == '(' && dwarf_tag(&pointee) == DW_TAG_structure_type) {
-					td_value_init(tuple, v->prog, &pointee, p);
+				if (hop == hops - 1) {
+					td_value_init(tuple, v->prog, &pointee, at);
 					return true;
 				}
-				if (!is_pointer(&pointee))
-					break;
-				type = pointee;
-				at = p;
 			}
 			continue;
 		}
@@ -459,18 +475,10 @@ static bool may_ref_tuple(struct td_program *prog, Dwarf_Die *t, int depth)
 		do {
 			if (dwarf_tag(&child) != DW_TAG_member || !td_die_type(&child, &type))
 				continue;
-			if (is_pointer(&type)) {
-				/* a tuple, or a reference to one (a closure borrowing a `&mut (..)` local) */
-				for (int hop = 0; hop < 2 && !yes && td_die_type(&type, &pointee); hop++) {
-					const char *pn = dwarf_diename(&pointee);
-					yes = pn && pn[0] == '(' && dwarf_tag(&pointee) == DW_TAG_structure_type;
-					if (!is_pointer(&pointee))
-						break;
-					type = pointee;
-				}
-			} else {
+			if (is_pointer(&type))
+				yes = tuple_through(&type, &pointee) > 0;
+			else
 				yes = may_ref_tuple(prog, &type, depth + 1);
-			}
 		} while (!yes && dwarf_siblingof(&child, &child) == 0);
 	}
 	*memo = yes;
