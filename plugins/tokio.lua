@@ -334,6 +334,12 @@ local function walk_tasks(first, out)
   return why
 end
 
+-- Chains that await these are built per task, with each level's address:
+-- a JoinHandle leads to the task it joins, and an I/O readiness future
+-- (accept(), readable()) to its socket only through the async fn awaiting it.
+td.per_task_awaitee("JoinHandle<")
+td.per_task_awaitee("Readiness")   -- (no type parameters: DWARF names it so)
+
 -- A JoinHandle<T> holds a RawTask: the header of the task it joins.
 local join_handles = {}
 local function is_join_handle(type_id)
@@ -483,6 +489,124 @@ local function timespec_offsets(t)
   error("no timespec in " .. tostring(td.type_name(t)))
 end
 
+-- Sockets and pipes. tokio registers every one as a PollEvented { io:
+-- Option<E>, registration: Registration { shared: ScheduledIo } }: E (a mio
+-- socket or pipe) leads to its fd; the ScheduledIo keeps the waker of the
+-- task waiting to read (reader) and to write (writer). A future that holds or
+-- borrows one (a hyper connection, AddrIncoming's listener, a read future's
+-- &mut TcpStream) waits on it; struct fields beside it on the way down named
+-- like addresses (hyper's AddrStream.remote_addr, AddrIncoming.addr) give the
+-- peer or local address.
+local POLL_EVENTED = "tokio::io::poll_evented::PollEvented<"
+local ADDRESS_FIELDS = { remote_addr = "peer", peer_addr = "peer", peer = "peer",
+                         local_addr = "local", addr = "local" }
+
+-- Offset of the first 4-byte field called name, depth first through struct
+-- fields (mio's TcpStream -> IoSource -> std's TcpStream -> ... -> OwnedFd.fd;
+-- std's Child -> Process.pid).
+local function int_field_offset(t, name, depth)
+  depth = depth or 0
+  for _, f in ipairs(td.fields(t)) do
+    local ok, off, ft = pcall(td.offset, t, f.name)
+    if ok and f.type ~= "*" and not (f.type or ""):find("^[&*]") and not pcall(td.pointee, ft) then
+      if f.name == name and f.size == 4 then return off end
+      if depth < 10 then
+        local o = int_field_offset(ft, name, depth + 1)
+        if o then return off + o end
+      end
+    end
+  end
+  return nil
+end
+
+-- "127.0.0.1:8080" from a SocketAddr value (core::net's V4/V6 { ip: { octets }, port }).
+local function socket_addr_text(v)
+  local payload, variant = td.variant(v)
+  local a = payload.__0
+  local o = a.ip.octets
+  local b = {}
+  for i = 0, (variant == "V4" and 3 or 15) do b[#b + 1] = td.uint(o[i]) end
+  local port = td.uint(a.port)
+  if variant == "V4" then return string.format("%d.%d.%d.%d:%d", b[1], b[2], b[3], b[4], port) end
+  local words = {}
+  for i = 1, 16, 2 do words[#words + 1] = string.format("%x", b[i] * 256 + b[i + 1]) end
+  return string.format("[%s]:%d", table.concat(words, ":"), port)
+end
+
+local function addr_text(v)
+  local ok, text = pcall(socket_addr_text, v)
+  return ok and text or nil
+end
+
+local socket_facts = {}   -- PollEvented type id -> { fd =, shared = steps, reader =, writer =, vtable = }
+local function socket_layout(pe)
+  pe = td.type_of(pe)
+  local id = td.id(pe)
+  local f = socket_facts[id]
+  if f ~= nil then return f end
+  f = false
+  local ok = pcall(function()
+    local _, io_t = td.offset(pe, "io")
+    local e = assert(td.template(io_t, "T"))
+    local io_off = td.offset(pe, "io") + assert(int_field_offset(e, "fd"))
+    -- The ScheduledIo: a slab::Ref's Value (tokio < 1.35), else an Arc.
+    local shared, sio
+    for _, path in ipairs({ { { "registration", "shared", "value", "*", "value" } },
+                            { { "registration", "shared" }, ARC } }) do
+      local ok2, steps, t = pcall(recipe, pe, table.unpack(path))
+      if ok2 and has_field(t, "waiters") then shared, sio = steps, t; break end
+    end
+    local wo, wt = td.offset(assert(sio), "waiters")
+    -- Mutex<Waiters>: through the lock's wrappers to the data.
+    local waiters = peel(td.value(wt, 0))
+    local base = wo + td.addr(waiters)
+    waiters = td.type_of(waiters)
+    local ro, opt = td.offset(waiters, "reader")
+    local wr = td.offset(waiters, "writer")
+    -- Option<Waker>: None is a null vtable pointer (the niche).
+    local waker = assert(td.template(opt, "T"))
+    local vo = 0
+    for _ = 1, 4 do
+      if has_field(waker, "vtable") then vo = vo + td.offset(waker, "vtable"); break end
+      local name = td.fields(waker)[1].name
+      local o, ft = td.offset(waker, name)
+      vo, waker = vo + o, ft
+    end
+    f = { fd = io_off, shared = shared, reader = base + ro + vo, writer = base + wr + vo }
+  end)
+  if not ok then f = false end
+  socket_facts[id] = f
+  return f
+end
+
+-- What a future found to hold or borrow a socket waits on, or nil.
+local function socket_resource(t, addr)
+  local pe, path = td.find_inside(td.value(t, addr), POLL_EVENTED)
+  if not pe then return nil end
+  local lay = socket_layout(pe)
+  if not lay then return nil end
+  local a = td.addr(pe)
+  local sio = td.follow(a, lay.shared)
+  local res = { kind = "socket", fd = td.try_read(a + lay.fd, 4), address = sio or a,
+                key = sio and fmt("io", sio) or nil }
+  if sio then
+    local r, w = td.try_read(sio + lay.reader), td.try_read(sio + lay.writer)
+    res.direction = (r and r ~= 0) and ((w and w ~= 0) and "read+write" or "read")
+                    or ((w and w ~= 0) and "write" or nil)
+  end
+  -- Address fields beside the way down, innermost first.
+  for i = #path, 1, -1 do
+    local v = path[i]
+    for _, fl in ipairs(td.fields(v)) do
+      local which = ADDRESS_FIELDS[fl.name]
+      if which and not res[which] and (fl.type or ""):find("SocketAddr$") then
+        res[which] = addr_text(v[fl.name])
+      end
+    end
+  end
+  return res
+end
+
 -- { pattern on the type path (generics removed), builder(type) -> function(addr) -> resource }
 local RESOURCE_TYPES = {
   -- Not a resource but a wait all the same: when a Sleep fires.
@@ -536,6 +660,41 @@ local RESOURCE_TYPES = {
         return m and { key = fmt("futex", m + off), kind = "std::sync::Mutex", address = m } end end },
   -- mpsc::Receiver::recv is poll_fn(|cx| self.chan.recv(cx)): its closure
   -- holds &mut Rx (or &mut Receiver).
+  -- Notify::notified(); also what watch::Receiver::changed() awaits (its
+  -- kind is told from the backtrace, see NOTIFY_USERS).
+  { "^tokio::sync::notify::Notified$", function(t)
+      return bulk_builder(recipe(t, { "notify", "*" }), function(n)
+        return { key = hex(n, "notify:"), address = ptr(n), kind = "tokio::sync::Notify" } end) end },
+  { "^tokio::sync::broadcast::Recv$", function(t)
+      return bulk_builder(recipe(t, { "receiver", "*", "shared" }, ARC), function(sh)
+        return { key = hex(sh, "broadcast:"), address = ptr(sh), kind = "tokio::sync::broadcast",
+                 mode = "rx" } end) end },
+  -- Child::wait() awaits &mut ChildDropGuard<Child>: the std Child in it has the pid.
+  { "tokio::process::ChildDropGuard$", function(t)
+      return function(a)
+        local v = td.value(t, a)
+        local child = td.find_inside(v, "std::process::Child")
+        if not child then return nil end
+        local off = int_field_offset(td.type_of(child), "pid")
+        local pid = off and td.try_read(td.addr(child) + off, 4)
+        return pid and { key = "pid:" .. pid, address = td.addr(child), kind = "tokio::process::Child",
+                         pid = pid } or nil end end },
+  -- An async fn of tokio's I/O (accept(), readable(), recv_from()) waiting
+  -- for readiness: the ScheduledIo and the interest (mio's and tokio's bits:
+  -- 1 readable, 2 writable); the socket itself is found from the levels
+  -- above (socket_of_levels).
+  { "^tokio::runtime::io::scheduled_io::Readiness$", function(t)
+      local sio_steps = recipe(t, { "scheduled_io", "*" })
+      local wo, wt = td.offset(t, "waiter")
+      local w = peel(td.value(wt, 0))   -- UnsafeCell<Waiter> -> Waiter
+      local ioff = wo + td.addr(w) + td.offset(td.type_of(w), "interest")
+      return function(a)
+        local sio = td.follow(a, sio_steps)
+        local bits = td.try_read(a + ioff, 1)
+        local dir = bits and ((bits & 3) == 3 and "read+write" or (bits & 1) == 1 and "read"
+                              or (bits & 2) == 2 and "write") or nil
+        return sio and { kind = "socket", key = fmt("io", sio), address = sio, direction = dir,
+                         via_levels = true } or nil end end },
   -- tokio's own poll_fn; std's since tokio 1.41 (mpsc recv).
   { "^[%w_]+::future::poll_fn::PollFn$", function(t)
       local _, ft = td.offset(t, "f")
@@ -560,8 +719,43 @@ local RESOURCE_TYPES = {
       return nil end },
 }
 
+-- A readiness future's socket: the innermost level of its (per-task)
+-- chain that holds or borrows one (TcpListener::accept's &self).
+local function socket_of_levels(chain, res)
+  for k = #chain, 1, -1 do
+    local level = chain[k]
+    local found = level.addr and socket_resource(td.type_by_id(level.type), level.addr)
+    if found then
+      res.fd, res.peer, res["local"] = found.fd, found.peer, found["local"]
+      break
+    end
+  end
+  res.via_levels = nil
+end
+
+-- What a future that is no resource of its own waits on through one it
+-- holds or borrows: a socket (a hyper connection, a read future), a Sleep
+-- (Interval::tick's poll_fn holds &mut Interval, whose Sleep is boxed), a
+-- signal (Signal::recv's poll_fn: what tokio keeps per signal is a watch
+-- channel that does not say which, so only the kind).
+local resolver_for
+local SLEEP = "tokio::time::sleep::Sleep"
+local function contained_resource(t, a)
+  local res = socket_resource(t, a)
+  if res then return res end
+  local sl = td.find_inside(td.value(t, a), SLEEP)
+  if sl then
+    local r = resolver_for(td.id(td.type_of(sl)))
+    return r and r(td.addr(sl)) or nil
+  end
+  if type_path(t):find("tokio::signal::") then
+    return { kind = "tokio::signal::unix::Signal", key = hex(a, "signal:"), address = a }
+  end
+  return nil
+end
+
 local builders = {}   -- type id -> function(addr) -> resource, or false
-local function resolver_for(type_id)
+resolver_for = function(type_id)
   local r = builders[type_id]
   if r == nil then
     r = false
@@ -574,6 +768,22 @@ local function resolver_for(type_id)
         break
       end
     end
+    if not r then
+      -- A wrapper with one field that takes space (tokio's Coop<F> around
+      -- broadcast's Recv since 1.44): what that field is, if a resource.
+      local sized = {}
+      for _, f in ipairs(td.fields(t)) do
+        if (f.size or 0) > 0 and f.name ~= "<variants>" then sized[#sized + 1] = f end
+      end
+      if #sized == 1 and not pcall(td.pointee, t) then
+        builders[type_id] = false   -- while being worked out (recursive types)
+        local off, ft = td.offset(t, sized[1].name)
+        local inner = resolver_for(td.id(ft))
+        if inner then r = function(a) return inner(a + off) end end
+      end
+    end
+    -- Not a resource of its own: one it holds or borrows, if any.
+    if not r then r = function(a) return contained_resource(t, a) end end
     builders[type_id] = r
   end
   return r
@@ -596,7 +806,9 @@ local function resolve_children(children)
     local chain = c.chain
     if chain then
       local last = chain[#chain]
-      if c.leaf and last and last.awaiting then c.waits = resolve(last.awaiting, c.leaf) end
+      local lt = last and last.awaiting or chain.leaf_type
+      if c.leaf and lt then c.waits = resolve(lt, c.leaf) end
+      if c.waits and c.waits.via_levels then socket_of_levels(chain, c.waits) end
       resolve_chain(chain)
     elseif c.leaf and c.leaf_type then
       c.waits = resolve(c.leaf_type, c.leaf)
@@ -626,18 +838,25 @@ local function follow_resources(lists)
       local r = plan[chain]
       if r == nil then
         local last = chain[#chain]
-        r = last and last.awaiting and resolver_for(last.awaiting) or false
+        local lt = last and last.awaiting or chain.leaf_type
+        r = lt and resolver_for(lt) or false
         if r and BULK[r] then
           wanted[r] = wanted[r] or {}
           wanted[r][chain] = true
         end
         plan[chain] = r
       end
-      if r and not BULK[r] then waits[i] = resolve(chain[#chain].awaiting, leaf) end
+      if r and not BULK[r] then
+        local last = chain[#chain]
+        waits[i] = resolve(last and last.awaiting or chain.leaf_type, leaf)
+      end
     end
     for r, set in pairs(wanted) do
       local b = BULK[r]
       list.bulk[#list.bulk + 1] = { got = td.follow_many(list.leaves, b.steps, chains, set), make = b.make }
+    end
+    for i, w in pairs(waits) do
+      if w.via_levels then socket_of_levels(chains[i], w) end
     end
     for _, chain in pairs(chains) do resolve_chain(chain) end
   end
@@ -680,8 +899,17 @@ local SEMAPHORE_USERS = {
   { "^tokio::sync::mpsc::", "tokio::sync::mpsc", "capacity" },
 }
 resource_record = function(res, backtrace)
-  if type(res.address) == "userdata" then return res end   -- made in this form
+  if type(res.address) == "userdata" and res.kind ~= "tokio::sync::Notify" then return res end   -- made in this form
   local kind, mode = res.kind, res.side
+  if kind == "tokio::sync::Notify" then
+    -- A Notify awaited inside watch::Receiver::changed() is the watch channel's.
+    for _, aw in ipairs(backtrace or EMPTY) do
+      if aw.name:find("^tokio::sync::watch::") then
+        return { kind = "tokio::sync::watch", key = res.key, address = res.address, mode = "rx" }
+      end
+    end
+    return res
+  end
   if not kind then
     kind = "tokio::sync::batch_semaphore::Semaphore"
     for _, aw in ipairs(backtrace or EMPTY) do
@@ -692,6 +920,7 @@ resource_record = function(res, backtrace)
   end
   return { kind = kind, key = res.key, address = ptr(res.address),
            mode = mode, senders = res.senders, capacity_key = res.capacity_key,
+           fd = res.fd, direction = res.direction, peer = res.peer, ["local"] = res["local"], pid = res.pid,
            deadline_ms = res.deadline_ms,
            remaining_ms = res.deadline_ms and now_ms and res.deadline_ms - now_ms or nil }
 end
@@ -1273,7 +1502,9 @@ function M.finish()
     follow_join_handles({ { chains = { p.chain } } })
     b.future, b.name = names_of_id(td.id(p.type))
     local last = p.chain[#p.chain]
-    local waits = p.leaf and last.awaiting and resolve(last.awaiting, p.leaf) or nil
+    local lt = last and last.awaiting or p.chain.leaf_type
+    local waits = p.leaf and lt and resolve(lt, p.leaf) or nil
+    if waits and waits.via_levels then socket_of_levels(p.chain, waits) end
     resolve_chain(p.chain)
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     b.root = root_of(b.backtrace) or td.null

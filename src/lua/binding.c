@@ -46,6 +46,8 @@ struct td_lua {
 	struct chain_state *chain_cache;  /* td.await_chain's memo, per program */
 	size_t nchain;
 	int tree_depth;            /* children chains being built, nested */
+	char *per_task[8];         /* awaitee names (beginnings) whose chains are per task: td.per_task_awaitee */
+	int nper_task;
 };
 
 /* Starts the budgets of one call. */
@@ -833,7 +835,6 @@ static int l_walk_list(lua_State *L)
 }
 
 /* Memo key (value/program.h memo) for where Stage::Running keeps its future. */
-#define TD_MEMO_RUNNING 0x3000000000000000ull
 
 /* One decoded state of an async body: cached per (type, discriminant). */
 /* Fields worth naming in a suspended state: handles to tasks, guards, permits, channel ends. */
@@ -969,7 +970,9 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
  * td.await_chain(v) -> { {type=id, state=, file=, line=, awaiting=id}, ... }, leaf
  * The chain of .awaits from an async body down, decoded in C: each level is a
  * discriminant read and a cached lookup of what that state means. leaf: the
- * address of the innermost awaited future that is no async body, or nil.
+ * address of the innermost awaited future that is no async body, or nil. A
+ * future that holds no async body gives an empty chain with leaf_type = its
+ * type id, and leaf = its address.
  */
 #define TD_CHAIN_CACHE 4096
 #define TD_CHAIN_DEPTH 64
@@ -1012,12 +1015,12 @@ static int push_stage_chain(lua_State *L, Dwarf_Die *stage_type, uint64_t addr, 
 		struct running_memo { Dwarf_Die type; uint64_t offset; } *rm;
 		struct td_program *prog = get_lua(L)->prog;
 		uint64_t toff = dwarf_dieoffset(&payload.type);
-		rm = td_program_memo_get(prog, TD_MEMO_RUNNING, toff);
+		rm = td_program_memo_get(prog, TD_MEMO_RUNNING, toff, 0);
 		if (!rm && !(err = td_value_member(&payload, "__0", &future)) &&
 		    (rm = malloc(sizeof(*rm)))) {
 			rm->type = future.type;
 			rm->offset = future.address - payload.address;
-			td_program_memo_put(prog, TD_MEMO_RUNNING, toff, rm);
+			td_program_memo_put(prog, TD_MEMO_RUNNING, toff, 0, rm);
 		}
 		if (rm && !err)
 			td_value_init(&future, prog, &rm->type, payload.address + rm->offset);
@@ -1137,6 +1140,10 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "in_macro");
 	}
+	if (addr) {
+		lua_pushinteger(L, (lua_Integer)addr);
+		lua_setfield(L, -2, "addr");
+	}
 	if (st->has_awaitee) {
 		lua_pushinteger(L, (lua_Integer)dwarf_dieoffset((Dwarf_Die *)&st->awaitee_type));
 		lua_setfield(L, -2, "awaiting");
@@ -1229,6 +1236,17 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	td_future_unbox(&v);
 	/* A task whose future is a wrapper (a framework's connection, a combinator): the async body in it. */
 	td_future_inner_async(&v);
+	/*
+	 * A future that holds no async body at all (an idle hyper connection:
+	 * no request in flight) is its own leaf: the chain is empty, and says
+	 * the leaf's type (leaf_type) for the plugin to tell what it waits on.
+	 */
+	uint64_t root_leaf = 0;
+	if (!td_future_is_async_body(&v.type)) {
+		root_leaf = dwarf_dieoffset(&v.type);
+		if (leaf)
+			*leaf = v.address;
+	}
 	while (depth < TD_CHAIN_DEPTH && td_future_is_async_body(&v.type)) {
 		struct td_value payload;
 		const char *vname;
@@ -1259,7 +1277,9 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 			find_holds(st, &v.type, &payload.type, payload.address - v.address, discr == 0);
 		}
 		const char *aw = st->has_awaitee ? dwarf_diename(&st->awaitee_type) : NULL;
-		per_task |= st->nholds > 0 || (aw && strncmp(aw, "JoinHandle<", 11) == 0);
+		per_task |= st->nholds > 0;
+		for (int p = 0; aw && p < lua->nper_task; p++)
+			per_task |= strncmp(aw, lua->per_task[p], strlen(lua->per_task[p])) == 0;
 		sts[depth] = st;
 		addrs[depth] = v.address;
 		key[depth] = (uint16_t)(st - cache);
@@ -1303,7 +1323,11 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 			lua_pushvalue(L, -1);
 			lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
 		}
-		lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		/* Empty chains of root leaves: one table per leaf type. */
+		if (depth == 0 && root_leaf)
+			lua_pushlstring(L, (const char *)&root_leaf, sizeof(root_leaf));
+		else
+			lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
 		lua_rawget(L, -2);
 		if (!lua_isnil(L, -1)) {
 			lua_remove(L, -2);
@@ -1317,13 +1341,23 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		}
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "shared");
-		lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		if (depth == 0 && root_leaf) {
+			lua_pushinteger(L, (lua_Integer)root_leaf);
+			lua_setfield(L, -2, "leaf_type");
+			lua_pushlstring(L, (const char *)&root_leaf, sizeof(root_leaf));
+		} else {
+			lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		}
 		lua_pushvalue(L, -2);
 		lua_rawset(L, -4);
 		lua_remove(L, -2);
 		return 1;
 	}
 	lua_createtable(L, depth, 0);
+	if (depth == 0 && root_leaf) {
+		lua_pushinteger(L, (lua_Integer)root_leaf);
+		lua_setfield(L, -2, "leaf_type");
+	}
 	for (int i = 0; i < depth; i++) {
 		push_chain_level(L, sts[i], addrs[i]);
 		if (i == depth - 1 && nkids > 0)
@@ -1368,6 +1402,49 @@ static int l_macro_site(lua_State *L)
 			return 2;
 		} while (dwarf_siblingof(&variant, &variant) == 0);
 	} while (dwarf_siblingof(&part, &part) == 0);
+	return 0;
+}
+
+/*
+ * td.find_inside(v, prefix) -> found, { values on the way down, v first } or nil
+ * The first value inside future v (fields, live variants, boxes, references)
+ * whose type's name begins with prefix: td_future_find.
+ */
+#define TD_FIND_PATH 32
+static int l_find_inside(lua_State *L)
+{
+	struct td_value v = *check_value(L, 1), path[TD_FIND_PATH];
+	int n = td_future_find(&v, luaL_checkstring(L, 2), path, TD_FIND_PATH);
+	if (n < 0)
+		return 0;
+	push_value(L, &v);
+	lua_createtable(L, n, 0);
+	for (int i = 0; i < n; i++) {
+		push_value(L, &path[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 2;
+}
+
+/*
+ * td.per_task_awaitee(name_beginning): chains awaiting a future whose type's
+ * name (DWARF's, the last path component) begins so are built per task, with
+ * the address of each level (addr, awaiting_addr), never shared: what the
+ * plugin must follow from the awaiting state itself (a JoinHandle's task, the
+ * socket an accept() future's async fn borrows).
+ */
+static int l_per_task_awaitee(lua_State *L)
+{
+	struct td_lua *lua = get_lua(L);
+	const char *name = luaL_checkstring(L, 1);
+	for (int i = 0; i < lua->nper_task; i++)
+		if (strcmp(lua->per_task[i], name) == 0)
+			return 0;
+	if (lua->nper_task == (int)(sizeof(lua->per_task) / sizeof(lua->per_task[0])))
+		return luaL_error(L, "too many per-task awaitees");
+	if (!(lua->per_task[lua->nper_task] = strdup(name)))
+		return luaL_error(L, "out of memory");
+	lua->nper_task++;
 	return 0;
 }
 
@@ -1734,7 +1811,8 @@ static const luaL_Reg td_functions[] = {
 	{ "each_function", l_each_function }, { "walk_list", l_walk_list },
 	{ "await_chain", l_await_chain }, { "type_by_id", l_type_by_id },
 	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
-	{ "macro_site", l_macro_site },
+	{ "macro_site", l_macro_site }, { "find_inside", l_find_inside },
+	{ "per_task_awaitee", l_per_task_awaitee },
 	{ NULL, NULL },
 };
 
@@ -1792,6 +1870,8 @@ void td_lua_destroy(struct td_lua *lua)
 	lua_close(lua->L);
 	free(lua->chain_cache);
 	free(lua->plugin_path);
+	for (int i = 0; i < lua->nper_task; i++)
+		free(lua->per_task[i]);
 	if (lua->owns_prog)
 		td_program_destroy(lua->prog);
 	free(lua);

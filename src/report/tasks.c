@@ -148,6 +148,26 @@ static void print_waiting_on(FILE *out, struct json_object *w)
 		}
 		return;
 	}
+	if (strcmp(str(w, "kind"), "socket") == 0) {
+		/* "(socket fd 10, read, peer 127.0.0.1:46928)" */
+		double fd;
+		fprintf(out, " (socket");
+		if (real(w, "fd", &fd))
+			fprintf(out, " fd %d", (int)fd);
+		if (str(w, "direction"))
+			fprintf(out, ", %s", str(w, "direction"));
+		if (str(w, "peer"))
+			fprintf(out, ", peer %s", str(w, "peer"));
+		else if (str(w, "local"))
+			fprintf(out, ", local %s", str(w, "local"));
+		fprintf(out, ")");
+		return;
+	}
+	double pid;
+	if (real(w, "pid", &pid)) {
+		fprintf(out, " (%s pid %d)", str(w, "kind"), (int)pid);
+		return;
+	}
 	fprintf(out, " (%s %s%s%s)", str(w, "kind"), str(w, "address") ? str(w, "address") : "",
 		str(w, "mode") ? " " : "", str(w, "mode") ? str(w, "mode") : "");
 }

@@ -93,35 +93,73 @@ bool td_future_unbox(struct td_value *v)
 }
 
 /*
- * Whether a value of type t can hold an async body by value (through fields,
- * enum variants and boxes), from DWARF alone, memoized per type. A type met
- * again while it is being worked out counts as not (recursive types).
+ * A search inside a future's value for a value of a wanted type: the async
+ * body a wrapper polls (td_future_inner_async), or a named leaf such as a
+ * socket's PollEvented (td_future_find). Through fields, the active variant
+ * of enums and boxes; through references too if through_refs (what a leaf
+ * future borrows, such as the stream a read future reads, is what it waits
+ * on). Whether a type can hold one at all is worked out once per type from
+ * DWARF and memoized (memo, which), so a leaf that cannot costs a lookup.
  */
-#define TD_MEMO_HOLDS_ASYNC 0x4000000000000000ull
-#define TD_DESCEND_TYPE_DEPTH 48
-static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int depth);
+struct finder {
+	const char *prefix;          /* a type path's beginning; NULL: an async body */
+	const char *base;            /* its last component, what DWARF names the type */
+	size_t base_len;
+	uint64_t which;              /* memo extra: which prefix */
+	bool through_refs;
+	int budget;                  /* values visited, at most */
+	bool fixed;                  /* cleared when the way down depends on the value */
+	struct td_value *path;       /* the values on the way down (not the one found), if not NULL */
+	int npath, max_path;
+};
 
-static bool may_hold_async(struct td_program *prog, Dwarf_Die *t, int depth)
+/* DWARF names a type by its last path component ("PollEvented<..>"); its namespaces are its parents. */
+static bool finder_match(const struct finder *f, Dwarf_Die *t)
 {
-	if (td_future_is_async_body(t))
+	if (!f->prefix)
+		return td_future_is_async_body(t);
+	const char *name = dwarf_diename(t);
+	if (!name || strncmp(name, f->base, f->base_len) != 0 || dwarf_tag(t) == DW_TAG_pointer_type)
+		return false;
+	if (f->base == f->prefix)
+		return true;
+	char *full = td_type_qualified_name(t);
+	bool yes = full && strncmp(full, f->prefix, strlen(f->prefix)) == 0;
+	free(full);
+	return yes;
+}
+
+static bool is_ref_name(const char *name)
+{
+	return name && name[0] == '&';
+}
+
+/* A type met again while it is being worked out counts as not (recursive types). */
+#define TD_DESCEND_TYPE_DEPTH 48
+static bool members_may_hold(struct td_program *prog, const struct finder *f, Dwarf_Die *parent, int depth);
+
+static bool may_hold(struct td_program *prog, const struct finder *f, Dwarf_Die *t, int depth)
+{
+	if (finder_match(f, t))
 		return true;
 	if (depth > TD_DESCEND_TYPE_DEPTH)
 		return false;
+	enum td_memo_kind kind = f->prefix ? TD_MEMO_HOLDS_NAMED : TD_MEMO_HOLDS_ASYNC;
 	uint64_t key = dwarf_dieoffset(t);
-	bool *memo = td_program_memo_get(prog, TD_MEMO_HOLDS_ASYNC, key);
+	bool *memo = td_program_memo_get(prog, kind, key, f->which);
 	if (memo)
 		return *memo;
 	if (!(memo = malloc(sizeof(*memo))))
 		return false;
 	*memo = false;  /* while being worked out */
-	td_program_memo_put(prog, TD_MEMO_HOLDS_ASYNC, key, memo);
+	td_program_memo_put(prog, kind, key, f->which, memo);
 	bool yes = false;
 	const char *name = dwarf_diename(t);
 	int tag = dwarf_tag(t);
 	if (tag == DW_TAG_pointer_type) {
 		Dwarf_Die pointee;
-		yes = name && strncmp(name, "alloc::boxed::Box<", 18) == 0 && td_die_type(t, &pointee) &&
-		      may_hold_async(prog, &pointee, depth + 1);
+		yes = name && (strncmp(name, "alloc::boxed::Box<", 18) == 0 || (f->through_refs && is_ref_name(name))) &&
+		      td_die_type(t, &pointee) && may_hold(prog, f, &pointee, depth + 1);
 	} else if (tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
 		/* A box of a dyn Future may hold anything; a reference to one is no ownership. */
 		if (name && strncmp(name, "alloc::boxed::Box<(dyn core::future::future::Future", 51) == 0)
@@ -131,14 +169,14 @@ static bool may_hold_async(struct td_program *prog, Dwarf_Die *t, int depth)
 				  strncmp(name, "Weak<", 5) == 0))
 			yes = false;
 		else
-			yes = members_may_hold(prog, t, depth);
+			yes = members_may_hold(prog, f, t, depth);
 	}
 	*memo = yes;
 	return yes;
 }
 
 /* Members of a struct, and of every variant of its variant part. */
-static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int depth)
+static bool members_may_hold(struct td_program *prog, const struct finder *f, Dwarf_Die *parent, int depth)
 {
 	Dwarf_Die child;
 	if (dwarf_child(parent, &child) != 0)
@@ -146,9 +184,9 @@ static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int dep
 	do {
 		int tag = dwarf_tag(&child);
 		Dwarf_Die type;
-		if (tag == DW_TAG_member && td_die_type(&child, &type) && may_hold_async(prog, &type, depth + 1))
+		if (tag == DW_TAG_member && td_die_type(&child, &type) && may_hold(prog, f, &type, depth + 1))
 			return true;
-		if ((tag == DW_TAG_variant_part || tag == DW_TAG_variant) && members_may_hold(prog, &child, depth))
+		if ((tag == DW_TAG_variant_part || tag == DW_TAG_variant) && members_may_hold(prog, f, &child, depth))
 			return true;
 	} while (dwarf_siblingof(&child, &child) == 0);
 	return false;
@@ -156,43 +194,58 @@ static bool members_may_hold(struct td_program *prog, Dwarf_Die *parent, int dep
 
 #define TD_DESCEND_DEPTH 32
 #define TD_DESCEND_VALUES 256
-static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget, bool *fixed);
+static bool find_in(struct td_value *v, struct finder *f, int depth);
+static bool members_find(struct td_value *v, struct finder *f, Dwarf_Die *parent, int depth);
 
-/* fixed: cleared when the way down depends on the value (an enum's variant, a box's pointer). */
-static bool find_async(struct td_value *v, int depth, int *budget, bool *fixed)
+/* Into u (a value inside v) and on from there; v is kept on the path if found. */
+static bool find_below(struct td_value *v, struct td_value *u, struct finder *f, int depth)
 {
-	if (--*budget < 0 || depth > TD_DESCEND_DEPTH)
-		return false;
-	if (td_future_is_async_body(&v->type))
+	int mark = f->npath;
+	if (f->path && f->npath < f->max_path)
+		f->path[f->npath++] = *v;
+	if (find_in(u, f, depth + 1)) {
+		*v = *u;
 		return true;
-	if (!may_hold_async(v->prog, &v->type, 0))
+	}
+	f->npath = mark;
+	return false;
+}
+
+static bool find_in(struct td_value *v, struct finder *f, int depth)
+{
+	if (--f->budget < 0 || depth > TD_DESCEND_DEPTH)
+		return false;
+	if (finder_match(f, &v->type))
+		return true;
+	if (!may_hold(v->prog, f, &v->type, 0))
 		return false;
 	struct td_value u = *v;
 	if (td_future_unbox(&u)) {
-		*fixed = false;
-		if (find_async(&u, depth + 1, budget, fixed)) {
-			*v = u;
-			return true;
-		}
-		return false;
+		f->fixed = false;
+		return find_below(v, &u, f, depth);
+	}
+	const char *name = dwarf_diename(&v->type);
+	if (f->through_refs && dwarf_tag(&v->type) == DW_TAG_pointer_type && is_ref_name(name)) {
+		Dwarf_Die pointee;
+		uint64_t target;
+		if (!td_die_type(&v->type, &pointee) || td_program_read_uint(v->prog, v->address, 8, &target) || !target)
+			return false;
+		td_value_init(&u, v->prog, &pointee, target);
+		f->fixed = false;
+		return find_below(v, &u, f, depth);
 	}
 	if (dwarf_tag(&v->type) != DW_TAG_structure_type)
 		return false;
 	/* An enum: only its active variant's payload is alive. */
-	struct td_value payload;
 	const char *vname;
 	uint64_t discr;
-	struct td_error *err = td_value_variant(v, &payload, &vname, &discr, NULL);
+	struct td_error *err = td_value_variant(v, &u, &vname, &discr, NULL);
 	if (!err) {
-		*fixed = false;
-		if (find_async(&payload, depth + 1, budget, fixed)) {
-			*v = payload;
-			return true;
-		}
-		return false;
+		f->fixed = false;
+		return find_below(v, &u, f, depth);
 	}
 	td_error_destroy(err);
-	return members_find_async(v, &v->type, depth, budget, fixed);
+	return members_find(v, f, &v->type, depth);
 }
 
 /*
@@ -201,7 +254,7 @@ static bool find_async(struct td_value *v, int depth, int *budget, bool *fixed)
  * hyper's ProtoServer without http2: its H2 variant holds a type that has no
  * values) is tried variant by variant, in order.
  */
-static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth, int *budget, bool *fixed)
+static bool members_find(struct td_value *v, struct finder *f, Dwarf_Die *parent, int depth)
 {
 	Dwarf_Die child;
 	if (dwarf_child(parent, &child) != 0)
@@ -215,22 +268,19 @@ static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth,
 			if (dwarf_attr(&child, DW_AT_discr, &attr) || dwarf_child(&child, &variant) != 0)
 				continue;
 			do {
-				*fixed = false;   /* which variant holds it depends on deeper values */
-				if (dwarf_tag(&variant) == DW_TAG_variant &&
-				    members_find_async(v, &variant, depth, budget, fixed))
+				f->fixed = false;   /* which variant holds it depends on deeper values */
+				if (dwarf_tag(&variant) == DW_TAG_variant && members_find(v, f, &variant, depth))
 					return true;
 			} while (dwarf_siblingof(&variant, &variant) == 0);
 			continue;
 		}
 		if (tag != DW_TAG_member || !td_die_type(&child, &type) ||
-		    !td_member_offset(&child, &off) || !may_hold_async(v->prog, &type, 0))
+		    !td_member_offset(&child, &off) || !may_hold(v->prog, f, &type, 0))
 			continue;
 		struct td_value m;
 		td_value_init(&m, v->prog, &type, v->address + off);
-		if (find_async(&m, depth + 1, budget, fixed)) {
-			*v = m;
+		if (find_below(v, &m, f, depth))
 			return true;
-		}
 	} while (dwarf_siblingof(&child, &child) == 0);
 	return false;
 }
@@ -241,7 +291,6 @@ static bool members_find_async(struct td_value *v, Dwarf_Die *parent, int depth,
  * remembered per type, so 100,000 tasks awaiting through one wrapper type
  * cost one walk and then an offset each.
  */
-#define TD_MEMO_FIXED_PATH 0x1000000000000000ull
 struct fixed_path { Dwarf_Die type; uint64_t offset; };
 
 bool td_future_inner_async(struct td_value *v)
@@ -249,23 +298,50 @@ bool td_future_inner_async(struct td_value *v)
 	if (td_future_is_async_body(&v->type))
 		return false;
 	uint64_t key = dwarf_dieoffset(&v->type);
-	struct fixed_path *fp = td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key);
+	struct fixed_path *fp = td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, 0);
 	if (fp) {
 		td_value_init(v, v->prog, &fp->type, v->address + fp->offset);
 		return true;
 	}
-	int budget = TD_DESCEND_VALUES;
-	bool fixed = true;
+	struct finder f = { .budget = TD_DESCEND_VALUES, .fixed = true };
 	struct td_value u = *v;
-	if (!find_async(&u, 0, &budget, &fixed))
+	if (!find_in(&u, &f, 0))
 		return false;
-	if (fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
+	if (f.fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
 		fp->type = u.type;
 		fp->offset = u.address - v->address;
-		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, fp);
+		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, 0, fp);
 	}
 	*v = u;
 	return true;
+}
+
+/* The prefixes asked for so far: a prefix's index tells its memo entries apart. */
+#define TD_FIND_PREFIXES 32
+static char *find_prefixes[TD_FIND_PREFIXES];
+
+int td_future_find(struct td_value *v, const char *prefix, struct td_value *path, int max_path)
+{
+	uint64_t which = 0;
+	while (which < TD_FIND_PREFIXES && find_prefixes[which] && strcmp(find_prefixes[which], prefix) != 0)
+		which++;
+	if (which == TD_FIND_PREFIXES)
+		return -1;
+	if (!find_prefixes[which] && !(find_prefixes[which] = strdup(prefix)))
+		return -1;
+	struct finder f = { .prefix = prefix, .base = prefix, .which = which + 1, .through_refs = true,
+			    .budget = TD_DESCEND_VALUES, .path = path, .max_path = max_path };
+	/* "a::b::C<" -> "C<": the last "::" before any '<'. */
+	const char *lt = strchr(prefix, '<');
+	for (const char *p = prefix; *p && (!lt || p < lt); p++)
+		if (p[0] == ':' && p[1] == ':')
+			f.base = p + 2;
+	f.base_len = strlen(f.base);
+	struct td_value u = *v;
+	if (!find_in(&u, &f, 0))
+		return -1;
+	*v = u;
+	return f.npath;
 }
 
 /* The decl_file of an async body's first variant (Unresumed): the file the async fn is written in. */
@@ -456,19 +532,18 @@ static bool find_tuple_ref(struct td_value *v, uint64_t lo, uint64_t hi, int dep
  * through pointers) a pointer to a tuple: worked out once per type, so a
  * leaf future (a channel's receiver, a Sleep) costs one lookup per task.
  */
-#define TD_MEMO_TUPLE_REF 0x2000000000000000ull
 static bool may_ref_tuple(struct td_program *prog, Dwarf_Die *t, int depth)
 {
 	if (depth > 4 || dwarf_tag(t) != DW_TAG_structure_type)
 		return false;
 	uint64_t key = dwarf_dieoffset(t);
-	bool *memo = td_program_memo_get(prog, TD_MEMO_TUPLE_REF, key);
+	bool *memo = td_program_memo_get(prog, TD_MEMO_TUPLE_REF, key, 0);
 	if (memo)
 		return *memo;
 	if (!(memo = malloc(sizeof(*memo))))
 		return false;
 	*memo = false;  /* while being worked out */
-	td_program_memo_put(prog, TD_MEMO_TUPLE_REF, key, memo);
+	td_program_memo_put(prog, TD_MEMO_TUPLE_REF, key, 0, memo);
 	bool yes = false;
 	Dwarf_Die child, type, pointee;
 	if (dwarf_child(t, &child) == 0) {

@@ -38,6 +38,16 @@ bool td_future_unbox(struct td_value *v);
 bool td_future_inner_async(struct td_value *v);
 
 /*
+ * The first value inside v whose type's name begins with prefix (a socket's
+ * `tokio::io::poll_evented::PollEvented<`), searched as td_future_inner_async
+ * searches, and through `&`/`&mut` references too (a read future borrows its
+ * stream). *v becomes it; path[] gets the values on the way down from v (v
+ * first, at most max_path, so a caller can look beside the way: a
+ * connection's peer address). Returns how many, or -1 if none is found.
+ */
+int td_future_find(struct td_value *v, const char *prefix, struct td_value *path, int max_path);
+
+/*
  * The futures a future that is no async body polls by reference: select! and
  * join! keep their branches in a tuple, a local of the async body that
  * awaits them, and poll them through a closure holding `&mut` to it. If a

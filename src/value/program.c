@@ -118,16 +118,19 @@ static size_t memo_slot(struct memo_entry *memo, size_t cap, uint64_t k1, uint64
 	return i;
 }
 
-void *td_program_memo_get(struct td_program *prog, uint64_t k1, uint64_t k2)
+void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra)
 {
+	uint64_t k1 = extra, k2 = ((uint64_t)kind << 56) ^ die_offset;
 	if (!prog->memo)
 		return NULL;
 	struct memo_entry *e = &prog->memo[memo_slot(prog->memo, prog->memo_cap, k1, k2)];
 	return e->used ? e->value : NULL;
 }
 
-void td_program_memo_put(struct td_program *prog, uint64_t k1, uint64_t k2, void *value)
+void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,
+			 void *value)
 {
+	uint64_t k1 = extra, k2 = ((uint64_t)kind << 56) ^ die_offset;
 	if ((prog->nmemo + 1) * 2 > prog->memo_cap) {
 		size_t cap = prog->memo_cap ? prog->memo_cap * 2 : 256;
 		struct memo_entry *grown = calloc(cap, sizeof(*grown));

@@ -78,11 +78,23 @@ struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var,
 struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret);
 
 /*
- * A memo for facts derived from DWARF (layer above decides the keys): value
- * is malloc'd and owned by the program from then on. NULL if absent.
+ * A memo for facts derived from DWARF, keyed by what the fact is about (kind:
+ * one of these, so two layers never read each other's facts), a DIE offset
+ * and an extra word (0 if unused): value is malloc'd and owned by the program
+ * from then on. NULL if absent.
  */
-void *td_program_memo_get(struct td_program *prog, uint64_t k1, uint64_t k2);
-void td_program_memo_put(struct td_program *prog, uint64_t k1, uint64_t k2, void *value);
+enum td_memo_kind {
+	TD_MEMO_DISCR = 1,      /* value.c: where an enum's discriminant is */
+	TD_MEMO_VARIANT,        /* value.c: what one discriminant value means (extra: the value) */
+	TD_MEMO_RUNNING,        /* lua/binding.c: where a task Stage's Running future is */
+	TD_MEMO_HOLDS_ASYNC,    /* future.c: whether a type can hold an async body */
+	TD_MEMO_FIXED_PATH,     /* future.c: a way down to the async body that reads nothing */
+	TD_MEMO_TUPLE_REF,      /* future.c: whether a type can point at a select!/join! tuple */
+	TD_MEMO_HOLDS_NAMED,    /* future.c: whether a type can hold one named like ... (extra: which) */
+};
+void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra);
+void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,
+			 void *value);
 
 /* The DIE at a .debug_info offset (what td.id hands out). */
 bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret);

@@ -148,9 +148,7 @@ static bool variant_part(Dwarf_Die *type, Dwarf_Die *ret)
 	return false;
 }
 
-/* Memo keys: where a type's discriminant is, and what one value of it means. */
-#define TD_MEMO_DISCR 0x1000000000000000ull
-#define TD_MEMO_VARIANT 0x2000000000000000ull
+/* Memo (TD_MEMO_DISCR, TD_MEMO_VARIANT): where a type's discriminant is, and what one value of it means. */
 
 struct discr_memo {
 	uint64_t offset, size;
@@ -250,7 +248,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 		return enumerator(v, ret, name_ret, discr_ret, member_ret);
 	/* Decoding a type's variants walks DWARF: once per type, and once per value seen. */
 	uint64_t toff = dwarf_dieoffset((Dwarf_Die *)&v->type);
-	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff);
+	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff, 0);
 	Dwarf_Die part;
 	if (!dm) {
 		Dwarf_Die discr, discr_type;
@@ -267,7 +265,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 		if (!dm)
 			return &td_enomem;
 		*dm = fresh;
-		td_program_memo_put(v->prog, TD_MEMO_DISCR, toff, dm);
+		td_program_memo_put(v->prog, TD_MEMO_DISCR, toff, 0, dm);
 	}
 	uint64_t value = 0;
 	struct td_error *err = td_program_read_uint(v->prog, v->address + dm->offset,
@@ -276,7 +274,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 		return err;
 	uint64_t mask = dm->size >= 8 ? ~0ull : (1ull << (8 * dm->size)) - 1;
 	value &= mask;
-	struct variant_memo *vm = td_program_memo_get(v->prog, TD_MEMO_VARIANT ^ value, toff);
+	struct variant_memo *vm = td_program_memo_get(v->prog, TD_MEMO_VARIANT, toff, value);
 	if (!vm) {
 		if (!variant_part((Dwarf_Die *)&v->type, &part))
 			return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
@@ -287,7 +285,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 		if (!vm)
 			return &td_enomem;
 		*vm = fresh;
-		td_program_memo_put(v->prog, TD_MEMO_VARIANT ^ value, toff, vm);
+		td_program_memo_put(v->prog, TD_MEMO_VARIANT, toff, value, vm);
 	}
 	td_value_init(ret, v->prog, &vm->payload_type, v->address + vm->payload_offset);
 	*name_ret = vm->name;

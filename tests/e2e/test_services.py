@@ -4,7 +4,9 @@ is found inside hyper's connection task (its `root`), the `Server` future
 inside block_on, a lock-order deadlock between two handlers, and a healthy
 server under load from wrk shows its in-flight handlers and no finding."""
 import json
+import os
 import re
+import socket
 import subprocess
 import time
 
@@ -83,6 +85,7 @@ def test_hyper_server_in_block_on(rust_bin, tokio_version, tmp_path, request):
     src = "src/bin/hyper_locks.rs"
     lines = marker_lines(RUST_SOURCE_DIR / "hyper_locks.rs")
     target = Target([rust_bin / "hyper_locks"])
+    port = int(target.ready_line.split()[2])
     try:
         core = gcore(target.pid, tmp_path)
         for where in (target.pid, core):
@@ -92,8 +95,113 @@ def test_hyper_server_in_block_on(rust_bin, tokio_version, tmp_path, request):
             (aw,) = b["backtrace"]
             assert (aw["file"], aw["line"]) == (src, lines["serve_await"])
             assert aw["awaiting"].startswith("hyper::server::server::Server<hyper::server::tcp::AddrIncoming, ")
+            # The accept loop waits on its listening socket.
+            w = b["waiting_on"]
+            assert (w["kind"], w["direction"], w["local"]) == ("socket", "read", f"127.0.0.1:{port}"), w
+            if where == target.pid:
+                assert_socket_fd(target.pid, w["fd"])
     finally:
         target.stop()
+
+
+def assert_socket_fd(pid, fd):
+    assert os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:["), (pid, fd)
+
+
+def test_hyper_idle_keepalive_connections(rust_bin, tmp_path):
+    """Three keep-alive connections, each after one answered request, with
+    no request in flight: each connection task says it waits to read its
+    socket, with the fd and the client's address as its peer, live and on a
+    core."""
+    target = Target([rust_bin / "hyper_echo"])
+    port = int(target.ready_line.split()[2])
+    clients = []
+    try:
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert b"200 OK" in c.recv(1000)
+            clients.append(c)
+        peers = sorted("127.0.0.1:%d" % c.getsockname()[1] for c in clients)
+        core = gcore(target.pid, tmp_path)
+        for where in (target.pid, core):
+            (rt,) = json_of("tasks", "--json", where)["runtimes"]
+            conns = rt["tasks"]
+            assert [(t["name"], t["state"], t["backtrace"]) for t in conns] == [(CONN, "idle", [])] * 3
+            ws = [t["waiting_on"] for t in conns]
+            assert sorted(w["peer"] for w in ws) == peers, ws
+            assert {(w["kind"], w["direction"], w["local"]) for w in ws} == {("socket", "read", f"127.0.0.1:{port}")}
+            assert len({w["fd"] for w in ws}) == 3
+            if where == target.pid:
+                for w in ws:
+                    assert_socket_fd(target.pid, w["fd"])
+            text = run("tasks", where).stdout
+            for w in ws:
+                assert re.search(rf"\n +\d+  idle +{re.escape(CONN)} \(socket fd {w['fd']}, read, "
+                                 rf"peer {re.escape(w['peer'])}\)\n", text), text
+            d = json_of("diagnose", "--json", "--window", "300ms", where)
+            assert d["findings"] == [], [f["summary"] for f in d["findings"]]
+        assert_untouched(target.pid)
+    finally:
+        for c in clients:
+            c.close()
+        target.stop()
+
+
+def test_leaf_resources(rust_bin, tmp_path):
+    """One task per kind of tokio leaf future (leaves.rs), each at its line
+    with what it waits on: a listening socket in accept(), a socket to read,
+    a socket to write, a Notify, a broadcast and a watch receiver, a child
+    process, a signal, an interval's timer. Live and on a core."""
+    src = "src/bin/leaves.rs"
+    lines = marker_lines(RUST_SOURCE_DIR / "leaves.rs")
+    target = Target([rust_bin / "leaves"])
+    child = None
+    try:
+        core = gcore(target.pid, tmp_path)
+        for where in (target.pid, core):
+            (rt,) = json_of("tasks", "--json", where)["runtimes"]
+            by_name = {t["name"]: t for t in rt["tasks"]}
+            want = {"accept_loop": "accept", "read_socket": "read", "write_socket": "write",
+                    "notify_wait": "notified", "broadcast_recv": "broadcast", "watch_changed": "watch",
+                    "child_wait": "child", "signal_wait": "signal", "tick": "tick"}
+            assert sorted(by_name) == sorted("leaves::" + n for n in want)
+            w = {}
+            for name, marker in want.items():
+                t = by_name["leaves::" + name]
+                top = t["backtrace"][0]
+                assert (t["state"], top["file"], top["line"]) == ("idle", src, lines[marker]), (name, top)
+                w[name] = t["waiting_on"]
+            for name, direction in (("accept_loop", "read"), ("read_socket", "read"), ("write_socket", "write")):
+                assert (w[name]["kind"], w[name]["direction"]) == ("socket", direction), (name, w[name])
+                if where == target.pid:
+                    assert_socket_fd(target.pid, w[name]["fd"])
+            assert len({w[n]["fd"] for n in ("accept_loop", "read_socket", "write_socket")}) == 3
+            assert w["notify_wait"]["kind"] == "tokio::sync::Notify"
+            assert (w["broadcast_recv"]["kind"], w["broadcast_recv"]["mode"]) == ("tokio::sync::broadcast", "rx")
+            assert (w["watch_changed"]["kind"], w["watch_changed"]["mode"]) == ("tokio::sync::watch", "rx")
+            assert w["child_wait"]["kind"] == "tokio::process::Child"
+            child = w["child_wait"]["pid"]
+            if where == target.pid:
+                with open(f"/proc/{child}/stat") as f:
+                    assert int(f.read().rsplit(")", 1)[1].split()[1]) == target.pid   # its parent
+            assert w["signal_wait"]["kind"] == "tokio::signal::unix::Signal"
+            assert w["tick"]["kind"] == "tokio::time::Sleep"
+            if where == target.pid:
+                assert 3500_000 < w["tick"]["remaining_ms"] <= 3600_000, w["tick"]
+            text = run("tasks", where).stdout
+            assert re.search(rf"leaves::child_wait at {src}:{lines['child']} awaiting .*"
+                             rf"\(tokio::process::Child pid {child}\)\n", text), text
+            assert re.search(rf"leaves::write_socket at {src}:{lines['write']} awaiting .*"
+                             rf"\(socket fd {w['write_socket']['fd']}, write\)\n", text), text
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+        if child:
+            try:
+                os.kill(child, 9)
+            except ProcessLookupError:
+                pass
 
 
 def test_healthy_hyper_under_load(rust_bin):
