@@ -340,6 +340,26 @@ end
 td.per_task_awaitee("JoinHandle<")
 td.per_task_awaitee("Readiness")   -- (no type parameters: DWARF names it so)
 
+-- tracing's Instrumented tags the level awaiting it (or a task spawned
+-- instrumented) with its span's static metadata (kept even when no subscriber
+-- enables the span): the span's name is read from it after the stop.
+td.tag_awaitee("tracing::instrument::Instrumented<", { "span", "meta" })
+local span_names = {}
+local function span_name(meta)
+  local name = span_names[meta]
+  if name == nil then
+    name = false
+    local mt = td.find_type("tracing_core::metadata::Metadata")
+    local ok, off = pcall(td.offset, mt, "name")
+    if mt and ok then
+      local p, n = td.try_read(meta + off), td.try_read(meta + off + 8)
+      name = p and n and n > 0 and n < 256 and td.read_bytes(p, n) or false
+    end
+    span_names[meta] = name
+  end
+  return name or nil
+end
+
 -- A JoinHandle<T> holds a RawTask: the header of the task it joins.
 local join_handles = {}
 local function is_join_handle(type_id)
@@ -579,9 +599,10 @@ local function socket_layout(pe)
   return f
 end
 
--- What a future found to hold or borrow a socket waits on, or nil.
-local function socket_resource(t, addr)
-  local pe, path = td.find_inside(td.value(t, addr), POLL_EVENTED)
+-- What a future found to hold or borrow a socket waits on, or nil
+-- (past_async: t is an async fn's state, searched for what it borrows).
+local function socket_resource(t, addr, past_async)
+  local pe, path = td.find_inside(td.value(t, addr), POLL_EVENTED, past_async)
   if not pe then return nil end
   local lay = socket_layout(pe)
   if not lay then return nil end
@@ -724,7 +745,7 @@ local RESOURCE_TYPES = {
 local function socket_of_levels(chain, res)
   for k = #chain, 1, -1 do
     local level = chain[k]
-    local found = level.addr and socket_resource(td.type_by_id(level.type), level.addr)
+    local found = level.addr and socket_resource(td.type_by_id(level.type), level.addr, true)
     if found then
       res.fd, res.peer, res["local"] = found.fd, found.peer, found["local"]
       break
@@ -1333,6 +1354,10 @@ function M.finish()
     return r
   end
   local describe
+  -- The span a task's own future is instrumented with.
+  local function chain_span(chain)
+    return chain and chain.root_tag and span_name(chain.root_tag) or nil
+  end
   -- An .await written inside select!/join!: the user's line calling the macro.
   local sites = {}
   local function site_of(aw)
@@ -1351,6 +1376,7 @@ function M.finish()
     local file, line = site_of(aw)
     return { name = short, state = aw.state, file = file or td.null,
              line = line or td.null, own = own_source(file) or nil,
+             span = aw.tag and span_name(aw.tag) or nil,
              awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
              awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }
   end
@@ -1396,7 +1422,7 @@ function M.finish()
     if not chain.shared then
       key = {}
       for i, aw in ipairs(chain) do
-        key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "")
+        key[i] = aw.type .. aw.state .. (aw.awaiting or "") .. "/" .. (aw.awaiting_header or "") .. "/" .. (aw.tag or "")
         tree = tree or aw.children ~= nil
       end
       key = table.concat(key, ";")
@@ -1474,6 +1500,7 @@ function M.finish()
           spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
           backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],
           root = root_of(backtrace) or td.null,
+          span = chain_span(chains[i]),
         }
       end
     end
@@ -1508,6 +1535,7 @@ function M.finish()
     resolve_chain(p.chain)
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     b.root = root_of(b.backtrace) or td.null
+    b.span = chain_span(p.chain)
     rt.block_on = rt.block_on or setmetatable({}, { __array = true })
     rt.block_on[#rt.block_on + 1] = b
   end

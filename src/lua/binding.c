@@ -48,6 +48,9 @@ struct td_lua {
 	int tree_depth;            /* children chains being built, nested */
 	char *per_task[8];         /* awaitee names (beginnings) whose chains are per task: td.per_task_awaitee */
 	int nper_task;
+	char *tag_prefix;          /* td.tag_awaitee: futures whose word at tag_path tags a chain level */
+	char *tag_path[8];
+	int ntag_path;
 };
 
 /* Starts the budgets of one call. */
@@ -490,6 +493,23 @@ static int l_read(lua_State *L)
 	if (err)
 		return raise(L, err);
 	lua_pushinteger(L, (lua_Integer)x);
+	return 1;
+}
+
+/* td.read_bytes(addr, len) -> string or nil (at most 4096 bytes: a name, a formatted field) */
+static int l_read_bytes(lua_State *L)
+{
+	uint64_t addr = check_addr(L, 1);
+	lua_Integer len = luaL_checkinteger(L, 2);
+	char buf[4096];
+	struct td_error *err = NULL;
+	if (len < 0 || len > (lua_Integer)sizeof(buf) ||
+	    (err = td_program_read(get_lua(L)->prog, addr, buf, (size_t)len))) {
+		td_error_destroy(err);
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushlstring(L, buf, (size_t)len);
 	return 1;
 }
 
@@ -980,6 +1000,7 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
 #define TD_TREE_DEPTH 4        /* trees inside trees */
 static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf);
 static void push_children(lua_State *L, struct td_value *kids, int nkids);
+static uint64_t future_tag(struct td_lua *lua, struct td_value v);
 
 static int l_await_chain(lua_State *L)
 {
@@ -1121,9 +1142,13 @@ static int l_await_chains(lua_State *L)
 }
 
 /* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
-static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_t addr)
+static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_t addr, uint64_t tag)
 {
 	lua_createtable(L, 0, 6);
+	if (tag) {
+		lua_pushinteger(L, (lua_Integer)tag);
+		lua_setfield(L, -2, "tag");
+	}
 	lua_pushinteger(L, (lua_Integer)st->type);
 	lua_setfield(L, -2, "type");
 	lua_pushstring(L, st->name);
@@ -1168,6 +1193,19 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 			lua_rawseti(L, -2, h + 1);
 		}
 		lua_setfield(L, -2, "holds");
+	}
+}
+
+/* A chain's own fields: the type of a root future that is its own leaf, the task future's tag. */
+static void push_chain_extras(lua_State *L, uint64_t leaf_type, uint64_t root_tag)
+{
+	if (leaf_type) {
+		lua_pushinteger(L, (lua_Integer)leaf_type);
+		lua_setfield(L, -2, "leaf_type");
+	}
+	if (root_tag) {
+		lua_pushinteger(L, (lua_Integer)root_tag);
+		lua_setfield(L, -2, "root_tag");
 	}
 }
 
@@ -1230,10 +1268,12 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	struct chain_state *sts[TD_CHAIN_DEPTH], fresh[TD_CHAIN_DEPTH];
 	uint64_t addrs[TD_CHAIN_DEPTH];
 	uint16_t key[TD_CHAIN_DEPTH];
+	uint64_t tags[TD_CHAIN_DEPTH] = { 0 };
 	int depth = 0;
 	bool per_task = false;
 	struct td_error *err = NULL;
 	td_future_unbox(&v);
+	uint64_t root_tag = future_tag(lua, v);
 	/* A task whose future is a wrapper (a framework's connection, a combinator): the async body in it. */
 	td_future_inner_async(&v);
 	/*
@@ -1293,6 +1333,7 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		td_future_unbox(&v);
 		if (leaf && !td_future_is_async_body(&v.type))
 			*leaf = v.address;
+		tags[depth - 1] = future_tag(lua, v);
 		/*
 		 * A wrapper (tokio's Timeout, tracing's Instrumented, a combinator)
 		 * awaited: the chain goes on in the async body it polls, whose own
@@ -1315,6 +1356,22 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		nkids = td_future_children(&v, addrs[depth - 1], addrs[depth - 1] + size, kids, TD_CHAIN_CHILDREN);
 		per_task |= nkids > 0;
 	}
+	/* The interning key: the levels' (type, state) slots, the tags, the root leaf's type. */
+	char kbuf[TD_CHAIN_DEPTH * (sizeof(key[0]) + sizeof(tags[0]) + 1) + 2 * sizeof(uint64_t)];
+	size_t klen = (size_t)depth * sizeof(key[0]);
+	memcpy(kbuf, key, klen);
+	for (int i = 0; i < depth; i++) {
+		if (tags[i]) {
+			memcpy(kbuf + klen, &tags[i], sizeof(tags[i]));
+			klen += sizeof(tags[i]);
+			kbuf[klen++] = (char)i;
+		}
+	}
+	uint64_t extra[2] = { root_tag, root_leaf };
+	if (root_tag || (depth == 0 && root_leaf)) {
+		memcpy(kbuf + klen, extra, sizeof(extra));
+		klen += sizeof(extra);
+	}
 	if (!per_task && !err) {
 		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
 		if (lua_isnil(L, -1)) {
@@ -1323,11 +1380,7 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 			lua_pushvalue(L, -1);
 			lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.chains");
 		}
-		/* Empty chains of root leaves: one table per leaf type. */
-		if (depth == 0 && root_leaf)
-			lua_pushlstring(L, (const char *)&root_leaf, sizeof(root_leaf));
-		else
-			lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
+		lua_pushlstring(L, kbuf, klen);
 		lua_rawget(L, -2);
 		if (!lua_isnil(L, -1)) {
 			lua_remove(L, -2);
@@ -1336,30 +1389,22 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		lua_pop(L, 1);
 		lua_createtable(L, depth, 1);
 		for (int i = 0; i < depth; i++) {
-			push_chain_level(L, sts[i], 0);
+			push_chain_level(L, sts[i], 0, tags[i]);
 			lua_rawseti(L, -2, i + 1);
 		}
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "shared");
-		if (depth == 0 && root_leaf) {
-			lua_pushinteger(L, (lua_Integer)root_leaf);
-			lua_setfield(L, -2, "leaf_type");
-			lua_pushlstring(L, (const char *)&root_leaf, sizeof(root_leaf));
-		} else {
-			lua_pushlstring(L, (const char *)key, (size_t)depth * sizeof(key[0]));
-		}
+		push_chain_extras(L, depth == 0 ? root_leaf : 0, root_tag);
+		lua_pushlstring(L, kbuf, klen);
 		lua_pushvalue(L, -2);
 		lua_rawset(L, -4);
 		lua_remove(L, -2);
 		return 1;
 	}
 	lua_createtable(L, depth, 0);
-	if (depth == 0 && root_leaf) {
-		lua_pushinteger(L, (lua_Integer)root_leaf);
-		lua_setfield(L, -2, "leaf_type");
-	}
+	push_chain_extras(L, depth == 0 ? root_leaf : 0, root_tag);
 	for (int i = 0; i < depth; i++) {
-		push_chain_level(L, sts[i], addrs[i]);
+		push_chain_level(L, sts[i], addrs[i], tags[i]);
 		if (i == depth - 1 && nkids > 0)
 			push_children(L, kids, nkids);
 		lua_rawseti(L, -2, i + 1);
@@ -1406,15 +1451,16 @@ static int l_macro_site(lua_State *L)
 }
 
 /*
- * td.find_inside(v, prefix) -> found, { values on the way down, v first } or nil
- * The first value inside future v (fields, live variants, boxes, references)
- * whose type's name begins with prefix: td_future_find.
+ * td.find_inside(v, prefix [, past_async]) -> found, { values on the way down, v first } or nil
+ * The first value inside future v (fields, live variants, boxes, references;
+ * async bodies only if past_async) whose type's path begins with prefix:
+ * td_future_find.
  */
 #define TD_FIND_PATH 32
 static int l_find_inside(lua_State *L)
 {
 	struct td_value v = *check_value(L, 1), path[TD_FIND_PATH];
-	int n = td_future_find(&v, luaL_checkstring(L, 2), path, TD_FIND_PATH);
+	int n = td_future_find(&v, luaL_checkstring(L, 2), lua_toboolean(L, 3), path, TD_FIND_PATH);
 	if (n < 0)
 		return 0;
 	push_value(L, &v);
@@ -1446,6 +1492,53 @@ static int l_per_task_awaitee(lua_State *L)
 		return luaL_error(L, "out of memory");
 	lua->nper_task++;
 	return 0;
+}
+
+/*
+ * td.tag_awaitee(prefix, {field, ...}): a future found inside a level's
+ * awaited future (or a task's own future) whose type path begins with prefix
+ * tags that level with the word at the path of fields in it (tracing's
+ * Instrumented: {"span", "meta"}, the span's static metadata). Chains that
+ * differ only in tags are not shared; the tag is the level's `tag` (the
+ * chain's `root_tag` for the task's own future). One prefix.
+ */
+static int l_tag_awaitee(lua_State *L)
+{
+	struct td_lua *lua = get_lua(L);
+	const char *prefix = luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	int n = (int)lua_rawlen(L, 2);
+	if (lua->tag_prefix || n < 1 || n > (int)(sizeof(lua->tag_path) / sizeof(lua->tag_path[0])))
+		return luaL_error(L, "td.tag_awaitee: one prefix, and a path of 1 to 8 fields");
+	for (int i = 0; i < n; i++) {
+		lua_rawgeti(L, 2, i + 1);
+		lua->tag_path[i] = strdup(luaL_checkstring(L, -1));
+		lua_pop(L, 1);
+		if (!lua->tag_path[i])
+			return luaL_error(L, "out of memory");
+	}
+	lua->ntag_path = n;
+	if (!(lua->tag_prefix = strdup(prefix)))
+		return luaL_error(L, "out of memory");
+	return 0;
+}
+
+/* The tag of future v (see td.tag_awaitee), 0 if none. */
+static uint64_t future_tag(struct td_lua *lua, struct td_value v)
+{
+	if (!lua->tag_prefix || td_future_find(&v, lua->tag_prefix, false, NULL, 0) < 0)
+		return 0;
+	for (int i = 0; i < lua->ntag_path; i++) {
+		Dwarf_Die t;
+		uint64_t off;
+		if (!td_type_member(&v.type, lua->tag_path[i], &t, &off))
+			return 0;
+		td_value_init(&v, v.prog, &t, v.address + off);
+	}
+	uint64_t word = 0;
+	if (td_program_read_uint(v.prog, v.address, 8, &word))
+		return 0;
+	return word;
 }
 
 /* td.type_by_id(id) -> Type (ids from td.id and td.await_chain) */
@@ -1804,7 +1897,7 @@ static const luaL_Reg td_functions[] = {
 	{ "type_name", l_type_name }, { "size", l_size }, { "offset", l_offset },
 	{ "pointee", l_pointee }, { "value", l_value }, { "cast", l_cast },
 	{ "find_type", l_find_type }, { "each_type", l_each_type }, { "tls", l_tls },
-	{ "read", l_read }, { "try_read", l_try_read }, { "function_at", l_function_at },
+	{ "read", l_read }, { "try_read", l_try_read }, { "read_bytes", l_read_bytes }, { "function_at", l_function_at },
 	{ "template", l_template }, { "same_type", l_same_type }, { "decl", l_decl },
 	{ "threads", l_threads }, { "fields", l_fields }, { "is_enum", l_is_enum },
 	{ "qualified_name", l_qualified_name }, { "id", l_id }, { "find_tls", l_find_tls },
@@ -1812,7 +1905,7 @@ static const luaL_Reg td_functions[] = {
 	{ "await_chain", l_await_chain }, { "type_by_id", l_type_by_id },
 	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
 	{ "macro_site", l_macro_site }, { "find_inside", l_find_inside },
-	{ "per_task_awaitee", l_per_task_awaitee },
+	{ "per_task_awaitee", l_per_task_awaitee }, { "tag_awaitee", l_tag_awaitee },
 	{ NULL, NULL },
 };
 
@@ -1872,6 +1965,9 @@ void td_lua_destroy(struct td_lua *lua)
 	free(lua->plugin_path);
 	for (int i = 0; i < lua->nper_task; i++)
 		free(lua->per_task[i]);
+	for (int i = 0; i < lua->ntag_path; i++)
+		free(lua->tag_path[i]);
+	free(lua->tag_prefix);
 	if (lua->owns_prog)
 		td_program_destroy(lua->prog);
 	free(lua);

@@ -190,6 +190,8 @@ static void print_chain(FILE *out, struct json_object *bt, int indent, int depth
 		if (str(aw, "state"))
 			fprintf(out, " %s", str(aw, "state"));
 		print_where(out, aw);
+		if (str(aw, "span"))
+			fprintf(out, " [span %s]", str(aw, "span"));
 		if (json_object_object_get_ex(aw, "waiting_on", &w) && w && str(w, "kind"))
 			print_waiting_on(out, w);
 		if (!json_object_object_get_ex(aw, "children", &kids) || !kids || depth > 8) {
@@ -244,6 +246,14 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 		fprintf(out, "  %6lld  %-9s %s", num(t, "id", 0), state, root ? root : name);
 	if (root && name && strcmp(root, name) != 0)
 		fprintf(out, " (in %s)", name);
+	/* The tracing span it runs in: its own, else the outermost one it awaits through. */
+	const char *span = str(t, "span");
+	struct json_object *bt0;
+	if (!span && json_object_object_get_ex(t, "backtrace", &bt0) && bt0)
+		for (size_t i = 0; !span && i < json_object_array_length(bt0); i++)
+			span = str(json_object_array_get_idx(bt0, i), "span");
+	if (span)
+		fprintf(out, " [span %s]", span);
 	if (block_on)
 		fprintf(out, " (on thread %lld)", num(t, "thread", 0));
 	long long on = num(t, "running_on", -1);

@@ -107,6 +107,7 @@ struct finder {
 	size_t base_len;
 	uint64_t which;              /* memo extra: which prefix */
 	bool through_refs;
+	bool past_async;             /* named search: also inside async bodies met on the way */
 	int budget;                  /* values visited, at most */
 	bool fixed;                  /* cleared when the way down depends on the value */
 	struct td_value *path;       /* the values on the way down (not the one found), if not NULL */
@@ -217,7 +218,7 @@ static bool find_in(struct td_value *v, struct finder *f, int depth)
 		return false;
 	if (finder_match(f, &v->type))
 		return true;
-	if (!may_hold(v->prog, f, &v->type, 0))
+	if ((f->prefix && !f->past_async && td_future_is_async_body(&v->type)) || !may_hold(v->prog, f, &v->type, 0))
 		return false;
 	struct td_value u = *v;
 	if (td_future_unbox(&u)) {
@@ -320,7 +321,7 @@ bool td_future_inner_async(struct td_value *v)
 #define TD_FIND_PREFIXES 32
 static char *find_prefixes[TD_FIND_PREFIXES];
 
-int td_future_find(struct td_value *v, const char *prefix, struct td_value *path, int max_path)
+int td_future_find(struct td_value *v, const char *prefix, bool past_async, struct td_value *path, int max_path)
 {
 	uint64_t which = 0;
 	while (which < TD_FIND_PREFIXES && find_prefixes[which] && strcmp(find_prefixes[which], prefix) != 0)
@@ -330,6 +331,7 @@ int td_future_find(struct td_value *v, const char *prefix, struct td_value *path
 	if (!find_prefixes[which] && !(find_prefixes[which] = strdup(prefix)))
 		return -1;
 	struct finder f = { .prefix = prefix, .base = prefix, .which = which + 1, .through_refs = true,
+			    .past_async = past_async,
 			    .budget = TD_DESCEND_VALUES, .path = path, .max_path = max_path };
 	/* "a::b::C<" -> "C<": the last "::" before any '<'. */
 	const char *lt = strchr(prefix, '<');

@@ -43,9 +43,12 @@ bool td_future_inner_async(struct td_value *v);
  * searches, and through `&`/`&mut` references too (a read future borrows its
  * stream). *v becomes it; path[] gets the values on the way down from v (v
  * first, at most max_path, so a caller can look beside the way: a
- * connection's peer address). Returns how many, or -1 if none is found.
+ * connection's peer address). past_async: also inside the async bodies met
+ * (a suspended async fn's borrowed `&self`); else they are opaque (what a
+ * future awaits through its own chain is not its own). Returns how many, or
+ * -1 if none is found.
  */
-int td_future_find(struct td_value *v, const char *prefix, struct td_value *path, int max_path);
+int td_future_find(struct td_value *v, const char *prefix, bool past_async, struct td_value *path, int max_path);
 
 /*
  * The futures a future that is no async body polls by reference: select! and

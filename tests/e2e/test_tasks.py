@@ -554,6 +554,9 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
             assert traced["waiting_on"]["key"] == deadline["holds"][0]["resource"]["key"]
             # The user's own async fn in each: the wrapper task's is the body it polls.
             assert (deadline["root"], traced["root"]) == ("diag_wrapped::settle_with_deadline", "diag_wrapped::refund")
+            # The Traced task runs refund().instrument(info_span!("refund")): its span, read from the
+            # span's static metadata; the other task is in no span.
+            assert (deadline.get("span"), traced["span"]) == (None, "refund")
             # Only the program's own awaits are marked own (tokio's are not, wherever its sources are).
             bt = deadline["backtrace"]
             assert [aw.get("own", False) for aw in bt] == [True, True] + [False] * (len(bt) - 2)
@@ -561,8 +564,35 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
         text = run("tasks", target.pid).stdout
         assert re.search(rf"\n +3  idle +diag_wrapped::settle_with_deadline at {src}:{lines['settle_second_lock']} "
                          r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
-        assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) at {src}:{lines['refund_second_lock']} "
+        assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) \[span refund\] at {src}:{lines['refund_second_lock']} "
                          r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
+def test_span_names_through_timeout(rust_bin, tmp_path):
+    """Tasks awaiting `timeout(.., session(rx).instrument(info_span!("session")))`
+    under a subscriber (many.rs, wrapped): the level awaiting through the
+    Timeout and the Instrumented carries the span's name, the chain goes on in
+    the instrumented body down to its oneshot. Live and on a core."""
+    target = Target([rust_bin / "many", "3", "wrapped"])
+    lines = marker_lines(RUST_SOURCE_DIR / "many.rs")
+    src = "src/bin/many.rs"
+    try:
+        for where in (target.pid, gcore(target.pid, tmp_path)):
+            (rt,) = tasks_json(where)["runtimes"]
+            assert len(rt["tasks"]) == 3
+            for t in rt["tasks"]:
+                bt = t["backtrace"]
+                assert [(aw["name"], aw["line"], aw.get("span")) for aw in bt] == [
+                    ("many::wrapped_session", lines["wrapped_await"], "session"),
+                    ("many::session", lines["session_await"], None)]
+                assert bt[0]["awaiting"].startswith("tokio::time::timeout::Timeout<tracing::instrument::Instrumented<")
+                assert t["waiting_on"]["kind"] == "tokio::sync::oneshot"
+            text = run("tasks", where).stdout
+            assert len(re.findall(rf"\n +\d+  idle +many::wrapped_session \[span session\] at {src}:"
+                                  rf"{lines['session_await']} awaiting ", text)) == 3, text
         assert_untouched(target.pid)
     finally:
         target.stop()
