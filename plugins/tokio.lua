@@ -339,6 +339,7 @@ end
 -- (accept(), readable()) to its socket only through the async fn awaiting it.
 td.per_task_awaitee("JoinHandle<")
 td.per_task_awaitee("Readiness")   -- (no type parameters: DWARF names it so)
+td.per_task_awaitee("Next<")       -- StreamExt::next() of a FuturesUnordered: its futures
 
 -- tracing's Instrumented tags the level awaiting it (or a task spawned
 -- instrumented) with its span's static metadata (kept even when no subscriber
@@ -761,6 +762,31 @@ end
 -- channel that does not say which, so only the kind).
 local resolver_for
 local SLEEP = "tokio::time::sleep::Sleep"
+
+-- A JoinSet (join_next()'s poll_fn borrows it): the tasks it joins, by the
+-- headers their JoinHandles point at (made task ids in finish()). It keeps
+-- the handles in an IdleNotifiedSet: two intrusive lists (notified, idle)
+-- of entries behind an Arc'd Mutex.
+local JOIN_SET = "tokio::task::join_set::JoinSet<"
+local MAX_JOIN_SET = 100000
+local function join_set_resource(js)
+  local set = js.inner
+  local lists = peel(arc_data(set.lists))
+  local headers = {}
+  for _, name in ipairs({ "notified", "idle" }) do
+    local node = some(lists[name].head)
+    local n = 0
+    while node and n < MAX_JOIN_SET do
+      n = n + 1
+      local entry = td.deref(node.pointer)
+      local handle = peel(peel(entry.value))
+      headers[#headers + 1] = td.read(td.addr(handle))
+      node = some(peel(entry.pointers.inner).next)
+    end
+  end
+  return { kind = "tokio::task::JoinSet", key = hex(td.addr(js), "joinset:"), address = td.addr(js),
+           headers = headers, size = td.uint(set.length) }
+end
 local function contained_resource(t, a)
   local res = socket_resource(t, a)
   if res then return res end
@@ -769,6 +795,8 @@ local function contained_resource(t, a)
     local r = resolver_for(td.id(td.type_of(sl)))
     return r and r(td.addr(sl)) or nil
   end
+  local js = td.find_inside(td.value(t, a), JOIN_SET)
+  if js then return join_set_resource(js) end
   if type_path(t):find("tokio::signal::") then
     return { kind = "tokio::signal::unix::Signal", key = hex(a, "signal:"), address = a }
   end
@@ -818,6 +846,47 @@ local function resolve(type_id, addr)
   return nil
 end
 
+-- Futures polled by a collection: a level awaiting next() of a
+-- FuturesUnordered (futures-util) gets the futures in it as children: the
+-- first MAX_CHILDREN with their chains, and how many more there are. The
+-- collection keeps them as Arc'd Task nodes linked through next_all from
+-- head_all; each Task holds its future in an Option (None once it is done).
+local UNORDERED = "futures_util::stream::futures_unordered::FuturesUnordered<"
+local MAX_CHILDREN = 16
+local MAX_COLLECTION = 1000000
+local collections = {}
+local function holds_collection(type_id)
+  local yes = collections[type_id]
+  if yes == nil then
+    yes = type_path(td.type_by_id(type_id)):find(UNORDERED, 1, true) ~= nil
+    collections[type_id] = yes
+  end
+  return yes
+end
+
+local function collection_children(level)
+  local fu = td.find_inside(td.value(td.type_by_id(level.awaiting), level.awaiting_addr), UNORDERED)
+  if not fu then return end
+  local head = td.read(td.addr(fu.head_all))
+  local task_t = td.pointee(td.type_of(fu.head_all.p.value))
+  local next_off = td.offset(task_t, "next_all")
+  local kids, n = {}, 0
+  local node = head
+  while node ~= 0 and n < MAX_COLLECTION do
+    n = n + 1
+    if #kids < MAX_CHILDREN then
+      local fut = some(peel(td.value(task_t, node).future))
+      if fut then
+        local chain, leaf = td.await_chain(fut)
+        kids[#kids + 1] = { elem = td.id(td.type_of(fut)), chain = chain, leaf = leaf }
+      end
+    end
+    node = td.try_read(node + next_off) or 0
+  end
+  level.children = kids
+  level.more = n - #kids
+end
+
 -- What the levels of a chain (not shared: a shared one holds nothing) hold,
 -- as resources, and, for a level with children (select!/join! branches, see
 -- td.await_chain), what each child waits on and holds, recursively.
@@ -839,6 +908,9 @@ end
 resolve_chain = function(chain)
   if chain.shared then return end
   for _, level in ipairs(chain) do
+    if level.awaiting_addr and not level.children and holds_collection(level.awaiting) then
+      collection_children(level)
+    end
     for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
     resolve_children(level.children)
   end
@@ -942,6 +1014,7 @@ resource_record = function(res, backtrace)
   return { kind = kind, key = res.key, address = ptr(res.address),
            mode = mode, senders = res.senders, capacity_key = res.capacity_key,
            fd = res.fd, direction = res.direction, peer = res.peer, ["local"] = res["local"], pid = res.pid,
+           headers = res.headers, size = res.size,
            deadline_ms = res.deadline_ms,
            remaining_ms = res.deadline_ms and now_ms and res.deadline_ms - now_ms or nil }
 end
@@ -1453,11 +1526,19 @@ function M.finish()
       if aw.children then
         holds, held_at = holds or {}, held_at or {}
         backtrace[i].children, backtrace[i].wait = describe_children(aw, state, holds, held_at, i - 1)
-        backtrace[i].branches = #aw.children
+        backtrace[i].branches = #aw.children + (aw.more or 0)
+        backtrace[i].more = (aw.more or 0) > 0 and aw.more or nil
         if #holds == 0 then holds = nil end
       end
     end
     local waiting_on = waits and state ~= "running" and resource_record(waits, backtrace) or nil
+    if waiting_on and waiting_on.headers then
+      -- A JoinSet: the ids of the tasks it joins.
+      local ids = setmetatable({}, { __array = true })
+      for _, h in ipairs(waiting_on.headers) do ids[#ids + 1] = id_of_header[h] end
+      table.sort(ids)
+      waiting_on.tasks, waiting_on.headers = ids, nil
+    end
     return backtrace, holds, waiting_on
   end
   -- A future's full and short names, once per task vtable.

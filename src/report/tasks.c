@@ -163,6 +163,16 @@ static void print_waiting_on(FILE *out, struct json_object *w)
 		fprintf(out, ")");
 		return;
 	}
+	struct json_object *ids;
+	if (json_object_object_get_ex(w, "tasks", &ids) && ids && json_object_is_type(ids, json_type_array)) {
+		/* A JoinSet: the tasks it joins. */
+		size_t n = json_object_array_length(ids);
+		fprintf(out, " (%s of %zu task%s", str(w, "kind"), n, n == 1 ? "" : "s");
+		for (size_t i = 0; i < n && i < 8; i++)
+			fprintf(out, "%s%lld", i ? ", " : ": ", (long long)json_object_get_int64(json_object_array_get_idx(ids, i)));
+		fprintf(out, n > 8 ? ", ...)" : ")");
+		return;
+	}
 	double pid;
 	if (real(w, "pid", &pid)) {
 		fprintf(out, " (%s pid %d)", str(w, "kind"), (int)pid);
@@ -212,7 +222,11 @@ static void print_chain(FILE *out, struct json_object *bt, int indent, int depth
 	}
 }
 
-/* On one line: the branches a future waits on (select!, join!), by what each innermost one waits on. */
+/*
+ * On one line: the branches a future waits on (select!, join!, a
+ * FuturesUnordered), by what each innermost one waits on; branches that
+ * wait on the same thing are told once, with their count.
+ */
 static void print_branches(FILE *out, struct json_object *aw)
 {
 	struct json_object *kids, *w;
@@ -222,16 +236,42 @@ static void print_branches(FILE *out, struct json_object *aw)
 	const char *wait = str(aw, "wait");
 	fprintf(out, ", on %s of %lld branches", wait && strcmp(wait, "all") == 0 ? "all" : "any",
 		num(aw, "branches", (long long)nk));
-	for (size_t k = 0; k < nk; k++) {
-		struct json_object *chain = json_object_array_get_idx(kids, k);
-		size_t n = json_object_array_length(chain);
-		struct json_object *last = n ? json_object_array_get_idx(chain, n - 1) : NULL;
-		fprintf(out, k ? ";" : ":");
-		if (last && json_object_object_get_ex(last, "waiting_on", &w) && w && str(w, "kind"))
-			print_waiting_on(out, w);
-		else
-			fprintf(out, " (%s)", last ? str(last, "name") : "?");
+	char *prev = NULL;
+	size_t same = 0, said = 0;
+	for (size_t k = 0; k <= nk; k++) {
+		char *desc = NULL;
+		size_t len = 0;
+		if (k < nk) {
+			struct json_object *chain = json_object_array_get_idx(kids, k);
+			size_t n = json_object_array_length(chain);
+			struct json_object *last = n ? json_object_array_get_idx(chain, n - 1) : NULL;
+			FILE *m = open_memstream(&desc, &len);
+			if (!m)
+				return;
+			if (last && json_object_object_get_ex(last, "waiting_on", &w) && w && str(w, "kind"))
+				print_waiting_on(m, w);
+			else
+				fprintf(m, " (%s)", last ? str(last, "name") : "?");
+			fclose(m);
+		}
+		if (prev && desc && strcmp(prev, desc) == 0) {
+			same++;
+			free(desc);
+			continue;
+		}
+		if (prev) {
+			fprintf(out, "%s", said++ ? ";" : ":");
+			if (same > 1)
+				fprintf(out, " %zu x", same);
+			fputs(prev, out);
+			free(prev);
+		}
+		prev = desc;
+		same = 1;
 	}
+	long long more = num(aw, "more", 0);
+	if (more > 0)
+		fprintf(out, "; and %lld more", more);
 }
 
 static void print_task(FILE *out, struct json_object *t, bool chains, bool block_on)

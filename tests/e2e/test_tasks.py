@@ -598,6 +598,46 @@ def test_span_names_through_timeout(rust_bin, tmp_path):
         target.stop()
 
 
+def test_collections(rust_bin, tmp_path):
+    """A task fans out 2,000 futures into a FuturesUnordered and awaits the
+    next: its level has them as branches (the first 16 with their chains,
+    each at its own line waiting on the semaphore, and how many more). A task
+    awaiting JoinSet::join_next waits on the set's four tasks, by id. Live
+    and on a core."""
+    target = Target([rust_bin / "collections"])
+    lines = marker_lines(RUST_SOURCE_DIR / "collections.rs")
+    src = "src/bin/collections.rs"
+    try:
+        for where in (target.pid, gcore(target.pid, tmp_path)):
+            (rt,) = tasks_json(where)["runtimes"]
+            by_name = {}
+            for t in rt["tasks"]:
+                by_name.setdefault(t["name"], []).append(t)
+            (fan,), (sup,), workers = by_name["collections::fan_out"], by_name["collections::supervise"], \
+                by_name["collections::worker"]
+            (aw,) = fan["backtrace"]
+            assert (aw["line"], aw["branches"], aw["more"], aw["wait"], len(aw["children"])) == (
+                lines["fan_out_next"], 2000, 1984, "any", 16)
+            keys = set()
+            for chain in aw["children"]:
+                assert (chain[0]["name"], chain[0]["file"], chain[0]["line"]) == ("collections::fetch", src,
+                                                                               lines["fetch_acquire"])
+                assert chain[-1]["waiting_on"]["kind"] == "tokio::sync::Semaphore"
+                keys.add(chain[-1]["waiting_on"]["key"])
+            assert len(keys) == 1
+            assert sup["backtrace"][0]["line"] == lines["join_next"]
+            w = sup["waiting_on"]
+            assert (w["kind"], w["size"], w["tasks"]) == ("tokio::task::JoinSet", 4, sorted(t["id"] for t in workers))
+            text = run("tasks", where).stdout
+            assert re.search(rf"collections::fan_out at {src}:{lines['fan_out_next']} awaiting .*, on any of 2000 "
+                             r"branches: 16 x \(tokio::sync::Semaphore 0x[0-9a-f]+\); and 1984 more\n", text), text
+            ids = ", ".join(str(i) for i in w["tasks"])
+            assert f"(tokio::task::JoinSet of 4 tasks: {ids})\n" in text, text
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def test_select_and_join_trees(rust_bin, tmp_path):
     """A select! or join! makes the chain a tree: each pending branch gets its
     own chain down to what it waits on (a finished join! branch is left out),
