@@ -111,6 +111,11 @@ end
 local canonical = {}
 local function resource_name(r)
   r = canonical[r.key] or r
+  if r.tasks then   -- a JoinSet: the tasks joining would free its waiter
+    local ids = {}
+    for i, id in ipairs(r.tasks) do ids[i] = tostring(id) end
+    return string.format("%s %s (any of tasks %s)", r.kind, r.address, table.concat(ids, ", "))
+  end
   return string.format("%s %s", r.kind, r.address)
 end
 
@@ -149,6 +154,11 @@ local function await_edges(g, n, self_node, w, aw, holders, waits)
       if #cn.succ == 0 then cn.kind = "free" end
       need(tn, cn.name)
     end
+    if (aw.more or 0) > 0 and aw.wait ~= "all" then
+      -- Children left unread (a FuturesUnordered's beyond the first 16) may be free.
+      local fn = node(g, tn.name .. "/more", "free")
+      need(tn, fn.name)
+    end
     need(n, tn.name)
     waits[n.name] = { tree = aw, at = aw }
     return
@@ -156,6 +166,13 @@ local function await_edges(g, n, self_node, w, aw, holders, waits)
   if aw and is_id(aw.awaiting_task) then
     need(n, "task:" .. aw.awaiting_task)
     waits[n.name] = { task = aw.awaiting_task, at = aw }
+  elseif w and w.tasks and #w.tasks > 0 then
+    -- JoinSet::join_next: any of its tasks finishing frees it.
+    local rn = node(g, "joinset:" .. w.key, "or")
+    rn.resource = w
+    for _, id in ipairs(w.tasks) do need(rn, "task:" .. id) end
+    need(n, rn.name)
+    waits[n.name] = { resource = w, at = aw }
   elseif w and w.key then
     local want = (w.mode == "rx") and "tx" or nil   -- a receiver waits for senders
     local found = {}

@@ -319,7 +319,7 @@ local function walk_tasks(first, out)
     max = MAX_TASKS,
   }
   -- Every task's await chain in one C call; Lua is asked once per future type.
-  local chains, reasons, leaves = td.await_chains{
+  local chains, reasons, leaves, tagged = td.await_chains{
     nodes = cols.node, vtables = cols.vtable, states = cols.state, skip_mask = COMPLETE,
     stage = function(vt)
       local info = vtable_info(vt)
@@ -330,7 +330,7 @@ local function walk_tasks(first, out)
   for i, why in pairs(reasons) do
     if why ~= "Finished" and why ~= "Consumed" then errors[i] = why end
   end
-  out[#out + 1] = { cols = cols, chains = chains, errors = errors, leaves = leaves }
+  out[#out + 1] = { cols = cols, chains = chains, errors = errors, leaves = leaves, tagged = tagged }
   return why
 end
 
@@ -345,6 +345,109 @@ td.per_task_awaitee("Next<")       -- StreamExt::next() of a FuturesUnordered: i
 -- instrumented) with its span's static metadata (kept even when no subscriber
 -- enables the span): the span's name is read from it after the stop.
 td.tag_awaitee("tracing::instrument::Instrumented<", { "span", "meta" })
+-- A span's fields, where tracing-subscriber's registry keeps them formatted
+-- (its fmt layer stores FormattedFields in the span's extensions): the
+-- span's id (Span.inner: Some { id, subscriber }) is a key into the
+-- registry's sharded_slab Pool (DefaultConfig: 38 bits of address in its
+-- shard, then 13 of shard; a page of the shard holds addresses from its
+-- prev_sz on, pages doubling from 32 slots); the slot's DataInner has the
+-- extensions, a HashMap from TypeId to Box<dyn Any>, whose boxes are told
+-- apart by the type their vtable drops. Read while stopped, for at most
+-- SPAN_FIELDS_MAX tasks a snapshot.
+local SPAN_FIELDS_MAX = 1000
+local REGISTRY = "tracing_subscriber::registry::sharded::Registry"
+local span_fields_state = { n = 0 }
+
+-- Element i of a Box<[T]> / &[T] value.
+local function slice_at(v, i)
+  local len = td.uint(v.length)
+  if i < 0 or i >= len then return nil end
+  local et = td.pointee(td.type_of(v.data_ptr))
+  return td.value(et, td.pointer(v.data_ptr) + i * td.size(et))
+end
+
+-- The bytes of a String value: its Vec's buffer pointer and len.
+local function string_text(v, max)
+  local function ptr_of(x, depth)
+    for _, f in ipairs(td.fields(x)) do
+      if (f.type or ""):find("^%*") then return td.pointer(x[f.name]) end
+      if depth < 6 and f.type ~= "*" and (f.size or 0) > 0 then
+        local ok, p = pcall(ptr_of, x[f.name], depth + 1)
+        if ok and p then return p end
+      end
+    end
+    return nil
+  end
+  local vec = v.vec
+  local p, n = ptr_of(vec, 0), td.uint(vec.len)
+  if not p or n > max then return nil end
+  return td.read_bytes(p, n)
+end
+
+-- The concrete value behind a fat pointer's data and vtable: the type its
+-- vtable drops (drop_in_place<T>).
+local function dyn_value(data, vtable)
+  local drop = td.try_read(vtable)
+  local fn = drop and drop ~= 0 and td.function_at(drop)
+  return fn and fn.T and td.value(fn.T, data) or nil
+end
+
+local function span_fields(span_addr)
+  local st = span_fields_state
+  if st.n >= SPAN_FIELDS_MAX then return nil end
+  st.n = st.n + 1
+  st.span_t = st.span_t or td.find_type("tracing::span::Span")
+  local inner = some(td.value(st.span_t, span_addr).inner)
+  if not inner then return nil end
+  local id = td.read(td.addr(inner.id))
+  -- The subscriber: Dispatch { subscriber: Arc<dyn Subscriber> }.
+  -- Arc<dyn ..>: a fat pointer (data, vtable) to the ArcInner.
+  local fat = td.addr(inner.subscriber.subscriber)
+  local p, vt = td.read(fat), td.read(fat + 8)
+  local align = td.read(vt + 16)
+  local sub = dyn_value(p + ((16 + align - 1) // align) * align, vt)
+  local reg = sub and td.find_inside(sub, REGISTRY)
+  if not reg then return nil end
+  local idx = id - 1
+  local addr, tid = idx & ((1 << 38) - 1), (idx >> 38) & ((1 << 13) - 1)
+  local shard_ptr = slice_at(reg.spans.shards.shards, tid)
+  local sp = shard_ptr and td.read(td.addr(shard_ptr))
+  if not sp or sp == 0 then return nil end
+  -- Ptr(AtomicPtr<Track<Shard>>): Track { value: Shard } in release builds.
+  local track = td.deref(peel(shard_ptr).p.value)
+  local shard = td.has(track, "value") and track.value or track
+  local shifted = (addr + 32) >> 6
+  local page_i = 0
+  while shifted > 0 do page_i, shifted = page_i + 1, shifted >> 1 end
+  local page = slice_at(shard.shared, page_i)
+  local slab = page and some(peel(page.slab))
+  local slot = slab and slice_at(slab, addr - td.uint(page.prev_sz))
+  if not slot then return nil end
+  local data = peel(slot.item)
+  local map = peel(data.extensions).map
+  -- hashbrown: the entries lie below ctrl, entry b at ctrl - (b + 1) * size.
+  local raw = map.base.table
+  local tinner = raw.table
+  local mask, ctrl = td.uint(tinner.bucket_mask), td.read(td.addr(tinner.ctrl))
+  local et = td.template(td.type_of(raw), "T")
+  local size = td.size(et)
+  for b = 0, math.min(mask, 255) do
+    local c = td.try_read(ctrl + b, 1)
+    if c and c < 0x80 then
+      local entry = td.value(et, ctrl - (b + 1) * size)
+      local box = td.addr(entry.__1)
+      local any = dyn_value(td.read(box), td.read(box + 8))
+      if any and (td.type_name(any) or ""):find("^FormattedFields<") then
+        local text = string_text(any.fields, 1024)
+        -- Without the terminal colours the fmt layer may have formatted them with.
+        text = text and text:gsub("\27%[[%d;]*m", "")
+        if text and text ~= "" then return text end
+      end
+    end
+  end
+  return nil
+end
+
 local span_names = {}
 local function span_name(meta)
   local name = span_names[meta]
@@ -923,7 +1026,14 @@ end
 -- resources of a BULK type are followed in one C call for all its tasks:
 -- list.bulk = { { got = {[i] = reached address}, make = BULK make }, ... }.
 local function follow_resources(lists)
+  span_fields_state.n = 0
   for _, list in ipairs(lists) do
+    -- The fields of each task's outermost span, while the registry can be read.
+    list.span_fields = {}
+    for i, span in pairs(list.tagged or EMPTY) do
+      local ok, text = pcall(span_fields, span)
+      list.span_fields[i] = ok and text or nil
+    end
     local chains, waits, plan, wanted = list.chains, {}, {}, {}
     list.waits, list.bulk = waits, {}
     for i, leaf in pairs(list.leaves or EMPTY) do
@@ -1582,6 +1692,7 @@ function M.finish()
           backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],
           root = root_of(backtrace) or td.null,
           span = chain_span(chains[i]),
+          span_fields = list.span_fields and list.span_fields[i] or nil,
         }
       end
     end

@@ -51,6 +51,7 @@ struct td_lua {
 	char *tag_prefix;          /* td.tag_awaitee: futures whose word at tag_path tags a chain level */
 	char *tag_path[8];
 	int ntag_path;
+	uint64_t last_tagged;      /* the outermost tagged future of the last chain built (tree depth 0) */
 };
 
 /* Starts the budgets of one call. */
@@ -1000,16 +1001,24 @@ static void find_holds(struct chain_state *st, Dwarf_Die *state_machine, Dwarf_D
 #define TD_TREE_DEPTH 4        /* trees inside trees */
 static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf);
 static void push_children(lua_State *L, struct td_value *kids, int nkids);
-static uint64_t future_tag(struct td_lua *lua, struct td_value v);
+static uint64_t future_tag(struct td_lua *lua, struct td_value v, uint64_t *found);
 
 static int l_await_chain(lua_State *L)
 {
 	uint64_t leaf = 0;
+	struct td_lua *lua = get_lua(L);
+	lua->last_tagged = 0;
 	push_await_chain(L, *check_value(L, 1), &leaf);
-	if (!leaf)
+	if (!leaf && !lua->last_tagged)
 		return 1;
-	lua_pushinteger(L, (lua_Integer)leaf);
-	return 2;
+	if (leaf)
+		lua_pushinteger(L, (lua_Integer)leaf);
+	else
+		lua_pushnil(L);
+	if (!lua->last_tagged)
+		return 2;
+	lua_pushinteger(L, (lua_Integer)lua->last_tagged);
+	return 3;
 }
 
 /*
@@ -1062,7 +1071,7 @@ static int l_await_chain_at(lua_State *L)
 
 /*
  * td.await_chains{nodes=, vtables=, states=, skip_mask=, stage=function(vtable)}
- *   -> chains, reasons, leaves
+ *   -> chains, reasons, leaves, tagged
  * td.await_chain_at for a whole column of tasks in one call: for task i,
  * unless states[i] & skip_mask, the chain of the future in its Stage, found at
  * nodes[i] + offset with stage(vtables[i]) -> StageType, offset (asked once
@@ -1070,6 +1079,9 @@ static int l_await_chain_at(lua_State *L)
  * leaves[i] is the address of the innermost awaited future (the one that is
  * not an async body: a JoinHandle, a semaphore's Acquire, a Sleep...), so a
  * plugin can follow it to the resource it waits on even when chains are shared.
+ * tagged[i] is where the outermost future td.tag_awaitee tags in task i's
+ * chain has the first field of the tag's path (a tracing Instrumented's
+ * Span), for what is particular to the task.
  */
 #define TD_STAGE_CACHE 256
 static int l_await_chains(lua_State *L)
@@ -1092,6 +1104,8 @@ static int l_await_chains(lua_State *L)
 	int reasons = lua_gettop(L);
 	lua_newtable(L);
 	int leaves = lua_gettop(L);
+	lua_newtable(L);
+	int tagged = lua_gettop(L);
 	struct { uint64_t vtable; bool has; Dwarf_Die type; uint64_t offset; } cache[TD_STAGE_CACHE];
 	int ncache = 0;
 	for (lua_Integer i = 1; i <= n; i++) {
@@ -1126,7 +1140,12 @@ static int l_await_chains(lua_State *L)
 		if (!cache[c].has)
 			continue;
 		uint64_t leaf = 0;
+		get_lua(L)->last_tagged = 0;
 		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset, &leaf);
+		if (get_lua(L)->last_tagged) {
+			lua_pushinteger(L, (lua_Integer)get_lua(L)->last_tagged);
+			lua_rawseti(L, tagged, i);
+		}
 		if (pushed == 1) {
 			lua_rawseti(L, chains, i);
 			if (leaf) {
@@ -1138,7 +1157,7 @@ static int l_await_chains(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	return 3;
+	return 4;
 }
 
 /* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
@@ -1273,7 +1292,8 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	bool per_task = false;
 	struct td_error *err = NULL;
 	td_future_unbox(&v);
-	uint64_t root_tag = future_tag(lua, v);
+	uint64_t tagged = 0;
+	uint64_t root_tag = future_tag(lua, v, &tagged);
 	/* A task whose future is a wrapper (a framework's connection, a combinator): the async body in it. */
 	td_future_inner_async(&v);
 	/*
@@ -1333,7 +1353,7 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		td_future_unbox(&v);
 		if (leaf && !td_future_is_async_body(&v.type))
 			*leaf = v.address;
-		tags[depth - 1] = future_tag(lua, v);
+		tags[depth - 1] = future_tag(lua, v, &tagged);
 		/*
 		 * A wrapper (tokio's Timeout, tracing's Instrumented, a combinator)
 		 * awaited: the chain goes on in the async body it polls, whose own
@@ -1342,6 +1362,8 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		 */
 		td_future_inner_async(&v);
 	}
+	if (lua->tree_depth == 0)
+		lua->last_tagged = tagged;
 	/*
 	 * The innermost awaited future polls several futures at once (select!,
 	 * join!): each gets a chain of its own, built below.
@@ -1523,8 +1545,12 @@ static int l_tag_awaitee(lua_State *L)
 	return 0;
 }
 
-/* The tag of future v (see td.tag_awaitee), 0 if none. */
-static uint64_t future_tag(struct td_lua *lua, struct td_value v)
+/*
+ * The tag of future v (see td.tag_awaitee), 0 if none; *found (if not yet
+ * set): where the tagged future's member at the path's first field is (an
+ * Instrumented's Span, whose type is the same in every Instrumented<F>).
+ */
+static uint64_t future_tag(struct td_lua *lua, struct td_value v, uint64_t *found)
 {
 	if (!lua->tag_prefix || td_future_find(&v, lua->tag_prefix, false, NULL, 0) < 0)
 		return 0;
@@ -1534,6 +1560,8 @@ static uint64_t future_tag(struct td_lua *lua, struct td_value v)
 		if (!td_type_member(&v.type, lua->tag_path[i], &t, &off))
 			return 0;
 		td_value_init(&v, v.prog, &t, v.address + off);
+		if (i == 0 && found && !*found)
+			*found = v.address;
 	}
 	uint64_t word = 0;
 	if (td_program_read_uint(v.prog, v.address, 8, &word))

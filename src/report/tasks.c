@@ -292,7 +292,9 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 	if (!span && json_object_object_get_ex(t, "backtrace", &bt0) && bt0)
 		for (size_t i = 0; !span && i < json_object_array_length(bt0); i++)
 			span = str(json_object_array_get_idx(bt0, i), "span");
-	if (span)
+	if (span && str(t, "span_fields"))
+		fprintf(out, " [span %s{%s}]", span, str(t, "span_fields"));
+	else if (span)
 		fprintf(out, " [span %s]", span);
 	if (block_on)
 		fprintf(out, " (on thread %lld)", num(t, "thread", 0));

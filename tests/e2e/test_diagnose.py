@@ -208,6 +208,26 @@ def check_select(doc, live):
     assert "one global order" in f["fix"]
 
 
+def check_collections(doc, live):
+    # A deadlock through a JoinSet: `audit` holds a tokio mutex and awaits
+    # join_next over two `audit_step` tasks that each wait for it. The same
+    # fixture's FuturesUnordered of 2,000 futures on a semaphore nobody holds,
+    # and a JoinSet of sleeping workers, are no finding.
+    (f,) = doc["findings"]
+    assert f["kind"] == "deadlock" and f["threads"] == []
+    (audit,), steps = [t for t in f["tasks"] if t["name"] == "collections::audit"], \
+        [t for t in f["tasks"] if t["name"] == "collections::audit_step"]
+    assert len(f["tasks"]) == 3 and len(steps) == 2
+    assert [r["kind"] for r in f["resources"]] == ["tokio::sync::Mutex", "tokio::task::JoinSet"]
+    ids = ", ".join(str(t["id"]) for t in sorted(steps, key=lambda t: t["id"]))
+    assert any(e.startswith(f"task {audit['id']} `collections::audit` holds tokio::sync::Mutex ")
+               and e.endswith(f" (any of tasks {ids}) at " + at("collections", "audit_join_next"))
+               for e in f["evidence"]), f["evidence"]
+    for t in steps:
+        assert any(e.startswith(f"task {t['id']} `collections::audit_step` waits for tokio::sync::Mutex ")
+                   and e.endswith(at("collections", "audit_step_lock")) for e in f["evidence"]), f["evidence"]
+
+
 def check_sleep_loop(doc, live):
     # One task of a current-thread runtime loops on std::thread::sleep(2 ms)
     # and never yields; the two tasks spawned after it are never polled. Live,
@@ -355,6 +375,7 @@ CASES = {
     "diag_sleep_loop": check_sleep_loop,
     "diag_wrapped": check_wrapped,
     "diag_select": check_select,
+    "collections": check_collections,
     "diag_self_shutdown": check_self_shutdown,
     "diag_thread_locks": check_thread_locks,
     "diag_shutdown_wait": check_shutdown_wait,

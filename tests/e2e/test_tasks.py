@@ -554,9 +554,10 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
             assert traced["waiting_on"]["key"] == deadline["holds"][0]["resource"]["key"]
             # The user's own async fn in each: the wrapper task's is the body it polls.
             assert (deadline["root"], traced["root"]) == ("diag_wrapped::settle_with_deadline", "diag_wrapped::refund")
-            # The Traced task runs refund().instrument(info_span!("refund")): its span, read from the
-            # span's static metadata; the other task is in no span.
-            assert (deadline.get("span"), traced["span"]) == (None, "refund")
+            # The Traced task runs refund().instrument(info_span!("refund", account = 2)) under
+            # tracing-subscriber's fmt subscriber: its span's name (from the span's static metadata)
+            # and fields (formatted, in the registry); the other task is in no span.
+            assert (deadline.get("span"), traced["span"], traced["span_fields"]) == (None, "refund", "account=2")
             # Only the program's own awaits are marked own (tokio's are not, wherever its sources are).
             bt = deadline["backtrace"]
             assert [aw.get("own", False) for aw in bt] == [True, True] + [False] * (len(bt) - 2)
@@ -564,7 +565,7 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
         text = run("tasks", target.pid).stdout
         assert re.search(rf"\n +3  idle +diag_wrapped::settle_with_deadline at {src}:{lines['settle_second_lock']} "
                          r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
-        assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) \[span refund\] at {src}:{lines['refund_second_lock']} "
+        assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) \[span refund\{{account=2\}}\] at {src}:{lines['refund_second_lock']} "
                          r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
         assert_untouched(target.pid)
     finally:
