@@ -104,6 +104,7 @@ bool td_future_unbox(struct td_value *v)
 struct finder {
 	const char *prefix;          /* a type path's beginning; NULL: an async body */
 	const char *base;            /* its last component, what DWARF names the type */
+	struct td_program *prog;
 	size_t base_len;
 	uint64_t which;              /* memo extra: which prefix */
 	bool through_refs;
@@ -124,9 +125,17 @@ static bool finder_match(const struct finder *f, Dwarf_Die *t)
 		return false;
 	if (f->base == f->prefix)
 		return true;
+	/* The qualified name is a walk of the unit: once per type. */
+	bool *memo = td_program_memo_get(f->prog, TD_MEMO_NAMED, dwarf_dieoffset(t), f->which);
+	if (memo)
+		return *memo;
 	char *full = td_type_qualified_name(t);
 	bool yes = full && strncmp(full, f->prefix, strlen(f->prefix)) == 0;
 	free(full);
+	if ((memo = malloc(sizeof(*memo)))) {
+		*memo = yes;
+		td_program_memo_put(f->prog, TD_MEMO_NAMED, dwarf_dieoffset(t), f->which, memo);
+	}
 	return yes;
 }
 
@@ -238,15 +247,17 @@ static bool find_in(struct td_value *v, struct finder *f, int depth)
 	if (dwarf_tag(&v->type) != DW_TAG_structure_type)
 		return false;
 	/* An enum: only its active variant's payload is alive. */
+	if (!td_type_has_discr(v->prog, &v->type))
+		return members_find(v, f, &v->type, depth);
 	const char *vname;
 	uint64_t discr;
 	struct td_error *err = td_value_variant(v, &u, &vname, &discr, NULL);
-	if (!err) {
-		f->fixed = false;
-		return find_below(v, &u, f, depth);
+	if (err) {
+		td_error_destroy(err);
+		return false;
 	}
-	td_error_destroy(err);
-	return members_find(v, f, &v->type, depth);
+	f->fixed = false;
+	return find_below(v, &u, f, depth);
 }
 
 /*
@@ -330,7 +341,7 @@ int td_future_find(struct td_value *v, const char *prefix, bool past_async, stru
 		return -1;
 	if (!find_prefixes[which] && !(find_prefixes[which] = strdup(prefix)))
 		return -1;
-	struct finder f = { .prefix = prefix, .base = prefix, .which = which + 1, .through_refs = true,
+	struct finder f = { .prefix = prefix, .base = prefix, .prog = v->prog, .which = which + 1, .through_refs = true,
 			    .past_async = past_async,
 			    .budget = TD_DESCEND_VALUES, .path = path, .max_path = max_path };
 	/* "a::b::C<" -> "C<": the last "::" before any '<'. */
@@ -339,9 +350,22 @@ int td_future_find(struct td_value *v, const char *prefix, bool past_async, stru
 		if (p[0] == ':' && p[1] == ':')
 			f.base = p + 2;
 	f.base_len = strlen(f.base);
+	/* As for inner_async: a way down that reads nothing is remembered per type (and prefix). */
+	uint64_t key = dwarf_dieoffset(&v->type), extra = (which + 1) << 1 | past_async;
+	struct fixed_path *fp = path ? NULL : td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, extra);
+	if (fp) {
+		td_value_init(v, v->prog, &fp->type, v->address + fp->offset);
+		return 0;
+	}
+	f.fixed = true;
 	struct td_value u = *v;
 	if (!find_in(&u, &f, 0))
 		return -1;
+	if (!path && f.fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
+		fp->type = u.type;
+		fp->offset = u.address - v->address;
+		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, extra, fp);
+	}
 	*v = u;
 	return f.npath;
 }

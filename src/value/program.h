@@ -91,6 +91,7 @@ enum td_memo_kind {
 	TD_MEMO_FIXED_PATH,     /* future.c: a way down to the async body that reads nothing */
 	TD_MEMO_TUPLE_REF,      /* future.c: whether a type can point at a select!/join! tuple */
 	TD_MEMO_HOLDS_NAMED,    /* future.c: whether a type can hold one named like ... (extra: which) */
+	TD_MEMO_NAMED,          /* future.c: whether a type's path begins like ... (extra: which) */
 };
 void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra);
 void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,

@@ -148,11 +148,36 @@ static bool variant_part(Dwarf_Die *type, Dwarf_Die *ret)
 	return false;
 }
 
-/* Memo (TD_MEMO_DISCR, TD_MEMO_VARIANT): where a type's discriminant is, and what one value of it means. */
+/*
+ * Memo (TD_MEMO_DISCR, TD_MEMO_VARIANT): where a type's discriminant is
+ * (size 0: the type is no enum with one), and what one value of it means.
+ */
 
 struct discr_memo {
 	uint64_t offset, size;
 };
+
+bool td_type_has_discr(struct td_program *prog, Dwarf_Die *type)
+{
+	uint64_t toff = dwarf_dieoffset(type);
+	struct discr_memo *dm = td_program_memo_get(prog, TD_MEMO_DISCR, toff, 0);
+	if (dm)
+		return dm->size != 0;
+	Dwarf_Die part, discr, discr_type;
+	Dwarf_Attribute attr;
+	struct discr_memo fresh = { 0, 0 };
+	if (dwarf_tag(type) != DW_TAG_enumeration_type && variant_part(type, &part) &&
+	    dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr) &&
+	    td_die_type(&discr, &discr_type) && td_member_offset(&discr, &fresh.offset))
+		td_type_size(&discr_type, &fresh.size);
+	else
+		fresh.size = 0;
+	if (!(dm = malloc(sizeof(*dm))))
+		return fresh.size != 0;
+	*dm = fresh;
+	td_program_memo_put(prog, TD_MEMO_DISCR, toff, 0, dm);
+	return fresh.size != 0;
+}
 
 struct variant_memo {
 	Dwarf_Die member, payload_type;
@@ -250,6 +275,8 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 	uint64_t toff = dwarf_dieoffset((Dwarf_Die *)&v->type);
 	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff, 0);
 	Dwarf_Die part;
+	if (dm && dm->size == 0)
+		return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
 	if (!dm) {
 		Dwarf_Die discr, discr_type;
 		Dwarf_Attribute attr;

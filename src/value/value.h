@@ -52,6 +52,9 @@ struct td_error *td_value_pointer(const struct td_value *v, uint64_t *ret);
 /* An integer, boolean, char or enumeration of 1, 2, 4 or 8 bytes, zero-extended. */
 struct td_error *td_value_uint(const struct td_value *v, uint64_t *ret);
 
+/* Whether type is an enum with a discriminant (what td_value_variant decodes); memoized. */
+bool td_type_has_discr(struct td_program *prog, Dwarf_Die *type);
+
 /*
  * The active variant of a Rust enum (or async state machine): its member
  * (*ret: the payload struct, named like "Some" or "Suspend0"), its name, and

@@ -218,7 +218,7 @@ def check_collections(doc, live):
     (audit,), steps = [t for t in f["tasks"] if t["name"] == "collections::audit"], \
         [t for t in f["tasks"] if t["name"] == "collections::audit_step"]
     assert len(f["tasks"]) == 3 and len(steps) == 2
-    assert [r["kind"] for r in f["resources"]] == ["tokio::sync::Mutex", "tokio::task::JoinSet"]
+    assert sorted(r["kind"] for r in f["resources"]) == ["tokio::sync::Mutex", "tokio::task::JoinSet"]
     ids = ", ".join(str(t["id"]) for t in sorted(steps, key=lambda t: t["id"]))
     assert any(e.startswith(f"task {audit['id']} `collections::audit` holds tokio::sync::Mutex ")
                and e.endswith(f" (any of tasks {ids}) at " + at("collections", "audit_join_next"))
