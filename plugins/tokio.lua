@@ -990,6 +990,38 @@ local function collection_children(level)
   level.more = n - #kids
 end
 
+-- tokio's select! polls its branches through a closure that also borrows
+-- its mask of disabled branches (`disabled`: a branch that completed without
+-- matching its pattern, or whose `if` precondition was false): bit k set,
+-- branch k + 1 is no longer waited on.
+local disabled_masks = {}   -- awaited type id -> offset of the closure's &mut mask, or false
+local function mark_disabled(level)
+  local off = disabled_masks[level.awaiting]
+  if off == nil then
+    off = false
+    local t = td.type_by_id(level.awaiting)
+    local ok, f_off, ft = pcall(td.offset, t, "f")
+    if ok then
+      for _, name in ipairs({ "_ref__disabled", "disabled" }) do
+        if has_field(ft, name) then
+          local o, mt = td.offset(ft, name)
+          local size = math.min(td.size(td.pointee(mt)), 8)   -- u8 .. u64 (a u128's low half)
+          off = { f_off + o, size }
+          break
+        end
+      end
+    end
+    disabled_masks[level.awaiting] = off
+  end
+  if not off then return end
+  local p = td.try_read(level.awaiting_addr + off[1])
+  local mask = p and p ~= 0 and td.try_read(p, off[2])
+  if not mask then return end
+  for k, c in ipairs(level.children) do
+    if k <= off[2] * 8 and mask & (1 << (k - 1)) ~= 0 then c.disabled = true end
+  end
+end
+
 -- What the levels of a chain (not shared: a shared one holds nothing) hold,
 -- as resources, and, for a level with children (select!/join! branches, see
 -- td.await_chain), what each child waits on and holds, recursively.
@@ -1000,7 +1032,7 @@ local function resolve_children(children)
     if chain then
       local last = chain[#chain]
       local lt = last and last.awaiting or chain.leaf_type
-      if c.leaf and lt then c.waits = resolve(lt, c.leaf) end
+      if c.leaf and lt and not (last and last.children) then c.waits = resolve(lt, c.leaf) end
       if c.waits and c.waits.via_levels then socket_of_levels(chain, c.waits) end
       resolve_chain(chain)
     elseif c.leaf and c.leaf_type then
@@ -1014,6 +1046,7 @@ resolve_chain = function(chain)
     if level.awaiting_addr and not level.children and holds_collection(level.awaiting) then
       collection_children(level)
     end
+    if level.children and level.awaiting_addr then mark_disabled(level) end
     for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
     resolve_children(level.children)
   end
@@ -1042,7 +1075,8 @@ local function follow_resources(lists)
       if r == nil then
         local last = chain[#chain]
         local lt = last and last.awaiting or chain.leaf_type
-        r = lt and resolver_for(lt) or false
+        -- A future polling branches (select!, join!) waits on what they wait on, not on its own.
+        r = lt and not (last and last.children) and resolver_for(lt) or false
         if r and BULK[r] then
           wanted[r] = wanted[r] or {}
           wanted[r][chain] = true
@@ -1571,7 +1605,7 @@ function M.finish()
     for _, c in ipairs(level.children) do
       local elem = names_of_id(c.elem)
       if elem:find("MaybeDone<") then all = true end
-      if c.variant ~= "Done" and c.variant ~= "Gone" then
+      if c.variant ~= "Done" and c.variant ~= "Gone" and not c.disabled then
         local bt, waiting_on
         if c.chain then
           local child_holds
@@ -1722,7 +1756,7 @@ function M.finish()
     b.future, b.name = names_of_id(td.id(p.type))
     local last = p.chain[#p.chain]
     local lt = last and last.awaiting or p.chain.leaf_type
-    local waits = p.leaf and lt and resolve(lt, p.leaf) or nil
+    local waits = p.leaf and lt and not (last and last.children) and resolve(lt, p.leaf) or nil
     if waits and waits.via_levels then socket_of_levels(p.chain, waits) end
     resolve_chain(p.chain)
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)

@@ -658,7 +658,8 @@ def test_select_and_join_trees(rust_bin, tmp_path):
             (rt,) = doc["runtimes"]
             got = {t["id"]: t for t in rt["tasks"]}
             assert [(i, got[i]["name"]) for i in sorted(got)] == [
-                (3, "diag_select::pump"), (4, "diag_select::flush"), (5, "diag_select::ticker")]
+                (3, "diag_select::pump"), (4, "diag_select::flush"), (5, "diag_select::ticker"),
+                (6, "diag_select::gated")]
             pump, flush, ticker = got[3], got[4], got[5]
             assert [t["root"] for t in (pump, flush, ticker)] == [t["name"] for t in (pump, flush, ticker)]
             held = {t["id"]: {h["name"]: h["resource"]["key"] for h in t["holds"]} for t in (pump, flush)}
@@ -681,6 +682,11 @@ def test_select_and_join_trees(rust_bin, tmp_path):
             recv, tick = top["children"]
             assert innermost(recv)["waiting_on"]["mode"] == "rx"
             assert tick[0]["name"] == "tokio::time::interval::{impl#2}::tick"
+            # A branch its precondition switched off (select!'s disabled mask) is not waited on.
+            (top,) = got[6]["backtrace"]
+            assert (top["line"], top["wait"], top["branches"]) == (lines["gated_select"], "any", 2)
+            (recv,) = top["children"]
+            assert innermost(recv)["waiting_on"]["mode"] == "rx"
         for where in (target.pid, core):
             text = run("tasks", where).stdout
             assert re.search(rf"\n +3  idle +diag_select::pump at {src}:{lines['pump_select']} awaiting \S+, on any of 2 "
