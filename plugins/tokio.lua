@@ -340,6 +340,7 @@ end
 td.per_task_awaitee("JoinHandle<")
 td.per_task_awaitee("Readiness")   -- (no type parameters: DWARF names it so)
 td.per_task_awaitee("Next<")       -- StreamExt::next() of a FuturesUnordered: its futures
+td.per_task_awaitee("JoinAll<")    -- futures-util's join_all: its futures
 
 -- tracing's Instrumented tags the level awaiting it (or a task spawned
 -- instrumented) with its span's static metadata (kept even when no subscriber
@@ -949,32 +950,35 @@ local function resolve(type_id, addr)
   return nil
 end
 
--- Futures polled by a collection: a level awaiting next() of a
--- FuturesUnordered (futures-util) gets the futures in it as children: the
--- first MAX_CHILDREN with their chains, and how many more there are. The
--- collection keeps them as Arc'd Task nodes linked through next_all from
--- head_all; each Task holds its future in an Option (None once it is done).
+-- Futures polled by a collection, as a level's children: the first
+-- MAX_CHILDREN with their chains, and how many more there are.
+-- - next() of a FuturesUnordered (futures-util): Arc'd Task nodes linked
+--   through next_all from head_all, each holding its future in an Option
+--   (None once done); any of them finishing frees the waiter.
+-- - join_all (futures-util's JoinAll): up to 30 futures, a boxed slice of
+--   MaybeDone (a finished one is Done); more, a FuturesOrdered around a
+--   FuturesUnordered of OrderWrappers. It needs them all.
 local UNORDERED = "futures_util::stream::futures_unordered::FuturesUnordered<"
+local JOIN_ALL = "futures_util::future::join_all::JoinAll<"
 local MAX_CHILDREN = 16
 local MAX_COLLECTION = 1000000
 local collections = {}
 local function holds_collection(type_id)
   local yes = collections[type_id]
   if yes == nil then
-    yes = type_path(td.type_by_id(type_id)):find(UNORDERED, 1, true) ~= nil
+    local path = type_path(td.type_by_id(type_id))
+    yes = path:find(UNORDERED, 1, true) ~= nil or path:find(JOIN_ALL, 1, true) ~= nil
     collections[type_id] = yes
   end
   return yes
 end
 
-local function collection_children(level)
-  local fu = td.find_inside(td.value(td.type_by_id(level.awaiting), level.awaiting_addr), UNORDERED)
-  if not fu then return end
+-- A FuturesUnordered's futures as children.
+local function unordered_children(fu, kids)
   local head = td.read(td.addr(fu.head_all))
   local task_t = td.pointee(td.type_of(fu.head_all.p.value))
   local next_off = td.offset(task_t, "next_all")
-  local kids, n = {}, 0
-  local node = head
+  local n, node = 0, head
   while node ~= 0 and n < MAX_COLLECTION do
     n = n + 1
     if #kids < MAX_CHILDREN then
@@ -985,6 +989,37 @@ local function collection_children(level)
       end
     end
     node = td.try_read(node + next_off) or 0
+  end
+  return n
+end
+
+local function collection_children(level)
+  local v = td.value(td.type_by_id(level.awaiting), level.awaiting_addr)
+  local kids, n = {}, 0
+  local ja = td.find_inside(v, JOIN_ALL)
+  if ja then
+    level.wait_all = true
+    local kind, variant = td.variant(ja.kind)
+    if variant == "Small" then
+      local elems = kind.elems
+      local box = td.has(elems, "pointer") and elems.pointer or elems.__pointer
+      n = td.uint(box.length)
+      for i = 0, math.min(n, MAX_COLLECTION) - 1 do
+        if #kids >= MAX_CHILDREN then break end
+        local md = slice_at(box, i)
+        local payload, state = td.variant(md)
+        local kid = { elem = td.id(td.type_of(md)), variant = state }
+        if state == "Future" then kid.chain, kid.leaf = td.await_chain(payload.__0) end
+        kids[#kids + 1] = kid
+      end
+    else
+      local fu = td.find_inside(ja, UNORDERED)
+      if fu then n = unordered_children(fu, kids) end
+    end
+  else
+    local fu = td.find_inside(v, UNORDERED)
+    if not fu then return end
+    n = unordered_children(fu, kids)
   end
   level.children = kids
   level.more = n - #kids
@@ -1604,7 +1639,7 @@ function M.finish()
     local out, all = setmetatable({}, { __array = true }), false
     for _, c in ipairs(level.children) do
       local elem = names_of_id(c.elem)
-      if elem:find("MaybeDone<") then all = true end
+      if elem:find("MaybeDone<") or level.wait_all then all = true end
       if c.variant ~= "Done" and c.variant ~= "Gone" and not c.disabled then
         local bt, waiting_on
         if c.chain then

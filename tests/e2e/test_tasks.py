@@ -602,9 +602,10 @@ def test_span_names_through_timeout(rust_bin, tmp_path):
 def test_collections(rust_bin, tmp_path):
     """A task fans out 2,000 futures into a FuturesUnordered and awaits the
     next: its level has them as branches (the first 16 with their chains,
-    each at its own line waiting on the semaphore, and how many more). A task
-    awaiting JoinSet::join_next waits on the set's four tasks, by id. Live
-    and on a core."""
+    each at its own line waiting on the semaphore, and how many more). Two
+    tasks await join_all of 3 and of 40 (kept in a slice, and in a
+    FuturesOrdered): they need all. A task awaiting JoinSet::join_next waits
+    on the set's four tasks, by id. Live and on a core."""
     target = Target([rust_bin / "collections"])
     lines = marker_lines(RUST_SOURCE_DIR / "collections.rs")
     src = "src/bin/collections.rs"
@@ -626,6 +627,15 @@ def test_collections(rust_bin, tmp_path):
                 assert chain[-1]["waiting_on"]["kind"] == "tokio::sync::Semaphore"
                 keys.add(chain[-1]["waiting_on"]["key"])
             assert len(keys) == 1
+            # join_all: all of them needed; up to 30 kept in a slice, more in a FuturesOrdered.
+            for name, marker, n in (("gather", "gather_await", 3), ("gather_many", "gather_many_await", 40)):
+                (g,) = by_name["collections::" + name]
+                (aw,) = g["backtrace"]
+                assert (aw["line"], aw["wait"], aw["branches"], len(aw["children"]), aw.get("more")) == (
+                    lines[marker], "all", n, min(n, 16), n - 16 if n > 16 else None), (name, aw)
+                for chain in aw["children"]:
+                    assert (chain[0]["name"], chain[0]["line"]) == ("collections::fetch", lines["fetch_acquire"])
+                    assert chain[-1]["waiting_on"]["key"] in keys
             assert sup["backtrace"][0]["line"] == lines["join_next"]
             w = sup["waiting_on"]
             assert (w["kind"], w["size"], w["tasks"]) == ("tokio::task::JoinSet", 4, sorted(t["id"] for t in workers))
@@ -634,6 +644,8 @@ def test_collections(rust_bin, tmp_path):
                              r"branches: 16 x \(tokio::sync::Semaphore 0x[0-9a-f]+\); and 1984 more\n", text), text
             ids = ", ".join(str(i) for i in w["tasks"])
             assert f"(tokio::task::JoinSet of 4 tasks: {ids})\n" in text, text
+            assert re.search(rf"collections::gather at {src}:{lines['gather_await']} awaiting .*, on all of 3 "
+                             r"branches: 3 x \(tokio::sync::Semaphore 0x[0-9a-f]+\)\n", text), text
         assert_untouched(target.pid)
     finally:
         target.stop()
