@@ -11,6 +11,7 @@ local M = { name = "tokio" }
 local RUNNING, COMPLETE, NOTIFIED, CANCELLED = 0x01, 0x02, 0x04, 0x20
 local MAX_TASKS = 10000000       -- per runtime: a longer list is corrupt or cyclic
 local MAX_AWAIT_DEPTH = 64
+local SPAN_FIELDS_MAX = 1000     -- tasks whose span fields are read, a snapshot (see span_fields)
 
 -- The fields of v that take space (PhantomData and () take none), by name.
 local function fieldset(v)
@@ -321,6 +322,7 @@ local function walk_tasks(first, out)
   -- Every task's await chain in one C call; Lua is asked once per future type.
   local chains, reasons, leaves, tagged = td.await_chains{
     nodes = cols.node, vtables = cols.vtable, states = cols.state, skip_mask = COMPLETE,
+    tagged_max = SPAN_FIELDS_MAX,
     stage = function(vt)
       local info = vtable_info(vt)
       return info.stage_type, info.stage_offset
@@ -355,7 +357,6 @@ td.tag_awaitee("tracing::instrument::Instrumented<", { "span", "meta" })
 -- extensions, a HashMap from TypeId to Box<dyn Any>, whose boxes are told
 -- apart by the type their vtable drops. Read while stopped, for at most
 -- SPAN_FIELDS_MAX tasks a snapshot.
-local SPAN_FIELDS_MAX = 1000
 local REGISTRY = "tracing_subscriber::registry::sharded::Registry"
 local span_fields_state = { n = 0 }
 
@@ -405,10 +406,13 @@ local function span_fields(span_addr)
   -- Arc<dyn ..>: a fat pointer (data, vtable) to the ArcInner.
   local fat = td.addr(inner.subscriber.subscriber)
   local p, vt = td.read(fat), td.read(fat + 8)
+  -- Whether this subscriber's type has a registry: once per vtable.
+  st.no_registry = st.no_registry or {}
+  if st.no_registry[vt] then return nil end
   local align = td.read(vt + 16)
   local sub = dyn_value(p + ((16 + align - 1) // align) * align, vt)
   local reg = sub and td.find_inside(sub, REGISTRY)
-  if not reg then return nil end
+  if not reg then st.no_registry[vt] = true; return nil end
   local idx = id - 1
   local addr, tid = idx & ((1 << 38) - 1), (idx >> 38) & ((1 << 13) - 1)
   local shard_ptr = slice_at(reg.spans.shards.shards, tid)
@@ -1760,9 +1764,12 @@ function M.finish()
           spawned_at = td.null,   -- recorded by tokio only with tokio_unstable
           backtrace = backtrace, holds = holds, waiting_on = waiting_on, error = errors[i],
           root = root_of(backtrace) or td.null,
-          span = chain_span(chains[i]),
-          span_fields = list.span_fields and list.span_fields[i] or nil,
         }
+        -- (Set only where there is one: every key of the constructor takes room in every record.)
+        local span = chains[i] and chains[i].root_tag and chain_span(chains[i])
+        if span then tasks[n].span = span end
+        local fields = list.span_fields and list.span_fields[i]
+        if fields then tasks[n].span_fields = fields end
       end
     end
     rt.lists = nil

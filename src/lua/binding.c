@@ -52,6 +52,8 @@ struct td_lua {
 	char *tag_path[8];
 	int ntag_path;
 	uint64_t last_tagged;      /* the outermost tagged future of the last chain built (tree depth 0) */
+	uint64_t untagged[512];    /* type DIE offsets that can hold no tagged future (direct-mapped) */
+	struct { uint64_t type, first, word; } tag_offsets[64];  /* per tagged type: its path's offsets */
 };
 
 /* Starts the budgets of one call. */
@@ -874,6 +876,7 @@ struct chain_state {
 	int line;
 	bool foreign;              /* declared in another file than its async fn: in a macro */
 	bool has_awaitee;
+	bool per_task;             /* it awaits a future td.per_task_awaitee names */
 	Dwarf_Die awaitee_type;
 	uint64_t awaitee_off;
 	int nholds;
@@ -1070,7 +1073,7 @@ static int l_await_chain_at(lua_State *L)
 }
 
 /*
- * td.await_chains{nodes=, vtables=, states=, skip_mask=, stage=function(vtable)}
+ * td.await_chains{nodes=, vtables=, states=, skip_mask=, tagged_max=, stage=function(vtable)}
  *   -> chains, reasons, leaves, tagged
  * td.await_chain_at for a whole column of tasks in one call: for task i,
  * unless states[i] & skip_mask, the chain of the future in its Stage, found at
@@ -1081,7 +1084,8 @@ static int l_await_chain_at(lua_State *L)
  * plugin can follow it to the resource it waits on even when chains are shared.
  * tagged[i] is where the outermost future td.tag_awaitee tags in task i's
  * chain has the first field of the tag's path (a tracing Instrumented's
- * Span), for what is particular to the task.
+ * Span), for what is particular to the task: for the first tagged_max
+ * (default 0) tasks that have one.
  */
 #define TD_STAGE_CACHE 256
 static int l_await_chains(lua_State *L)
@@ -1097,6 +1101,7 @@ static int l_await_chains(lua_State *L)
 	luaL_checktype(L, states, LUA_TTABLE);
 	luaL_checktype(L, stage_fn, LUA_TFUNCTION);
 	uint64_t skip = (uint64_t)spec_int(L, 1, "skip_mask", 0);
+	lua_Integer tagged_max = spec_int(L, 1, "tagged_max", 0), ntagged = 0;
 	lua_Integer n = (lua_Integer)lua_rawlen(L, nodes);
 	lua_createtable(L, (int)n, 0);
 	int chains = lua_gettop(L);
@@ -1142,7 +1147,8 @@ static int l_await_chains(lua_State *L)
 		uint64_t leaf = 0;
 		get_lua(L)->last_tagged = 0;
 		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset, &leaf);
-		if (get_lua(L)->last_tagged) {
+		if (get_lua(L)->last_tagged && ntagged < tagged_max) {
+			ntagged++;
 			lua_pushinteger(L, (lua_Integer)get_lua(L)->last_tagged);
 			lua_rawseti(L, tagged, i);
 		}
@@ -1335,11 +1341,11 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 				st->awaitee_off = payload.address - v.address + off;
 			}
 			find_holds(st, &v.type, &payload.type, payload.address - v.address, discr == 0);
+			const char *aw = st->has_awaitee ? dwarf_diename(&st->awaitee_type) : NULL;
+			for (int p = 0; aw && p < lua->nper_task; p++)
+				st->per_task |= strncmp(aw, lua->per_task[p], strlen(lua->per_task[p])) == 0;
 		}
-		const char *aw = st->has_awaitee ? dwarf_diename(&st->awaitee_type) : NULL;
-		per_task |= st->nholds > 0;
-		for (int p = 0; aw && p < lua->nper_task; p++)
-			per_task |= strncmp(aw, lua->per_task[p], strlen(lua->per_task[p])) == 0;
+		per_task |= st->nholds > 0 || st->per_task;
 		sts[depth] = st;
 		addrs[depth] = v.address;
 		key[depth] = (uint16_t)(st - cache);
@@ -1552,19 +1558,42 @@ static int l_tag_awaitee(lua_State *L)
  */
 static uint64_t future_tag(struct td_lua *lua, struct td_value v, uint64_t *found)
 {
-	if (!lua->tag_prefix || td_future_find(&v, lua->tag_prefix, false, NULL, 0) < 0)
+	if (!lua->tag_prefix)
 		return 0;
-	for (int i = 0; i < lua->ntag_path; i++) {
-		Dwarf_Die t;
-		uint64_t off;
-		if (!td_type_member(&v.type, lua->tag_path[i], &t, &off))
-			return 0;
-		td_value_init(&v, v.prog, &t, v.address + off);
-		if (i == 0 && found && !*found)
-			*found = v.address;
+	/* Most futures can hold none: known per type without a search (a cache of the answer). */
+	uint64_t key = dwarf_dieoffset(&v.type);
+	uint64_t *slot = &lua->untagged[key % (sizeof(lua->untagged) / sizeof(lua->untagged[0]))];
+	if (*slot == key)
+		return 0;
+	if (td_future_find(&v, lua->tag_prefix, false, NULL, 0) < 0) {
+		if (td_future_never_holds(&v, lua->tag_prefix, false))
+			*slot = key;
+		return 0;
 	}
+	/* Where the path's first field and its word are: once per tagged type (member lookups walk DWARF). */
+	uint64_t tkey = dwarf_dieoffset(&v.type);
+	size_t nslots = sizeof(lua->tag_offsets) / sizeof(lua->tag_offsets[0]);
+	__typeof__(lua->tag_offsets[0]) *to = &lua->tag_offsets[tkey % nslots];
+	if (to->type != tkey) {
+		struct td_value u = v;
+		uint64_t first = 0;
+		for (int i = 0; i < lua->ntag_path; i++) {
+			Dwarf_Die t;
+			uint64_t off;
+			if (!td_type_member(&u.type, lua->tag_path[i], &t, &off))
+				return 0;
+			td_value_init(&u, u.prog, &t, u.address + off);
+			if (i == 0)
+				first = u.address - v.address;
+		}
+		to->type = tkey;
+		to->first = first;
+		to->word = u.address - v.address;
+	}
+	if (found && !*found)
+		*found = v.address + to->first;
 	uint64_t word = 0;
-	if (td_program_read_uint(v.prog, v.address, 8, &word))
+	if (td_program_read_uint(v.prog, v.address + to->word, 8, &word))
 		return 0;
 	return word;
 }

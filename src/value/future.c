@@ -150,19 +150,22 @@ static bool members_may_hold(struct td_program *prog, const struct finder *f, Dw
 
 static bool may_hold(struct td_program *prog, const struct finder *f, Dwarf_Die *t, int depth)
 {
-	if (finder_match(f, t))
-		return true;
-	if (depth > TD_DESCEND_TYPE_DEPTH)
-		return false;
+	/* The memo first: a per-task call on a leaf type costs a lookup, no DWARF (libdw locks). */
 	enum td_memo_kind kind = f->prefix ? TD_MEMO_HOLDS_NAMED : TD_MEMO_HOLDS_ASYNC;
 	uint64_t key = dwarf_dieoffset(t);
 	bool *memo = td_program_memo_get(prog, kind, key, f->which);
 	if (memo)
 		return *memo;
+	if (depth > TD_DESCEND_TYPE_DEPTH)
+		return false;
 	if (!(memo = malloc(sizeof(*memo))))
 		return false;
 	*memo = false;  /* while being worked out */
 	td_program_memo_put(prog, kind, key, f->which, memo);
+	if (finder_match(f, t)) {
+		*memo = true;
+		return true;
+	}
 	bool yes = false;
 	const char *name = dwarf_diename(t);
 	int tag = dwarf_tag(t);
@@ -223,11 +226,11 @@ static bool find_below(struct td_value *v, struct td_value *u, struct finder *f,
 
 static bool find_in(struct td_value *v, struct finder *f, int depth)
 {
-	if (--f->budget < 0 || depth > TD_DESCEND_DEPTH)
+	if (--f->budget < 0 || depth > TD_DESCEND_DEPTH || !may_hold(v->prog, f, &v->type, 0))
 		return false;
 	if (finder_match(f, &v->type))
 		return true;
-	if ((f->prefix && !f->past_async && td_future_is_async_body(&v->type)) || !may_hold(v->prog, f, &v->type, 0))
+	if (f->prefix && !f->past_async && td_future_is_async_body(&v->type))
 		return false;
 	struct td_value u = *v;
 	if (td_future_unbox(&u)) {
@@ -332,24 +335,44 @@ bool td_future_inner_async(struct td_value *v)
 #define TD_FIND_PREFIXES 32
 static char *find_prefixes[TD_FIND_PREFIXES];
 
-int td_future_find(struct td_value *v, const char *prefix, bool past_async, struct td_value *path, int max_path)
+/* A finder for a named search; false if too many prefixes were asked for. */
+static bool named_finder(struct finder *f, struct td_program *prog, const char *prefix, bool past_async)
 {
 	uint64_t which = 0;
 	while (which < TD_FIND_PREFIXES && find_prefixes[which] && strcmp(find_prefixes[which], prefix) != 0)
 		which++;
 	if (which == TD_FIND_PREFIXES)
-		return -1;
+		return false;
 	if (!find_prefixes[which] && !(find_prefixes[which] = strdup(prefix)))
-		return -1;
-	struct finder f = { .prefix = prefix, .base = prefix, .prog = v->prog, .which = which + 1, .through_refs = true,
-			    .past_async = past_async,
-			    .budget = TD_DESCEND_VALUES, .path = path, .max_path = max_path };
+		return false;
+	*f = (struct finder){ .prefix = prefix, .base = prefix, .prog = prog, .which = which + 1, .through_refs = true,
+			      .past_async = past_async, .budget = TD_DESCEND_VALUES };
 	/* "a::b::C<" -> "C<": the last "::" before any '<'. */
 	const char *lt = strchr(prefix, '<');
 	for (const char *p = prefix; *p && (!lt || p < lt); p++)
 		if (p[0] == ':' && p[1] == ':')
-			f.base = p + 2;
-	f.base_len = strlen(f.base);
+			f->base = p + 2;
+	f->base_len = strlen(f->base);
+	return true;
+}
+
+bool td_future_never_holds(struct td_value *v, const char *prefix, bool past_async)
+{
+	struct finder f;
+	if (!named_finder(&f, v->prog, prefix, past_async))
+		return false;
+	return !may_hold(v->prog, &f, &v->type, 0) ||
+	       (!past_async && td_future_is_async_body(&v->type) && !finder_match(&f, &v->type));
+}
+
+int td_future_find(struct td_value *v, const char *prefix, bool past_async, struct td_value *path, int max_path)
+{
+	struct finder f;
+	if (!named_finder(&f, v->prog, prefix, past_async))
+		return -1;
+	f.path = path;
+	f.max_path = max_path;
+	uint64_t which = f.which - 1;
 	/* As for inner_async: a way down that reads nothing is remembered per type (and prefix). */
 	uint64_t key = dwarf_dieoffset(&v->type), extra = (which + 1) << 1 | past_async;
 	struct fixed_path *fp = path ? NULL : td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, extra);

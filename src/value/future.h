@@ -50,6 +50,9 @@ bool td_future_inner_async(struct td_value *v);
  */
 int td_future_find(struct td_value *v, const char *prefix, bool past_async, struct td_value *path, int max_path);
 
+/* Whether no value of v's type can hold what td_future_find looks for (so a caller may remember the type). */
+bool td_future_never_holds(struct td_value *v, const char *prefix, bool past_async);
+
 /*
  * The futures a future that is no async body polls by reference: select! and
  * join! keep their branches in a tuple, a local of the async body that
