@@ -1,15 +1,30 @@
-"""The C unit tests (one module each, built by meson) run as part of the suite."""
+"""The C unit tests (one module each, built by meson) run as part of the suite.
+test-future tests value/future on a core of a Rust fixture, once per tokio release."""
 import subprocess
 
 import pytest
 
-from conftest import BUILD
+from conftest import BUILD, Target, gcore
 
-UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file())
+UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file() and p.name != "test-future")
 
 
 def test_unit_tests_were_built():
     assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-syscalls"]
+    assert (BUILD / "tests" / "test-future").is_file()
+
+
+def test_future_module(rust_bin, tmp_path):
+    """The descent into futures (src/value/future.c) on futures of known
+    shapes, boxed in a static of future_values.rs, read from its core."""
+    target = Target([rust_bin / "future_values"])
+    try:
+        core = gcore(target.pid, tmp_path)
+    finally:
+        target.stop()
+    r = subprocess.run([str(BUILD / "tests" / "test-future"), str(core), str(rust_bin / "future_values")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("exe", UNIT_TESTS, ids=lambda p: p.name)
