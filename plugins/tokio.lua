@@ -1082,10 +1082,11 @@ end
 resolve_chain = function(chain)
   if chain.shared then return end
   for _, level in ipairs(chain) do
+    -- (Both read the target as they go: a torn or odd value costs the level its children, not the walk.)
     if level.awaiting_addr and not level.children and holds_collection(level.awaiting) then
-      collection_children(level)
+      pcall(collection_children, level)
     end
-    if level.children and level.awaiting_addr then mark_disabled(level) end
+    if level.children and level.awaiting_addr then pcall(mark_disabled, level) end
     for _, held in ipairs(level.holds or EMPTY) do held.resource = resolve(held.type, held.addr) end
     resolve_children(level.children)
   end

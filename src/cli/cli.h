@@ -34,6 +34,14 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 				      struct td_error *(*while_stopped)(struct td_snapshot *, void *),
 				      void *arg, struct td_snapshot **ret);
 
+struct td_lua;
+/*
+ * Before a live target is stopped: room in the program's page cache for as
+ * much of its memory as it has resident (at most 512 MiB), faulted in now
+ * (td_program_reserve). Nothing for a core.
+ */
+void td_cli_reserve_cache(struct td_snapshot *snap, struct td_lua *lua);
+
 /*
  * A command done with its output and the target (detached, never stopped
  * again): exits with code at once, stdout flushed, leaving its memory to the

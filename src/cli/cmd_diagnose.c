@@ -52,7 +52,10 @@ struct diagnose_job {
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
-	return td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
+	struct td_error *err = td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
+	if (!err)
+		td_cli_reserve_cache(snap, job->lua);
+	return err;
 }
 
 static struct td_error *sample_while_stopped(struct td_snapshot *snap, void *arg)

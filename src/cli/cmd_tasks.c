@@ -37,6 +37,10 @@ static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 	struct tasks_job *job = arg;
 	struct td_error *err = td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
 	td_timing_mark("plugin prepare");
+	if (!err) {
+		td_cli_reserve_cache(snap, job->lua);
+		td_timing_mark("page cache reserved");
+	}
 	return err;
 }
 

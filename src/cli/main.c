@@ -5,6 +5,9 @@
 
 #include "cli/cli.h"
 #include "config.h"
+#include "lua/binding.h"
+#include "snapshot/snapshot.h"
+#include "value/program.h"
 
 static const char main_help[] =
 	"usage: taskdbg COMMAND [OPTIONS] TARGET\n"
@@ -133,4 +136,24 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
 		return not_built(cmd, "the interactive REPL comes after issue #3");
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
+}
+
+#define TD_RESERVE_MAX (512ull << 20)
+
+void td_cli_reserve_cache(struct td_snapshot *snap, struct td_lua *lua)
+{
+	if (!lua || snap->kind != TD_SNAPSHOT_LIVE)
+		return;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)snap->pid);
+	FILE *f = fopen(path, "r");
+	unsigned long long size, resident;
+	if (!f)
+		return;
+	int got = fscanf(f, "%llu %llu", &size, &resident);
+	fclose(f);
+	if (got != 2)
+		return;
+	unsigned long long bytes = resident * 4096ull;
+	td_program_reserve(td_lua_program(lua), bytes < TD_RESERVE_MAX ? bytes : TD_RESERVE_MAX);
 }

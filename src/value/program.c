@@ -3,6 +3,7 @@
 #include <dwarf.h>
 #include <gelf.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "debuginfo/demangle.h"
@@ -18,6 +19,7 @@
 struct page {
 	uint64_t number;     /* page address / TD_PAGE_SIZE, + 1 so 0 means empty */
 	uint32_t valid;      /* bytes readable from the start of the page */
+	bool owns;           /* data is an allocation of its own (else: inside a read-ahead block's first page's) */
 	unsigned char *data;
 };
 
@@ -49,6 +51,8 @@ struct td_program {
 	struct td_symbolizer *sym;
 	struct page *pages;
 	size_t npages, capacity;   /* capacity: power of two */
+	unsigned char *arena;      /* pre-faulted room for pages (td_program_reserve), or NULL */
+	size_t arena_size, arena_used;
 };
 
 struct td_error *td_program_create(struct td_snapshot *snap, struct td_program **ret)
@@ -83,10 +87,12 @@ fail:
 void td_program_forget_memory(struct td_program *prog)
 {
 	for (size_t i = 0; i < prog->capacity; i++) {
-		free(prog->pages[i].data);
+		if (prog->pages[i].owns)
+			free(prog->pages[i].data);
 		prog->pages[i] = (struct page){ 0 };
 	}
 	prog->npages = 0;
+	prog->arena_used = 0;   /* the arena's pages are room again (and already faulted in) */
 }
 
 static struct path_entry *path_cached(struct td_program *prog, const char *path, int kind)
@@ -166,8 +172,11 @@ void td_program_destroy(struct td_program *prog)
 		free(prog->paths[i].path);
 	free(prog->paths);
 	for (size_t i = 0; prog->pages && i < prog->capacity; i++)
-		free(prog->pages[i].data);
+		if (prog->pages[i].owns)
+			free(prog->pages[i].data);
 	free(prog->pages);
+	if (prog->arena)
+		munmap(prog->arena, prog->arena_size);
 	td_symbolizer_destroy(prog->sym);
 	free(prog);
 }
@@ -219,17 +228,44 @@ static bool grow_pages(struct td_program *prog)
 	return true;
 }
 
-static struct page *add_page(struct td_program *prog, uint64_t number, const unsigned char *bytes,
-			     size_t valid)
+/*
+ * Room for n pages of cache: from the reserved arena while it lasts (owns =
+ * false: the arena is freed as a whole), else malloc (owns = true).
+ */
+static unsigned char *page_room(struct td_program *prog, size_t n, bool *owns)
 {
-	unsigned char *data = malloc(TD_PAGE_SIZE);
-	if (!data || !grow_pages(prog)) {
-		free(data);
-		return NULL;
+	size_t want = n * TD_PAGE_SIZE;
+	if (prog->arena && prog->arena_size - prog->arena_used >= want) {
+		unsigned char *room = prog->arena + prog->arena_used;
+		prog->arena_used += want;
+		*owns = false;
+		return room;
 	}
-	memcpy(data, bytes, valid);
+	*owns = true;
+	return malloc(want);
+}
+
+void td_program_reserve(struct td_program *prog, size_t bytes)
+{
+	if (prog->arena || bytes < TD_PAGE_SIZE)
+		return;
+	bytes -= bytes % TD_PAGE_SIZE;
+	/* MAP_POPULATE: the page faults (zeroing, accounting) happen now, not while the target is stopped. */
+	void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (a == MAP_FAILED)
+		return;
+	prog->arena = a;
+	prog->arena_size = bytes;
+	prog->arena_used = 0;
+}
+
+/* Files a page whose bytes are already in data (owns: data is its own allocation). */
+static struct page *add_page(struct td_program *prog, uint64_t number, unsigned char *data, size_t valid, bool owns)
+{
+	if (!grow_pages(prog))
+		return NULL;
 	struct page *p = page_slot(prog->pages, prog->capacity, number + 1);
-	*p = (struct page){ .number = number + 1, .valid = (uint32_t)valid, .data = data };
+	*p = (struct page){ .number = number + 1, .valid = (uint32_t)valid, .owns = owns, .data = data };
 	prog->npages++;
 	return p;
 }
@@ -262,17 +298,27 @@ static const struct page *read_ahead(struct td_program *prog, uint64_t number)
 	}
 	if (n == 1)
 		return NULL;
-	static unsigned char block[TD_READ_AHEAD * TD_PAGE_SIZE];
+	/* Read straight into one block the pages share (the first page owns it, if malloc'd): no copy. */
+	bool owns;
+	unsigned char *block = page_room(prog, (size_t)n, &owns);
+	if (!block)
+		return NULL;
 	size_t got = td_snapshot_read(prog->snap, lo * TD_PAGE_SIZE, block, n * TD_PAGE_SIZE);
-	if (got < (number - lo + 1) * TD_PAGE_SIZE)
+	if (got < (number - lo + 1) * TD_PAGE_SIZE) {
+		if (owns)
+			free(block);
 		return NULL;  /* the missed page is not in what was read: read it alone */
+	}
 	const struct page *wanted = NULL;
 	for (uint64_t k = 0; k < n && k * TD_PAGE_SIZE < got; k++) {
 		size_t valid = got - k * TD_PAGE_SIZE;
 		struct page *p = add_page(prog, lo + k, block + k * TD_PAGE_SIZE,
-					  valid > TD_PAGE_SIZE ? TD_PAGE_SIZE : valid);
-		if (!p)
-			return NULL;
+					  valid > TD_PAGE_SIZE ? TD_PAGE_SIZE : valid, owns && k == 0);
+		if (!p) {
+			if (owns && k == 0)
+				free(block);
+			return NULL;  /* the pages filed so far keep the block */
+		}
 		if (lo + k == number)
 			wanted = p;
 	}
@@ -294,9 +340,15 @@ static const struct page *get_page(struct td_program *prog, uint64_t number)
 	const struct page *ahead = read_ahead(prog, number);
 	if (ahead)
 		return ahead;
-	unsigned char bytes[TD_PAGE_SIZE];
-	size_t valid = td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, bytes, TD_PAGE_SIZE);
-	return add_page(prog, number, bytes, valid);
+	bool owns;
+	unsigned char *data = page_room(prog, 1, &owns);
+	if (!data)
+		return NULL;
+	size_t valid = td_snapshot_read(prog->snap, number * TD_PAGE_SIZE, data, TD_PAGE_SIZE);
+	const struct page *fresh = add_page(prog, number, data, valid, owns);
+	if (!fresh && owns)
+		free(data);
+	return fresh;
 }
 
 struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *buf, size_t len)

@@ -97,6 +97,13 @@ void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint6
 void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,
 			 void *value);
 
+/*
+ * Room for about `bytes` of the target's memory in the program's page cache,
+ * faulted in now: call it before a live target is stopped, so the stop pays
+ * for copying the target's pages and not for our own page faults.
+ */
+void td_program_reserve(struct td_program *prog, size_t bytes);
+
 /* The DIE at a .debug_info offset (what td.id hands out). */
 bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret);
 
