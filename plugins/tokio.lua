@@ -895,7 +895,7 @@ local function join_set_resource(js)
   return { kind = "tokio::task::JoinSet", key = hex(td.addr(js), "joinset:"), address = td.addr(js),
            headers = headers, size = td.uint(set.length) }
 end
-local function contained_resource(t, a)
+local function contained_resource(t, a, signal)
   local res = socket_resource(t, a)
   if res then return res end
   local sl = td.find_inside(td.value(t, a), SLEEP)
@@ -905,7 +905,7 @@ local function contained_resource(t, a)
   end
   local js = td.find_inside(td.value(t, a), JOIN_SET)
   if js then return join_set_resource(js) end
-  if type_path(t):find("tokio::signal::") then
+  if signal then
     return { kind = "tokio::signal::unix::Signal", key = hex(a, "signal:"), address = a }
   end
   return nil
@@ -940,7 +940,11 @@ resolver_for = function(type_id)
       end
     end
     -- Not a resource of its own: one it holds or borrows, if any.
-    if not r then r = function(a) return contained_resource(t, a) end end
+    if not r then
+      -- (The type's path, worked out once here: a qualified name is a walk of its unit.)
+      local signal = type_path(t):find("tokio::signal::", 1, true) ~= nil
+      r = function(a) return contained_resource(t, a, signal) end
+    end
     builders[type_id] = r
   end
   return r
@@ -964,6 +968,9 @@ end
 --   FuturesUnordered of OrderWrappers. It needs them all.
 local UNORDERED = "futures_util::stream::futures_unordered::FuturesUnordered<"
 local JOIN_ALL = "futures_util::future::join_all::JoinAll<"
+-- Every prefix td.find_inside is asked for: td.prewarm works their per-type facts out before the stop.
+local PREWARM_PREFIXES = { POLL_EVENTED, SLEEP, JOIN_SET, UNORDERED, JOIN_ALL,
+                           "tracing::instrument::Instrumented<", "std::process::Child" }
 local MAX_CHILDREN = 16
 local MAX_COLLECTION = 1000000
 local collections = {}
@@ -1223,7 +1230,16 @@ function M.prepare()
   if td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
     cell_types()
-    poll_functions()
+    -- What the walk will ask of each task future's types (C's per-type facts,
+    -- the resolvers of the futures they await), worked out before the stop:
+    -- a service's first stop otherwise pays for its DWARF.
+    local seen = {}
+    for _, f in pairs(poll_functions()) do
+      local ok, leaves = pcall(td.prewarm, f.T, PREWARM_PREFIXES)
+      for _, id in ipairs(ok and leaves or EMPTY) do
+        if not seen[id] then seen[id] = true; pcall(resolver_for, id) end
+      end
+    end
   end
 end
 

@@ -260,7 +260,7 @@ static int l_is_enum(lua_State *L)
 static int l_qualified_name(lua_State *L)
 {
 	Dwarf_Die *t = luaL_testudata(L, 1, VALUE_MT) ? &check_value(L, 1)->type : check_type(L, 1);
-	char *name = td_type_qualified_name(t);
+	char *name = td_program_qualified_name(get_lua(L)->prog, t);
 	if (name) {
 		lua_pushstring(L, name);
 		free(name);
@@ -1598,6 +1598,35 @@ static uint64_t future_tag(struct td_lua *lua, struct td_value v, uint64_t *foun
 	return word;
 }
 
+/*
+ * td.prewarm(Type, {prefix, ...}) -> { type id, ... }
+ * Before a stop: td_future_prewarm for a task's future type (the searches'
+ * per-type facts, for td.find_inside's prefixes too); returns the awaited
+ * types that are no async body, for the plugin's own per-type work.
+ */
+#define TD_PREWARM_LEAVES 1024
+static int l_prewarm(lua_State *L)
+{
+	Dwarf_Die *t = check_type(L, 1);
+	const char *prefixes[16];
+	int n = 0;
+	if (lua_istable(L, 2)) {
+		for (lua_Integer i = 1; n < 16 && (lua_rawgeti(L, 2, i), lua_isstring(L, -1)); i++) {
+			prefixes[n++] = lua_tostring(L, -1);   /* kept alive by the table */
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	uint64_t leaves[TD_PREWARM_LEAVES];
+	int nleaves = td_future_prewarm(get_lua(L)->prog, t, prefixes, n, leaves, TD_PREWARM_LEAVES);
+	lua_createtable(L, nleaves, 0);
+	for (int i = 0; i < nleaves; i++) {
+		lua_pushinteger(L, (lua_Integer)leaves[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	return 1;
+}
+
 /* td.type_by_id(id) -> Type (ids from td.id and td.await_chain) */
 static int l_type_by_id(lua_State *L)
 {
@@ -1963,6 +1992,7 @@ static const luaL_Reg td_functions[] = {
 	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
 	{ "macro_site", l_macro_site }, { "find_inside", l_find_inside },
 	{ "per_task_awaitee", l_per_task_awaitee }, { "tag_awaitee", l_tag_awaitee },
+	{ "prewarm", l_prewarm },
 	{ NULL, NULL },
 };
 

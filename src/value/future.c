@@ -129,7 +129,7 @@ static bool finder_match(const struct finder *f, Dwarf_Die *t)
 	bool *memo = td_program_memo_get(f->prog, TD_MEMO_NAMED, dwarf_dieoffset(t), f->which);
 	if (memo)
 		return *memo;
-	char *full = td_type_qualified_name(t);
+	char *full = td_program_qualified_name(f->prog, t);
 	bool yes = full && strncmp(full, f->prefix, strlen(f->prefix)) == 0;
 	free(full);
 	if ((memo = malloc(sizeof(*memo)))) {
@@ -483,7 +483,7 @@ bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *
 		} while (dwarf_siblingof(&member, &member) == 0);
 	}
 	/* The body's function: "a::b::{async_fn_env#0}<T>" is declared by "a::b::{async_fn#0}". */
-	char *path = td_type_qualified_name(state);
+	char *path = td_program_qualified_name(prog, state);
 	if (!path)
 		return false;
 	char *gen = strrchr(path, '}');
@@ -667,4 +667,82 @@ const char *td_future_live_payload(struct td_value *v)
 		td_value_init(v, v->prog, &only, payload.address + off);
 	}
 	return last;
+}
+
+/*
+ * Type-level work before a stop: from a task's future type down through the
+ * types its async bodies' states hold (awaited futures, held guards), every
+ * per-type fact a walk asks for is worked out now (whether a type can hold an
+ * async body, point at a select!/join! tuple, hold one named like each of
+ * prefixes). Bounded in depth and in types; leaves[] gets the types awaited
+ * that are no async body (at most max), for a caller's own per-type work.
+ */
+#define TD_PREWARM_DEPTH 12
+#define TD_PREWARM_TYPES 4096
+struct prewarm {
+	struct td_program *prog;
+	const char *const *prefixes;
+	int nprefixes, budget, nleaves, max;
+	uint64_t *leaves;
+};
+
+static void prewarm_type(struct prewarm *pw, Dwarf_Die *t, int depth, bool awaited);
+
+static void prewarm_members(struct prewarm *pw, Dwarf_Die *parent, int depth, bool async_body)
+{
+	Dwarf_Die child, type;
+	if (dwarf_child(parent, &child) != 0)
+		return;
+	do {
+		int tag = dwarf_tag(&child);
+		if (tag == DW_TAG_variant_part || tag == DW_TAG_variant) {
+			prewarm_members(pw, &child, depth, async_body);
+		} else if (tag == DW_TAG_member && td_die_type(&child, &type)) {
+			const char *name = dwarf_diename(&child);
+			/* In an async body's state: what it awaits (and what it holds); a variant's payload struct. */
+			bool awaited = async_body && name && strcmp(name, "__awaitee") == 0;
+			prewarm_type(pw, &type, depth + 1, awaited);
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+}
+
+static void prewarm_type(struct prewarm *pw, Dwarf_Die *t, int depth, bool awaited)
+{
+	if (depth > TD_PREWARM_DEPTH || --pw->budget < 0)
+		return;
+	int tag = dwarf_tag(t);
+	if (tag != DW_TAG_structure_type && tag != DW_TAG_union_type)
+		return;
+	uint64_t key = dwarf_dieoffset(t);
+	if (td_program_memo_get(pw->prog, TD_MEMO_PREWARMED, key, awaited))
+		return;
+	bool *mark = malloc(sizeof(*mark));
+	if (!mark)
+		return;
+	*mark = true;
+	td_program_memo_put(pw->prog, TD_MEMO_PREWARMED, key, awaited, mark);
+	struct finder async_f = { .budget = TD_DESCEND_VALUES };
+	bool holds_async = may_hold(pw->prog, &async_f, t, 0);
+	may_ref_tuple(pw->prog, t, 0);
+	td_type_has_discr(pw->prog, t);
+	for (int i = 0; i < pw->nprefixes; i++) {
+		struct finder f;
+		if (named_finder(&f, pw->prog, pw->prefixes[i], false))
+			may_hold(pw->prog, &f, t, 0);
+	}
+	bool body = td_future_is_async_body(t);
+	if (awaited && !body && pw->nleaves < pw->max)
+		pw->leaves[pw->nleaves++] = key;
+	/* Into async bodies' states, and into wrappers down to the async bodies they hold. */
+	if (body || (awaited && holds_async))
+		prewarm_members(pw, t, depth, body);
+}
+
+int td_future_prewarm(struct td_program *prog, Dwarf_Die *type, const char *const *prefixes, int nprefixes,
+		      uint64_t *leaves, int max)
+{
+	struct prewarm pw = { .prog = prog, .prefixes = prefixes, .nprefixes = nprefixes,
+			      .budget = TD_PREWARM_TYPES, .leaves = leaves, .max = max };
+	prewarm_type(&pw, type, 0, true);
+	return pw.nleaves;
 }

@@ -90,4 +90,12 @@ bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *
 
 /* Whether a suspend point declared in file is in another file than its async body (state): cheap. */
 bool td_future_foreign_site(Dwarf_Die *state, const char *file);
+/*
+ * Before a stop: the per-type facts the searches above ask for, worked out
+ * for type and the types its async bodies' states hold, down through
+ * wrappers (see future.c). leaves[] gets the awaited types that are no async
+ * body, at most max; returns how many.
+ */
+int td_future_prewarm(struct td_program *prog, Dwarf_Die *type, const char *const *prefixes, int nprefixes,
+		      uint64_t *leaves, int max);
 #endif

@@ -53,6 +53,8 @@ struct td_program {
 	size_t npages, capacity;   /* capacity: power of two */
 	unsigned char *arena;      /* pre-faulted room for pages (td_program_reserve), or NULL */
 	size_t arena_size, arena_used;
+	struct cu_parents *cus;    /* per unit: the parent of each DIE that can name a scope */
+	size_t ncus;
 };
 
 struct td_error *td_program_create(struct td_snapshot *snap, struct td_program **ret)
@@ -82,6 +84,176 @@ struct td_error *td_program_create(struct td_snapshot *snap, struct td_program *
 fail:
 	td_program_destroy(prog);
 	return err;
+}
+
+/*
+ * Parents within a unit, for qualified names: DWARF keeps no parent links,
+ * and finding one means walking the unit from its start (rustc emits no
+ * DW_AT_sibling, so each sibling step parses the subtree it skips): a
+ * millisecond a type in a big unit. One walk per unit records the parent
+ * of every namespace, type and function; a name is then its parents' names.
+ */
+struct cu_parents {
+	uint64_t cu;                 /* the unit DIE's offset */
+	uint64_t *keys, *parents;    /* open addressing: DIE offset + 1 -> parent offset */
+	size_t cap, n;
+};
+
+static bool names_scope(int tag)
+{
+	return tag == DW_TAG_namespace || tag == DW_TAG_structure_type || tag == DW_TAG_union_type ||
+	       tag == DW_TAG_enumeration_type || tag == DW_TAG_subprogram || tag == DW_TAG_base_type ||
+	       tag == DW_TAG_variant_part || tag == DW_TAG_variant || tag == DW_TAG_pointer_type;
+}
+
+static void parents_put(struct cu_parents *cp, uint64_t key, uint64_t parent)
+{
+	if ((cp->n + 1) * 2 > cp->cap) {
+		size_t cap = cp->cap ? cp->cap * 2 : 1024;
+		uint64_t *k = calloc(cap, sizeof(*k)), *v = calloc(cap, sizeof(*v));
+		if (!k || !v) {
+			free(k);
+			free(v);
+			return;
+		}
+		for (size_t i = 0; i < cp->cap; i++) {
+			if (!cp->keys[i])
+				continue;
+			size_t j = (size_t)(cp->keys[i] * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
+			while (k[j])
+				j = (j + 1) & (cap - 1);
+			k[j] = cp->keys[i];
+			v[j] = cp->parents[i];
+		}
+		free(cp->keys);
+		free(cp->parents);
+		cp->keys = k;
+		cp->parents = v;
+		cp->cap = cap;
+	}
+	size_t j = (size_t)((key + 1) * 0x9E3779B97F4A7C15ull >> 20) & (cp->cap - 1);
+	while (cp->keys[j] && cp->keys[j] != key + 1)
+		j = (j + 1) & (cp->cap - 1);
+	if (!cp->keys[j])
+		cp->n++;
+	cp->keys[j] = key + 1;
+	cp->parents[j] = parent;
+}
+
+static bool parents_get(const struct cu_parents *cp, uint64_t key, uint64_t *parent)
+{
+	if (!cp->cap)
+		return false;
+	size_t j = (size_t)((key + 1) * 0x9E3779B97F4A7C15ull >> 20) & (cp->cap - 1);
+	while (cp->keys[j]) {
+		if (cp->keys[j] == key + 1) {
+			*parent = cp->parents[j];
+			return true;
+		}
+		j = (j + 1) & (cp->cap - 1);
+	}
+	return false;
+}
+
+static void parents_walk(struct cu_parents *cp, Dwarf_Die *parent, int depth)
+{
+	Dwarf_Die child;
+	if (depth > 64 || dwarf_child(parent, &child) != 0)
+		return;
+	uint64_t poff = dwarf_dieoffset(parent);
+	do {
+		int tag = dwarf_tag(&child);
+		if (!names_scope(tag))
+			continue;
+		parents_put(cp, dwarf_dieoffset(&child), poff);
+		if (tag != DW_TAG_base_type && tag != DW_TAG_pointer_type)
+			parents_walk(cp, &child, depth + 1);
+	} while (dwarf_siblingof(&child, &child) == 0);
+}
+
+static struct cu_parents *unit_parents(struct td_program *prog, Dwarf_Die *cu)
+{
+	uint64_t off = dwarf_dieoffset(cu);
+	for (size_t i = 0; i < prog->ncus; i++)
+		if (prog->cus[i].cu == off)
+			return &prog->cus[i];
+	struct cu_parents *grown = realloc(prog->cus, (prog->ncus + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	prog->cus = grown;
+	struct cu_parents *cp = &prog->cus[prog->ncus++];
+	*cp = (struct cu_parents){ .cu = off };
+	parents_walk(cp, cu, 0);
+	return cp;
+}
+
+/* The same, the slow way: down from the unit to the DIE, every sibling on the way parsed. */
+static char *walk_qualified_name(Dwarf_Die *die)
+{
+	Dwarf_Die cu;
+	if (!dwarf_diecu(die, &cu, NULL, NULL))
+		return NULL;
+	Dwarf_Off target = dwarf_dieoffset(die);
+	/* Siblings come in offset order: descend into the last one starting at or before target. */
+	char buf[4096];
+	size_t len = 0;
+	Dwarf_Die parent = cu;
+	for (int depth = 0; depth < 64; depth++) {
+		Dwarf_Die child, best;
+		bool have = false;
+		if (dwarf_child(&parent, &child) != 0)
+			return NULL;
+		do {
+			if (dwarf_dieoffset(&child) > target)
+				break;
+			best = child;
+			have = true;
+		} while (dwarf_siblingof(&child, &child) == 0);
+		if (!have)
+			return NULL;
+		const char *name = dwarf_diename(&best);
+		if (name) {
+			int n = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "::" : "", name);
+			if (n < 0 || (size_t)n >= sizeof(buf) - len)
+				return NULL;
+			len += (size_t)n;
+		}
+		if (dwarf_dieoffset(&best) == target)
+			return strdup(buf);
+		parent = best;
+	}
+	return NULL;
+}
+
+char *td_program_qualified_name(struct td_program *prog, Dwarf_Die *die)
+{
+	Dwarf_Die cu, d;
+	if (!dwarf_diecu(die, &cu, NULL, NULL))
+		return NULL;
+	struct cu_parents *cp = unit_parents(prog, &cu);
+	if (!cp)
+		return walk_qualified_name(die);
+	const char *names[64];
+	int n = 0;
+	uint64_t off = dwarf_dieoffset(die), cu_off = dwarf_dieoffset(&cu);
+	while (off != cu_off && n < 64) {
+		uint64_t parent;
+		if (!dwarf_offdie(prog->dwarf, off, &d) || !parents_get(cp, off, &parent))
+			return walk_qualified_name(die);   /* not a scope the walk recorded */
+		const char *name = dwarf_diename(&d);
+		if (name)
+			names[n++] = name;
+		off = parent;
+	}
+	char buf[4096];
+	size_t len = 0;
+	for (int i = n - 1; i >= 0; i--) {
+		int w = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "::" : "", names[i]);
+		if (w < 0 || (size_t)w >= sizeof(buf) - len)
+			return NULL;
+		len += (size_t)w;
+	}
+	return strdup(buf);
 }
 
 void td_program_forget_memory(struct td_program *prog)
@@ -175,6 +347,11 @@ void td_program_destroy(struct td_program *prog)
 		if (prog->pages[i].owns)
 			free(prog->pages[i].data);
 	free(prog->pages);
+	for (size_t i = 0; i < prog->ncus; i++) {
+		free(prog->cus[i].keys);
+		free(prog->cus[i].parents);
+	}
+	free(prog->cus);
 	if (prog->arena)
 		munmap(prog->arena, prog->arena_size);
 	td_symbolizer_destroy(prog->sym);

@@ -92,6 +92,7 @@ enum td_memo_kind {
 	TD_MEMO_TUPLE_REF,      /* future.c: whether a type can point at a select!/join! tuple */
 	TD_MEMO_HOLDS_NAMED,    /* future.c: whether a type can hold one named like ... (extra: which) */
 	TD_MEMO_NAMED,          /* future.c: whether a type's path begins like ... (extra: which) */
+	TD_MEMO_PREWARMED,      /* future.c: a type td_future_prewarm has been through (extra: as awaited) */
 };
 void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra);
 void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,
@@ -103,6 +104,14 @@ void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64
  * for copying the target's pages and not for our own page faults.
  */
 void td_program_reserve(struct td_program *prog, size_t bytes);
+
+/*
+ * The qualified name of a type (or any DIE): the names of the namespaces and
+ * types around it, "crate::module::{async_fn_env#0}<..>", from an index
+ * of the DIE's unit built once (a name is then a few lookups, not a walk of
+ * the unit). NULL if it has none; free the string.
+ */
+char *td_program_qualified_name(struct td_program *prog, Dwarf_Die *die);
 
 /* The DIE at a .debug_info offset (what td.id hands out). */
 bool td_program_die_at(struct td_program *prog, uint64_t offset, Dwarf_Die *ret);

@@ -334,39 +334,3 @@ struct td_error *td_value_index(const struct td_value *v, uint64_t i, struct td_
 	return NULL;
 }
 
-char *td_type_qualified_name(Dwarf_Die *die)
-{
-	Dwarf_Die cu;
-	if (!dwarf_diecu(die, &cu, NULL, NULL))
-		return NULL;
-	Dwarf_Off target = dwarf_dieoffset(die);
-	/* Siblings come in offset order: descend into the last one starting at or before target. */
-	char buf[4096];
-	size_t len = 0;
-	Dwarf_Die parent = cu;
-	for (int depth = 0; depth < TD_MAX_TYPE_CHAIN; depth++) {
-		Dwarf_Die child, best;
-		bool have = false;
-		if (dwarf_child(&parent, &child) != 0)
-			return NULL;
-		do {
-			if (dwarf_dieoffset(&child) > target)
-				break;
-			best = child;
-			have = true;
-		} while (dwarf_siblingof(&child, &child) == 0);
-		if (!have)
-			return NULL;
-		const char *name = dwarf_diename(&best);
-		if (name) {
-			int n = snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "::" : "", name);
-			if (n < 0 || (size_t)n >= sizeof(buf) - len)
-				return NULL;
-			len += (size_t)n;
-		}
-		if (dwarf_dieoffset(&best) == target)
-			return strdup(buf);
-		parent = best;
-	}
-	return NULL;
-}

@@ -66,11 +66,6 @@ bool td_type_has_discr(struct td_program *prog, Dwarf_Die *type);
 struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
 				  const char **name_ret, uint64_t *discr_ret, Dwarf_Die *member_ret);
 
-/*
- * The qualified name of a type (or any DIE): the names of the namespaces and
- * types around it, "a::b::{async_fn_env#0}". malloc'd, or NULL.
- */
-char *td_type_qualified_name(Dwarf_Die *die);
 
 /* v[i] for an array type. */
 struct td_error *td_value_index(const struct td_value *v, uint64_t i, struct td_value *ret);
