@@ -1294,7 +1294,8 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 	uint64_t addrs[TD_CHAIN_DEPTH];
 	uint16_t key[TD_CHAIN_DEPTH];
 	uint64_t tags[TD_CHAIN_DEPTH] = { 0 };
-	int depth = 0;
+	struct td_value kids[TD_CHAIN_CHILDREN];
+	int depth = 0, nforked = 0;
 	bool per_task = false;
 	struct td_error *err = NULL;
 	td_future_unbox(&v);
@@ -1364,26 +1365,32 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		 * A wrapper (tokio's Timeout, tracing's Instrumented, a combinator)
 		 * awaited: the chain goes on in the async body it polls, whose own
 		 * innermost await becomes the leaf; the wrapper stays the leaf if
-		 * it holds none.
+		 * it holds none. One that polls several futures it holds
+		 * (futures-util's select(), join()) ends the chain: they are its
+		 * level's children.
 		 */
+		if (lua->tree_depth < TD_TREE_DEPTH && td_future_may_fork(&v) &&
+		    (nforked = td_future_fork(&v, kids, TD_CHAIN_CHILDREN)) >= 2)
+			break;
+		nforked = 0;
 		td_future_inner_async(&v);
 	}
 	if (lua->tree_depth == 0)
 		lua->last_tagged = tagged;
 	/*
 	 * The innermost awaited future polls several futures at once (select!,
-	 * join!): each gets a chain of its own, built below.
+	 * join! through a tuple it points at; futures-util's select()/join()
+	 * holding them, found above): each gets a chain of its own, built below.
 	 */
-	struct td_value kids[TD_CHAIN_CHILDREN];
-	int nkids = 0;
+	int nkids = nforked;
 	Dwarf_Die state_type;
-	if (depth > 0 && !err && sts[depth - 1]->has_awaitee && !td_future_is_async_body(&v.type) &&
+	if (!nkids && depth > 0 && !err && sts[depth - 1]->has_awaitee && !td_future_is_async_body(&v.type) &&
 	    lua->tree_depth < TD_TREE_DEPTH && td_future_may_have_children(&v) &&
 	    td_program_die_at(v.prog, sts[depth - 1]->type, &state_type)) {
 		Dwarf_Word size = (Dwarf_Word)dwarf_bytesize(&state_type);
 		nkids = td_future_children(&v, addrs[depth - 1], addrs[depth - 1] + size, kids, TD_CHAIN_CHILDREN);
-		per_task |= nkids > 0;
 	}
+	per_task |= nkids > 0;
 	/* The interning key: the levels' (type, state) slots, the tags, the root leaf's type. */
 	char kbuf[TD_CHAIN_DEPTH * (sizeof(key[0]) + sizeof(tags[0]) + 1) + 2 * sizeof(uint64_t)];
 	size_t klen = (size_t)depth * sizeof(key[0]);

@@ -746,3 +746,108 @@ int td_future_prewarm(struct td_program *prog, Dwarf_Die *type, const char *cons
 	prewarm_type(&pw, type, 0, true);
 	return pw.nleaves;
 }
+
+/*
+ * A future that holds two or more futures by value and polls them together
+ * (futures-util's Select: Option<(A, B)>, its Join: two MaybeDone, an
+ * Either's is one at a time): where, going down through fields, live
+ * variants and boxes, a struct first has two or more members that can hold
+ * an async body. Whether a type can fork at all is worked out once per type.
+ */
+static bool may_fork(struct td_program *prog, Dwarf_Die *t, int depth)
+{
+	if (depth > TD_DESCEND_TYPE_DEPTH || td_future_is_async_body(t))
+		return false;
+	uint64_t key = dwarf_dieoffset(t);
+	bool *memo = td_program_memo_get(prog, TD_MEMO_FORK, key, 0);
+	if (memo)
+		return *memo;
+	if (!(memo = malloc(sizeof(*memo))))
+		return false;
+	*memo = false;  /* while being worked out */
+	td_program_memo_put(prog, TD_MEMO_FORK, key, 0, memo);
+	struct finder af = { .budget = TD_DESCEND_VALUES };
+	bool yes = false;
+	const char *name = dwarf_diename(t);
+	int tag = dwarf_tag(t);
+	Dwarf_Die child, type, pointee;
+	if (tag == DW_TAG_pointer_type) {
+		yes = name && strncmp(name, "alloc::boxed::Box<", 18) == 0 && td_die_type(t, &pointee) &&
+		      may_fork(prog, &pointee, depth + 1);
+	} else if (tag == DW_TAG_structure_type && may_hold(prog, &af, t, 0) && dwarf_child(t, &child) == 0) {
+		int direct = 0;
+		do {
+			int ctag = dwarf_tag(&child);
+			if (ctag == DW_TAG_member && td_die_type(&child, &type) && may_hold(prog, &af, &type, 0)) {
+				direct++;
+				yes |= may_fork(prog, &type, depth + 1);
+			} else if (ctag == DW_TAG_variant_part) {
+				Dwarf_Die variant, member;
+				if (dwarf_child(&child, &variant) != 0)
+					continue;
+				do {
+					if (dwarf_tag(&variant) == DW_TAG_variant && dwarf_child(&variant, &member) == 0)
+						do {
+							if (dwarf_tag(&member) == DW_TAG_member && td_die_type(&member, &type) &&
+							    may_hold(prog, &af, &type, 0))
+								yes |= may_fork(prog, &type, depth + 1);
+						} while (dwarf_siblingof(&member, &member) == 0);
+				} while (dwarf_siblingof(&variant, &variant) == 0);
+			}
+		} while (dwarf_siblingof(&child, &child) == 0);
+		yes |= direct >= 2;
+	}
+	*memo = yes;
+	return yes;
+}
+
+bool td_future_may_fork(struct td_value *v)
+{
+	return may_fork(v->prog, &v->type, 0);
+}
+
+static int fork_in(struct td_value *v, struct td_value *out, int max, int depth, int *budget)
+{
+	if (--*budget < 0 || depth > TD_DESCEND_DEPTH || !may_fork(v->prog, &v->type, 0))
+		return 0;
+	struct td_value u = *v;
+	if (td_future_unbox(&u))
+		return fork_in(&u, out, max, depth + 1, budget);
+	if (dwarf_tag(&v->type) != DW_TAG_structure_type)
+		return 0;
+	if (td_type_has_discr(v->prog, &v->type)) {
+		const char *vname;
+		uint64_t discr;
+		struct td_error *err = td_value_variant(v, &u, &vname, &discr, NULL);
+		if (err) {
+			td_error_destroy(err);
+			return 0;
+		}
+		return fork_in(&u, out, max, depth + 1, budget);
+	}
+	struct finder af = { .budget = TD_DESCEND_VALUES };
+	struct td_value members[64];
+	int n = 0;
+	Dwarf_Die child, type;
+	uint64_t off;
+	if (dwarf_child(&v->type, &child) != 0)
+		return 0;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_member && td_die_type(&child, &type) && td_member_offset(&child, &off) &&
+		    may_hold(v->prog, &af, &type, 0) && n < 64)
+			td_value_init(&members[n++], v->prog, &type, v->address + off);
+	} while (dwarf_siblingof(&child, &child) == 0);
+	if (n == 1)
+		return fork_in(&members[0], out, max, depth + 1, budget);
+	if (n < 2)
+		return 0;
+	for (int i = 0; i < n && i < max; i++)
+		out[i] = members[i];
+	return n < max ? n : max;
+}
+
+int td_future_fork(struct td_value *v, struct td_value *out, int max)
+{
+	int budget = TD_DESCEND_VALUES;
+	return fork_in(v, out, max, 0, &budget);
+}

@@ -91,6 +91,18 @@ bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *
 /* Whether a suspend point declared in file is in another file than its async body (state): cheap. */
 bool td_future_foreign_site(Dwarf_Die *state, const char *file);
 /*
+ * The futures a future holds by value and polls together (futures-util's
+ * select(a, b), join(a, b)): going down through fields, live variants and
+ * boxes, the members of the first struct with two or more members that can
+ * hold an async body. out[] gets them, at most max; returns how many (0: no
+ * such fork, the future polls one at a time, as a Timeout or an Either).
+ */
+int td_future_fork(struct td_value *v, struct td_value *out, int max);
+
+/* Whether v's type can fork so at all (memoized per type: cheap for the rest). */
+bool td_future_may_fork(struct td_value *v);
+
+/*
  * Before a stop: the per-type facts the searches above ask for, worked out
  * for type and the types its async bodies' states hold, down through
  * wrappers (see future.c). leaves[] gets the awaited types that are no async

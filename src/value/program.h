@@ -93,6 +93,7 @@ enum td_memo_kind {
 	TD_MEMO_HOLDS_NAMED,    /* future.c: whether a type can hold one named like ... (extra: which) */
 	TD_MEMO_NAMED,          /* future.c: whether a type's path begins like ... (extra: which) */
 	TD_MEMO_PREWARMED,      /* future.c: a type td_future_prewarm has been through (extra: as awaited) */
+	TD_MEMO_FORK,           /* future.c: whether a type can hold two futures it polls together */
 };
 void *td_program_memo_get(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra);
 void td_program_memo_put(struct td_program *prog, enum td_memo_kind kind, uint64_t die_offset, uint64_t extra,

@@ -651,6 +651,37 @@ def test_collections(rust_bin, tmp_path):
         target.stop()
 
 
+def test_combinators(rust_bin, tmp_path):
+    """futures-util's combinators, each around a fetch waiting on a semaphore
+    (collections.rs): map(), then() and an Either are looked through to the
+    fetch's line; select() and join() of a fetch and a sleep, and
+    try_join() of the two boxed, hold both futures and are a tree of two
+    branches (any of them, all of them). Live and on a core."""
+    target = Target([rust_bin / "collections"])
+    lines = marker_lines(RUST_SOURCE_DIR / "collections.rs")
+    src = "src/bin/collections.rs"
+    try:
+        for where in (target.pid, gcore(target.pid, tmp_path)):
+            (rt,) = tasks_json(where)["runtimes"]
+            by_name = {t["name"]: t for t in rt["tasks"]}
+            for name in ("mapped", "chained", "either"):
+                bt = by_name["collections::" + name]["backtrace"]
+                assert [(aw["name"], aw["line"]) for aw in bt[:2]] == [
+                    ("collections::" + name, lines[name + "_await"]), ("collections::fetch", lines["fetch_acquire"])], bt
+                assert by_name["collections::" + name]["waiting_on"]["kind"] == "tokio::sync::Semaphore"
+            for name, wait in (("selected", "any"), ("joined", "all"), ("try_joined", "all")):
+                (aw,) = by_name["collections::" + name]["backtrace"]
+                assert (aw["line"], aw["wait"], aw["branches"]) == (lines[name + "_await"], wait, 2), (name, aw)
+                fetch, nap = aw["children"]
+                assert (fetch[0]["name"], fetch[0]["line"]) == ("collections::fetch", lines["fetch_acquire"])
+                assert fetch[-1]["waiting_on"]["kind"] == "tokio::sync::Semaphore"
+                assert (nap[0]["name"], nap[0]["line"]) == ("collections::nap", lines["nap_sleep"])
+                assert nap[-1]["waiting_on"]["kind"] == "tokio::time::Sleep"
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def test_select_and_join_trees(rust_bin, tmp_path):
     """A select! or join! makes the chain a tree: each pending branch gets its
     own chain down to what it waits on (a finished join! branch is left out),
