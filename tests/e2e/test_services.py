@@ -148,6 +148,36 @@ def test_hyper_idle_keepalive_connections(rust_bin, tmp_path):
         target.stop()
 
 
+def test_hyper_handler_blocking(rust_bin, tmp_path):
+    """A request to /block makes hyper_echo's handler call std::thread::sleep:
+    blocking_in_async names the handler inside hyper's connection task, the
+    worker it blocks and the handler's line, live and on a core."""
+    src = "src/bin/hyper_echo.rs"
+    lines = marker_lines(RUST_SOURCE_DIR / "hyper_echo.rs")
+    target = Target([rust_bin / "hyper_echo"])
+    port = int(target.ready_line.split()[2])
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        client.sendall(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+        core = gcore(target.pid, tmp_path)
+        for where, window in ((target.pid, "1s"), (core, "1s")):
+            d = json_of("diagnose", "--json", "--window", window, where)
+            (f,) = d["findings"]
+            (t,) = f["tasks"]
+            (tid,) = f["threads"]
+            assert (f["kind"], t["name"]) == ("blocking_in_async", CONN)
+            # A live thread is named (tokio-runtime-w, tokio-rt-worker since tokio 1.4x); a core keeps no names.
+            thread = rf"thread {tid} \((tokio-runtime-w|tokio-rt-worker)\)" if where == target.pid else f"thread {tid}"
+            assert re.fullmatch(rf"task {t['id']} `hyper_echo::handle` \(in `{re.escape(CONN)}`\) blocks {thread} in "
+                                rf"std::thread::functions::sleep \(clock_nanosleep\) at {src}:{lines['handle_block']}",
+                                f["summary"]), f["summary"]
+        assert_untouched(target.pid)
+    finally:
+        client.close()
+        target.stop()
+
+
 def test_leaf_resources(rust_bin, tmp_path):
     """One task per kind of tokio leaf future (leaves.rs), each at its line
     with what it waits on: a listening socket in accept(), a socket to read,
