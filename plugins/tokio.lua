@@ -1072,14 +1072,31 @@ end
 -- as resources, and, for a level with children (select!/join! branches, see
 -- td.await_chain), what each child waits on and holds, recursively.
 local resolve_chain
+
+-- The type of the future at a chain's leaf address: its innermost level's
+-- awaited future, or (an empty chain) the root future that is its own leaf.
+-- nil when that future polls branches (select!, join!): it waits on what
+-- they wait on, not on its own.
+local function leaf_type(chain)
+  local last = chain[#chain]
+  if last and last.children then return nil end
+  return last and last.awaiting or chain.leaf_type
+end
+
+-- What the future at a chain's leaf waits on (a readiness future's socket
+-- found from the levels above it), or nil.
+local function leaf_waits(chain, leaf)
+  local lt = leaf and leaf_type(chain)
+  local w = lt and resolve(lt, leaf)
+  if w and w.via_levels then socket_of_levels(chain, w) end
+  return w
+end
+
 local function resolve_children(children)
   for _, c in ipairs(children or EMPTY) do
     local chain = c.chain
     if chain then
-      local last = chain[#chain]
-      local lt = last and last.awaiting or chain.leaf_type
-      if c.leaf and lt and not (last and last.children) then c.waits = resolve(lt, c.leaf) end
-      if c.waits and c.waits.via_levels then socket_of_levels(chain, c.waits) end
+      c.waits = leaf_waits(chain, c.leaf)
       resolve_chain(chain)
     elseif c.leaf and c.leaf_type then
       c.waits = resolve(c.leaf_type, c.leaf)
@@ -1120,27 +1137,19 @@ local function follow_resources(lists)
       local chain = chains[i]
       local r = plan[chain]
       if r == nil then
-        local last = chain[#chain]
-        local lt = last and last.awaiting or chain.leaf_type
-        -- A future polling branches (select!, join!) waits on what they wait on, not on its own.
-        r = lt and not (last and last.children) and resolver_for(lt) or false
+        local lt = leaf_type(chain)
+        r = lt and resolver_for(lt) or false
         if r and BULK[r] then
           wanted[r] = wanted[r] or {}
           wanted[r][chain] = true
         end
         plan[chain] = r
       end
-      if r and not BULK[r] then
-        local last = chain[#chain]
-        waits[i] = resolve(last and last.awaiting or chain.leaf_type, leaf)
-      end
+      if r and not BULK[r] then waits[i] = leaf_waits(chain, leaf) end
     end
     for r, set in pairs(wanted) do
       local b = BULK[r]
       list.bulk[#list.bulk + 1] = { got = td.follow_many(list.leaves, b.steps, chains, set), make = b.make }
-    end
-    for i, w in pairs(waits) do
-      if w.via_levels then socket_of_levels(chains[i], w) end
     end
     for _, chain in pairs(chains) do resolve_chain(chain) end
   end
@@ -1813,10 +1822,7 @@ function M.finish()
                 state = p.running and not polls_task[tid] and "running" or "idle" }
     follow_join_handles({ { chains = { p.chain } } })
     b.future, b.name = names_of_id(td.id(p.type))
-    local last = p.chain[#p.chain]
-    local lt = last and last.awaiting or p.chain.leaf_type
-    local waits = p.leaf and lt and not (last and last.children) and resolve(lt, p.leaf) or nil
-    if waits and waits.via_levels then socket_of_levels(p.chain, waits) end
+    local waits = leaf_waits(p.chain, p.leaf)
     resolve_chain(p.chain)
     b.backtrace, b.holds, b.waiting_on = describe(p.chain, waits, b.state)
     b.root = root_of(b.backtrace) or td.null

@@ -308,27 +308,37 @@ static bool members_find(struct td_value *v, struct finder *f, Dwarf_Die *parent
  */
 struct fixed_path { Dwarf_Die type; uint64_t offset; };
 
-bool td_future_inner_async(struct td_value *v)
+/*
+ * find_in from v; with remember, the way down is looked up first and, when it
+ * read nothing, remembered per (type, extra: which search).
+ */
+static bool find_remembered(struct td_value *v, struct finder *f, uint64_t extra, bool remember)
 {
-	if (td_future_is_async_body(&v->type))
-		return false;
 	uint64_t key = dwarf_dieoffset(&v->type);
-	struct fixed_path *fp = td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, 0);
+	struct fixed_path *fp = remember ? td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, extra) : NULL;
 	if (fp) {
 		td_value_init(v, v->prog, &fp->type, v->address + fp->offset);
 		return true;
 	}
-	struct finder f = { .budget = TD_DESCEND_VALUES, .fixed = true };
+	f->fixed = true;
 	struct td_value u = *v;
-	if (!find_in(&u, &f, 0))
+	if (!find_in(&u, f, 0))
 		return false;
-	if (f.fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
+	if (remember && f->fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
 		fp->type = u.type;
 		fp->offset = u.address - v->address;
-		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, 0, fp);
+		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, extra, fp);
 	}
 	*v = u;
 	return true;
+}
+
+bool td_future_inner_async(struct td_value *v)
+{
+	if (td_future_is_async_body(&v->type))
+		return false;
+	struct finder f = { .budget = TD_DESCEND_VALUES };
+	return find_remembered(v, &f, 0, true);
 }
 
 /* The prefixes asked for so far: a prefix's index tells its memo entries apart. */
@@ -372,24 +382,9 @@ int td_future_find(struct td_value *v, const char *prefix, bool past_async, stru
 		return -1;
 	f.path = path;
 	f.max_path = max_path;
-	uint64_t which = f.which - 1;
-	/* As for inner_async: a way down that reads nothing is remembered per type (and prefix). */
-	uint64_t key = dwarf_dieoffset(&v->type), extra = (which + 1) << 1 | past_async;
-	struct fixed_path *fp = path ? NULL : td_program_memo_get(v->prog, TD_MEMO_FIXED_PATH, key, extra);
-	if (fp) {
-		td_value_init(v, v->prog, &fp->type, v->address + fp->offset);
-		return 0;
-	}
-	f.fixed = true;
-	struct td_value u = *v;
-	if (!find_in(&u, &f, 0))
+	/* As for inner_async, per prefix (which) and past_async; not when the path is wanted. */
+	if (!find_remembered(v, &f, f.which << 1 | past_async, !path))
 		return -1;
-	if (!path && f.fixed && u.address >= v->address && (fp = malloc(sizeof(*fp)))) {
-		fp->type = u.type;
-		fp->offset = u.address - v->address;
-		td_program_memo_put(v->prog, TD_MEMO_FIXED_PATH, key, extra, fp);
-	}
-	*v = u;
 	return f.npath;
 }
 
