@@ -84,17 +84,26 @@ end
 
 strip_generics = td.strip_generics
 
-function task_ref(t) return { id = t.id, name = t.name } end
+-- A finding's task: its id and name, and the user's async fn in it where the
+-- task's own future is not (a wrapper, a framework's connection).
+function task_ref(t)
+  return { id = t.id, name = t.name, root = type(t.root) == "string" and t.root ~= t.name and t.root or nil }
+end
 
 -- "task 4 `app::refund`", and where the task's own future is not the user's
 -- code (a framework's connection, a wrapper), the user's async fn in it
 -- first: "task 4 `app::handle` (in `hyper::...::NewSvcTask`)".
 function task_label(t)
   if not t then return "a task" end
-  if type(t.root) == "string" and t.root ~= t.name then
-    return string.format("task %d `%s` (in `%s`)", t.id, t.root, t.name)
+  -- A task spawned inside .instrument(span) says which span (and its fields).
+  local span = ""
+  if type(t.span) == "string" then
+    span = string.format(" [span %s%s]", t.span, type(t.span_fields) == "string" and ("{" .. t.span_fields .. "}") or "")
   end
-  return string.format("task %d `%s`", t.id, t.name)
+  if type(t.root) == "string" and t.root ~= t.name then
+    return string.format("task %d `%s` (in `%s`)%s", t.id, t.root, t.name, span)
+  end
+  return string.format("task %d `%s`%s", t.id, t.name, span)
 end
 
 function thread_label(th)
@@ -121,10 +130,31 @@ end
 function user_await(t)
   local bt = t and t.backtrace or {}
   for i = #bt, 1, -1 do
-    local crate = crate_of(bt[i].name or "")
-    if crate and not LIBRARY_CRATES[crate] then return bt[i] end
+    if bt[i].own then return bt[i] end
   end
   return bt[#bt]
+end
+
+-- What an .await waits for, in words: the future's type, or for a level
+-- whose future polls several (select!, join!, FuturesUnordered) how many and
+-- where each child chain ends ("any of 2 branches: 2 x my::FlagSet").
+function awaiting_text(aw)
+  if type(aw.children) == "table" and #aw.children > 0 then
+    local counts, order = {}, {}
+    for _, child in ipairs(aw.children) do
+      local last = child[#child]
+      local what = last and (type(last.awaiting) == "string" and last.awaiting or last.name) or "?"
+      what = strip_generics(what)
+      if not counts[what] then order[#order + 1] = what end
+      counts[what] = (counts[what] or 0) + 1
+    end
+    local parts = {}
+    for _, what in ipairs(order) do parts[#parts + 1] = string.format("%d x %s", counts[what], what) end
+    local n = math.tointeger(aw.branches) or #aw.children
+    return string.format("%s of %d branch%s: %s%s", aw.wait == "all" and "all" or "any", n, n == 1 and "" or "es",
+      table.concat(parts, ", "), n > #aw.children and string.format(", and %d more", n - #aw.children) or "")
+  end
+  return type(aw.awaiting) == "string" and strip_generics(aw.awaiting) or nil
 end
 
 -- One line per .await of a task, outermost first.
@@ -132,37 +162,19 @@ function chain_lines(t, indent)
   local out = {}
   for _, aw in ipairs(t.backtrace or {}) do
     local line = string.format("%s%s at %s", indent or "  ", aw.name, at(aw) or "?")
-    if type(aw.awaiting) == "string" then line = line .. " awaiting " .. strip_generics(aw.awaiting) end
+    local what = awaiting_text(aw)
+    if what then line = line .. " awaiting " .. what end
     out[#out + 1] = line
   end
   return out
 end
 
--- Frames of code that is not the user's: the standard library, the runtime
--- and the crates under it, libc. A Rust function's crate is the first
--- component of its path ("<tokio::x::Y as core::ops::Drop>::drop": tokio);
--- a name without "::" is C: the user's own when it has a source line and
--- lives in the executable, a library's (libc, the dynamic loader, a shared
--- library) otherwise. (Rust's `main` shim has no source line.)
-LIBRARY_CRATES = {
-  std = true, core = true, alloc = true, tokio = true, parking_lot = true,
-  parking_lot_core = true, lock_api = true, mio = true, futures = true,
-  futures_util = true, futures_core = true, libc = true, hashbrown = true,
-  crossbeam_utils = true, crossbeam_channel = true, once_cell = true,
-}
-function crate_of(fn)
-  local name = fn:gsub("^[<&*]+", ""):gsub("^mut ", ""):gsub("^const ", ""):gsub("^dyn ", "")
-  return name:match("^([%w_]+)::")
-end
+-- Frames of code that is not the user's: the standard library, the runtime,
+-- every dependency, libc. taskdbg tells them by where their source lives
+-- (a frame's `own`, from cargo's and rustc's layout: debuginfo/source.h),
+-- not by a list of crate names.
 function is_library_frame(f)
-  local fn = f["function"]
-  if type(fn) ~= "string" then return true end
-  if fn:find("::", 1, true) then
-    local crate = crate_of(fn)
-    return not crate or LIBRARY_CRATES[crate] == true
-  end
-  local module = type(f.module) == "string" and f.module or ""
-  return type(f.file) ~= "string" or module:find("%.so") ~= nil or module:find("^ld%-") ~= nil
+  return f.own ~= true
 end
 
 local function fn_of(f) return type(f["function"]) == "string" and f["function"] or "?" end
@@ -203,12 +215,7 @@ function user_call(th, limit)
     if not is_library_frame(f) then
       local api = nil
       for j = i - 1, 1, -1 do
-        local crate = crate_of(fn_of(frames[j]))
-        if crate == "std" or crate == "tokio" or crate == "core" or crate == "alloc"
-           or (not crate and type(frames[j]["function"]) == "string" and is_library_frame(frames[j])) then
-          api = frames[j]
-          break
-        end
+        if type(frames[j]["function"]) == "string" then api = frames[j]; break end
       end
       return f, api, i
     end

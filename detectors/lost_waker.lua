@@ -18,29 +18,38 @@ detectors.lost_waker = function(ctx, ix)
     local t = ix.tasks[id]
     local bits = t.state_bits
     local aw = innermost(t)
-    -- Polled at least once: it is suspended at an .await (not Unresumed).
+    -- Polled at least once: it is suspended at an .await (not Unresumed), or
+    -- its future holds no async fn at all (a hand-written future spawned
+    -- directly, maybe inside .instrument()): idle is after a poll then.
     local suspended = aw and type(aw.state) == "string" and aw.state:find("^Suspend") ~= nil
-    if t.state == "idle" and bits and suspended then
+    local bare = not aw and type(t.backtrace) == "table" and #t.backtrace == 0 and type(t.future) == "string"
+    if t.state == "idle" and bits and (suspended or bare) then
       local refs = bits >> 6
       local expected = 1 + ((bits & JOIN_INTEREST) ~= 0 and 1 or 0)
       local wakers = refs - expected
       if wakers <= 0 then
-        local awaiting = type(aw.awaiting) == "string" and strip_generics(aw.awaiting) or "?"
+        local awaiting = aw and awaiting_text(aw) or "?"
+        local fix = "the future it awaits returned Pending without keeping cx.waker() (clone it and call wake() when ready)"
         local evidence = {
           string.format("%s is idle with %d reference%s: %s, none for a waker",
             task_label(t), refs, refs == 1 and "" or "s",
             expected == 2 and "its runtime's and its JoinHandle's" or "its runtime's"),
-          string.format("suspended at %s awaiting %s; its await chain:", at(aw) or "?", awaiting),
         }
-        for _, l in ipairs(chain_lines(t, "  ")) do evidence[#evidence + 1] = l end
-        local fix = "the future it awaits returned Pending without keeping cx.waker() (clone it and call wake() when ready)"
+        if aw then
+          evidence[#evidence + 1] = string.format("suspended at %s awaiting %s; its await chain:", at(aw) or "?", awaiting)
+          for _, l in ipairs(chain_lines(t, "  ")) do evidence[#evidence + 1] = l end
+        else
+          awaiting = t.future
+          fix = "its future returned Pending without keeping cx.waker() (clone it and call wake() when ready)"
+          evidence[#evidence + 1] = string.format("its future, %s, holds no async fn: it is the future that returned Pending", t.future)
+        end
         if awaiting:find("^core::future::pending::Pending") then
           evidence[#evidence + 1] = "std::future::pending() never completes by design"
           fix = "if this task should finish, await a real event (a channel, a Notify) instead of pending()"
         end
         out[#out + 1] = finding("lost_waker",
-          string.format("%s waits at %s and nothing can ever wake it (no waker of it exists)",
-            task_label(t), at(aw) or "?"),
+          string.format("%s waits %s and nothing can ever wake it (no waker of it exists)",
+            task_label(t), aw and ("at " .. (at(aw) or "?")) or ("in " .. t.future)),
           { tasks = { task_ref(t) }, evidence = evidence, fix = fix })
       end
     end

@@ -1491,6 +1491,23 @@ local function pinned_futures(tid)
           end
         end
         if count > 1 then
+          -- The pinned future is live, and so are the frame's located
+          -- variables (block_on's waker and Context): bytes that overlap
+          -- one of them are something else that decodes alike.
+          local size, kept = td.size(v.type), {}
+          for _, c in ipairs(candidates) do
+            local clash = false
+            for _, o in ipairs(locals) do
+              if o.frame == v.frame and o.addr and o.addr >= v.sp and o.addr < v.cfa and td.id(o.type) ~= id then
+                local osize = td.size(o.type) or 0
+                if osize > 0 and o.addr < c.address + size and c.address < o.addr + osize then clash = true; break end
+              end
+            end
+            if not clash then kept[#kept + 1] = c end
+          end
+          if #kept >= 1 then candidates, count, found = kept, #kept, kept[1] end
+        end
+        if count > 1 then
           -- Stack bytes that happen to decode as a suspended state too (a
           -- body with one suspend point and no captures: nothing else tells
           -- them apart). block_on keeps a pointer to the pinned future to
@@ -1596,22 +1613,6 @@ function M.finish()
   -- A future's backtrace (AWAIT objects, shared between futures waiting at the
   -- same place), what its suspended states hold, and what it waits on (a
   -- lock, a channel), unless it is running.
-  -- Whether a source file is the program's own: rustc's library
-  -- (/rustc/HASH/library/.. or library/..) and crates in cargo's layout for
-  -- dependencies (a registry, or any directory named NAME-X.Y.Z) are not;
-  -- a workspace member's files are relative to its unit's directory.
-  local own_memo = {}
-  local function own_source(file)
-    if type(file) ~= "string" then return false end
-    local own = own_memo[file]
-    if own == nil then
-      if file:find("^/rustc/") or file:find("^library/") then own = false
-      elseif file:sub(1, 1) ~= "/" then own = true
-      else own = not (file:find("/registry/", 1, true) or file:find("/[%w_%-]+%-%d+%.%d+%.%d+[^/]*/")) end
-      own_memo[file] = own
-    end
-    return own
-  end
   -- The outermost async fn of the program's own code in a backtrace (for a
   -- hyper connection: the request handler), looking into a tree's branches
   -- when the chain itself has none. Once per backtrace table (shared ones too).
@@ -1621,7 +1622,7 @@ function M.finish()
     if r ~= nil then return r end
     r = false
     for _, aw in ipairs(backtrace) do
-      if own_source(aw.file) and aw.name then r = aw.name; break end
+      if aw.own and aw.name then r = aw.name; break end
     end
     if not r and (depth or 0) < 4 then
       for _, aw in ipairs(backtrace) do
@@ -1657,7 +1658,7 @@ function M.finish()
     local _, short = names_of_id(aw.type)
     local file, line = site_of(aw)
     return { name = short, state = aw.state, file = file or td.null,
-             line = line or td.null, own = own_source(file) or nil,
+             line = line or td.null, own = aw.own or nil,   -- the program's own source (C: debuginfo/source.h)
              span = aw.tag and span_name(aw.tag) or nil,
              awaiting = aw.awaiting and (names_of_id(aw.awaiting)) or td.null,
              awaiting_task = aw.awaiting_header and id_of_header[aw.awaiting_header] or nil }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "debuginfo/demangle.h"
+#include "debuginfo/source.h"
 
 /* Inline nesting deeper than this is cut (a hostile or broken DIE tree). */
 #define TD_MAX_INLINE_DEPTH 64
@@ -41,6 +42,8 @@ struct dwarf_context {
 	bool owns_dwfl;
 	struct cu_index *cus;
 	size_t ncus;
+	Dwfl_Module *last_mod;   /* td_module_is_executable of the last module asked */
+	bool last_exec;
 };
 
 struct td_symbolizer {
@@ -261,6 +264,12 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		Dwarf_Files *files = NULL;
 		size_t nfiles = 0;
 		const char *file = base.file;
+		if (mod != sym->last_mod) {
+			sym->last_mod = mod;
+			sym->last_exec = td_module_is_executable(mod);
+		}
+		const char *comp_dir = sym->last_exec && cudie ? td_source_comp_dir(cudie) : NULL;
+		const char *workspace = sym->last_exec ? td_source_workspace(mod) : NULL;
 		int lineno = base.line;
 		/* Innermost first: the deepest inline instance is where pc is. */
 		for (int i = nchain - 1; i >= 0; i--) {
@@ -269,6 +278,7 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			f.function = scope_name(&chain[i]);
 			f.file = file;
 			f.line = lineno;
+			f.own = sym->last_exec && td_source_is_own(workspace, comp_dir, file);
 			f.inlined = tag == DW_TAG_inlined_subroutine;
 			if (!push_frame(&frames, &count, &cap, f)) {
 				free((char *)f.function);
@@ -298,6 +308,7 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 				f.file = file;
 				f.line = lineno;
 			}
+			f.own = sym->last_exec && td_source_is_own(workspace, comp_dir, f.file);
 			if (name) {
 				char *demangled = td_demangle(name);
 				f.function = demangled ? demangled : strdup(name);

@@ -21,6 +21,7 @@ struct td_frame {
 	int line;              /* 0 if unknown */
 	bool inlined;          /* an inline frame inside the next (outer) frame */
 	const char *module;    /* file name of the module, or NULL */
+	bool own;              /* the program's own code (debuginfo/source.h), not a library's */
 };
 
 struct td_symbolizer;

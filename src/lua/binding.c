@@ -875,6 +875,7 @@ struct chain_state {
 	const char *name, *file;
 	int line;
 	bool foreign;              /* declared in another file than its async fn: in a macro */
+	bool own;                  /* its file is the program's own (not a dependency's) */
 	bool has_awaitee;
 	bool per_task;             /* it awaits a future td.per_task_awaitee names */
 	Dwarf_Die awaitee_type;
@@ -1190,6 +1191,10 @@ static void push_chain_level(lua_State *L, const struct chain_state *st, uint64_
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "in_macro");
 	}
+	if (st->own) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "own");
+	}
 	if (addr) {
 		lua_pushinteger(L, (lua_Integer)addr);
 		lua_setfield(L, -2, "addr");
@@ -1336,6 +1341,9 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 				st->line = 0;
 			/* An .await inside select!/join!: td.macro_site finds the line that calls it, after the stop. */
 			st->foreign = td_future_foreign_site(&v.type, st->file);
+			/* In a macro: whose code it is is the async fn's (the line becomes the macro's call). */
+			st->own = td_program_own_source(v.prog, &member,
+							st->foreign ? td_future_body_file(&v.type) : st->file);
 			uint64_t off;
 			if (td_type_member(&payload.type, "__awaitee", &st->awaitee_type, &off)) {
 				st->has_awaitee = true;

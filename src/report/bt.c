@@ -54,6 +54,7 @@ struct json_object *td_report_thread_json(const struct td_thread_view *v)
 		json_object_object_add(fo, "file", json_string_or_null(f->file));
 		json_object_object_add(fo, "line", f->line ? json_object_new_int(f->line) : NULL);
 		json_object_object_add(fo, "inlined", json_object_new_boolean(f->inlined));
+		json_object_object_add(fo, "own", json_object_new_boolean(f->own));
 		json_object_object_add(fo, "module", json_string_or_null(f->module));
 		json_object_array_add(frames, fo);
 	}

@@ -71,7 +71,9 @@ static void print_list(FILE *out, const char *label, struct json_object *items)
 		if (json_object_is_type(e, json_type_object)) {
 			const char *name = str(e, "name"), *kind = str(e, "kind");
 			struct json_object *id = get(e, "id");
-			if (id)
+			if (id && str(e, "root"))  /* the user's async fn first, as tasks shows it */
+				fprintf(out, "%s %s", json_object_get_string(id), str(e, "root"));
+			else if (id)
 				fprintf(out, "%s %s", json_object_get_string(id), name ? name : "?");
 			else
 				fprintf(out, "%s %s", kind ? kind : "?", str(e, "address") ? str(e, "address") : "");

@@ -90,6 +90,9 @@ bool td_future_macro_site(struct td_program *prog, Dwarf_Die *state, Dwarf_Die *
 
 /* Whether a suspend point declared in file is in another file than its async body (state): cheap. */
 bool td_future_foreign_site(Dwarf_Die *state, const char *file);
+
+/* The file an async body's fn is written in (its first variant's), or NULL. */
+const char *td_future_body_file(Dwarf_Die *state);
 /*
  * The futures a future holds by value and polls together (futures-util's
  * select(a, b), join(a, b)): going down through fields, live variants and

@@ -1,5 +1,7 @@
 #include "value/program.h"
 
+#include "debuginfo/source.h"
+
 #include <dwarf.h>
 #include <gelf.h>
 #include <stdlib.h>
@@ -356,6 +358,11 @@ void td_program_destroy(struct td_program *prog)
 		munmap(prog->arena, prog->arena_size);
 	td_symbolizer_destroy(prog->sym);
 	free(prog);
+}
+
+bool td_program_own_source(struct td_program *prog, Dwarf_Die *die, const char *file)
+{
+	return td_source_is_own(td_source_workspace(prog->exe), td_source_comp_dir(die), file);
 }
 
 uint64_t td_program_bias(struct td_program *prog)

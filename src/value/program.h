@@ -28,6 +28,9 @@ struct td_symbolizer *td_program_symbolizer(struct td_program *prog);
 
 struct td_snapshot *td_program_snapshot(struct td_program *prog);
 
+/* Whether the source file a DIE of the executable names is the program's own (debuginfo/source.h). */
+bool td_program_own_source(struct td_program *prog, Dwarf_Die *die, const char *file);
+
 /* Load bias of the executable: DWARF addresses + bias = addresses in the target. */
 uint64_t td_program_bias(struct td_program *prog);
 

@@ -148,17 +148,34 @@ def check_std_mutex(doc, live):
 
 
 def check_lost_waker(doc, live):
-    (f,) = doc["findings"]
-    assert f["kind"] == "lost_waker"
-    assert tasks_of(f) == [(3, "diag_lost_waker::wait_for_flag")]
-    assert at("diag_lost_waker", "lost_await") in text(f)
-    assert "diag_lost_waker::FlagSet" in text(f)
+    # The bare bug, the same future spawned inside .instrument(span) (no async
+    # fn anywhere in the task), and two raced in select!. The FlagSet inside
+    # tokio::time::timeout (task 6) is not lost: the timer holds a waker.
+    plain, wrapped, raced = doc["findings"]
+    assert [f["kind"] for f in doc["findings"]] == ["lost_waker"] * 3
+    assert tasks_of(plain) == [(3, "diag_lost_waker::wait_for_flag")]
+    assert at("diag_lost_waker", "lost_await") in text(plain)
+    assert "awaiting diag_lost_waker::FlagSet" in text(plain)
+    assert tasks_of(wrapped) == [(4, "tracing::instrument::Instrumented")]
+    assert wrapped["summary"] == (
+        "task 4 `tracing::instrument::Instrumented` [span poll_flag{id=7}] waits in "
+        "tracing::instrument::Instrumented<diag_lost_waker::FlagSet> and nothing can ever wake it (no waker of it exists)")
+    assert tasks_of(raced) == [(5, "diag_lost_waker::either_flag")]
+    assert (at("diag_lost_waker", "select_await")
+            + " awaiting any of 2 branches: 2 x diag_lost_waker::FlagSet") in text(raced)
 
 
 def check_starved(doc, live):
     assert [f["kind"] for f in doc["findings"]] == ["starvation", "blocking_in_async"]
     starve, blocking = doc["findings"]
-    assert tasks_of(starve) == [(i, "diag_starved::worker_job") for i in (1, 2, 3)]
+    # Three plain jobs, one inside timeout(), one inside .instrument(span).
+    assert tasks_of(starve) == [(i, "diag_starved::worker_job") for i in (1, 2, 3)] + [
+        (4, "tokio::time::timeout::Timeout"), (5, "tracing::instrument::Instrumented")]
+    assert [t.get("root") for t in starve["tasks"]] == [None] * 3 + ["diag_starved::worker_job"] * 2
+    assert ("task 4 `diag_starved::worker_job` (in `tokio::time::timeout::Timeout`) is ready, never polled yet"
+            in starve["evidence"])
+    assert ("task 5 `diag_starved::worker_job` (in `tracing::instrument::Instrumented`) [span job{id=4}]"
+            " is ready, never polled yet") in starve["evidence"]
     assert "current_thread" in starve["summary"]
     assert at("diag_starved", "starve_recv") in text(starve)
     # The thread is blocked inside block_on's own future, not in a task.
