@@ -10,7 +10,7 @@ UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file() a
 
 
 def test_unit_tests_were_built():
-    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-syscalls"]
+    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-source", "test-syscalls"]
     assert (BUILD / "tests" / "test-future").is_file()
 
 

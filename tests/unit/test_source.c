@@ -1,0 +1,31 @@
+/* Unit tests of debuginfo/source: whose code a source path is, by cargo's and rustc's layout. */
+#include "check.h"
+#include "debuginfo/source.h"
+
+int main(void)
+{
+	const char *ws = "/home/me/myapp-1.2.3";
+	/* The user's files: relative to the workspace (cargo runs rustc there), or absolute. */
+	CHECK(td_source_is_own(ws, ws, "src/main.rs"));
+	CHECK(td_source_is_own(ws, ws, "src/bin/tool.rs"));
+	CHECK(td_source_is_own(NULL, "/srv/app", "src/main.rs"));
+	CHECK(td_source_is_own(ws, "/tmp/other", "/home/me/myapp-1.2.3/crates/core/src/lib.rs"));
+	/* rustc's library, in its two spellings. */
+	CHECK(!td_source_is_own(ws, "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860", "library/std/src/rt.rs"));
+	CHECK(!td_source_is_own(ws, ws, "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs"));
+	/* Dependencies: a registry (cargo's, Debian's), a git checkout, a versioned directory. */
+	CHECK(!td_source_is_own(ws, ws, "/home/me/.cargo/registry/src/index.crates.io-6f17d22bba15001f/tokio-1.44.2/src/lib.rs"));
+	CHECK(!td_source_is_own(ws, "/usr/share/cargo/registry/parking_lot-0.12.1", "src/condvar.rs"));
+	CHECK(!td_source_is_own(ws, ws, "/home/me/.cargo/git/checkouts/hyper-2f1c/a1b2c3d/src/server.rs"));
+	CHECK(!td_source_is_own(ws, "/build/deps/tokio-1.53.1", "src/runtime/park.rs"));
+	CHECK(!td_source_is_own(NULL, NULL, "/build/deps/tokio-1.53.1/src/runtime/park.rs"));
+	/* Inside the workspace only the part below it counts: a vendored versioned copy is a dependency. */
+	CHECK(!td_source_is_own(ws, ws, "vendor/tokio-1.24.2-patched/src/lib.rs"));
+	CHECK(td_source_is_own(ws, ws, "tokio-like/src/lib.rs"));
+	/* A versioned name for the file itself does not count; one for a directory does. */
+	CHECK(td_source_is_own(NULL, "/srv/app", "src/v-1.2.3.rs"));
+	/* Nothing to go by. */
+	CHECK(!td_source_is_own(ws, ws, NULL));
+	CHECK(!td_source_is_own(ws, ws, ""));
+	return CHECK_DONE();
+}
