@@ -60,17 +60,28 @@ local function driven(ctx)
   return nil
 end
 
--- Tasks of rt idle on a Sleep whose deadline passed more than `ms` ago.
+-- The timer a task waits for, if its deadline passed: the Sleep it awaits,
+-- or the timeout() it awaits inside (TASK.timeout). Returns the overdue
+-- time in ms (positive), and whether it is a timeout.
+local function overdue(t)
+  local w = t.waiting_on
+  if w and w.kind == "tokio::time::Sleep" and w.remaining_ms then return -w.remaining_ms, false end
+  local limit = type(t.timeout) == "table" and t.timeout or nil
+  if limit and limit.remaining_ms then return -limit.remaining_ms, true end
+  return nil
+end
+
+-- Tasks of rt idle on a timer whose deadline passed more than `ms` ago.
 local function overdue_sleepers(rt, ms)
-  local out = {}
+  local out, late = {}, {}
   for _, t in ipairs(rt.tasks or {}) do
-    local w = t.waiting_on
-    if t.state == "idle" and w and w.kind == "tokio::time::Sleep" and w.remaining_ms
-       and w.remaining_ms < -ms then
+    local by = t.state == "idle" and overdue(t)
+    if by and by > ms then
       out[#out + 1] = t
+      late[t] = by
     end
   end
-  table.sort(out, function(a, b) return a.waiting_on.remaining_ms < b.waiting_on.remaining_ms end)
+  table.sort(out, function(a, b) return late[a] > late[b] end)
   return out
 end
 
@@ -85,8 +96,14 @@ local function stalled_finding(ctx, ix, rt, late)
     tasks[#tasks + 1] = task_ref(t)
     if i <= SHOWN then
       local aw = user_await(t)
-      evidence[#evidence + 1] = string.format("%s waits on a tokio::time::Sleep%s whose deadline passed %s ago",
-        task_label(t), aw and at(aw) and (" at " .. at(aw)) or "", seconds(-t.waiting_on.remaining_ms))
+      local by, in_timeout = overdue(t)
+      if in_timeout then
+        evidence[#evidence + 1] = string.format("%s awaits %s%s inside a tokio::time::timeout whose deadline passed %s ago",
+          task_label(t), aw and awaiting_text(aw) or "?", aw and at(aw) and (" at " .. at(aw)) or "", seconds(by))
+      else
+        evidence[#evidence + 1] = string.format("%s waits on a tokio::time::Sleep%s whose deadline passed %s ago",
+          task_label(t), aw and at(aw) and (" at " .. at(aw)) or "", seconds(by))
+      end
     end
   end
   if #late > SHOWN then evidence[#evidence + 1] = string.format("... and %d more", #late - SHOWN) end
@@ -100,7 +117,7 @@ local function stalled_finding(ctx, ix, rt, late)
   evidence[#evidence + 1] = "no thread is parked in the runtime's driver, where tokio fires timers and reads socket readiness"
   local f = finding("starvation",
     string.format("%d task%s of runtime %d (%s) wait%s on timers that expired up to %s ago: nothing runs the runtime's timer and I/O driver",
-      #late, #late == 1 and "" or "s", rt.id, rt.flavor, #late == 1 and "s" or "", seconds(-late[1].waiting_on.remaining_ms)),
+      #late, #late == 1 and "" or "s", rt.id, rt.flavor, #late == 1 and "s" or "", seconds((overdue(late[1])))),
     { tasks = tasks, threads = threads, evidence = evidence,
       fix = "unblock the workers (move blocking work to spawn_blocking): while one is blocked in a poll, tokio may leave its timers and sockets unserved" })
   -- A task caught in a deadlock is told there (its timer is one edge of the cycle).

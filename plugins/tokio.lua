@@ -12,6 +12,7 @@ local RUNNING, COMPLETE, NOTIFIED, CANCELLED = 0x01, 0x02, 0x04, 0x20
 local MAX_TASKS = 10000000       -- per runtime: a longer list is corrupt or cyclic
 local MAX_AWAIT_DEPTH = 64
 local SPAN_FIELDS_MAX = 1000     -- tasks whose span fields are read, a snapshot (see span_fields)
+local TIMEOUTS_MAX = 1000        -- tasks whose timeout's deadline is read, a snapshot (see timeout_of)
 
 -- The fields of v that take space (PhantomData and () take none), by name.
 local function fieldset(v)
@@ -320,9 +321,9 @@ local function walk_tasks(first, out)
     max = MAX_TASKS,
   }
   -- Every task's await chain in one C call; Lua is asked once per future type.
-  local chains, reasons, leaves, tagged = td.await_chains{
+  local chains, reasons, leaves, tagged, marked = td.await_chains{
     nodes = cols.node, vtables = cols.vtable, states = cols.state, skip_mask = COMPLETE,
-    tagged_max = SPAN_FIELDS_MAX,
+    tagged_max = SPAN_FIELDS_MAX, marked_max = TIMEOUTS_MAX,
     stage = function(vt)
       local info = vtable_info(vt)
       return info.stage_type, info.stage_offset
@@ -332,7 +333,8 @@ local function walk_tasks(first, out)
   for i, why in pairs(reasons) do
     if why ~= "Finished" and why ~= "Consumed" then errors[i] = why end
   end
-  out[#out + 1] = { cols = cols, chains = chains, errors = errors, leaves = leaves, tagged = tagged }
+  out[#out + 1] = { cols = cols, chains = chains, errors = errors, leaves = leaves, tagged = tagged,
+                    marked = marked }
   return why
 end
 
@@ -348,6 +350,10 @@ td.per_task_awaitee("JoinAll<")    -- futures-util's join_all: its futures
 -- instrumented) with its span's static metadata (kept even when no subscriber
 -- enables the span): the span's name is read from it after the stop.
 td.tag_awaitee("tracing::instrument::Instrumented<", { "span", "meta" })
+-- tokio's Timeout awaited by an async fn (`timeout(d, f).await`): the chain
+-- goes on into f, and each task says where its Timeout is, for its deadline
+-- (the `delay` Sleep), read while stopped for at most TIMEOUTS_MAX tasks.
+td.mark_awaitee("Timeout<")
 -- A span's fields, where tracing-subscriber's registry keeps them formatted
 -- (its fmt layer stores FormattedFields in the span's extensions): the
 -- span's id (Span.inner: Some { id, subscriber }) is a key into the
@@ -958,6 +964,30 @@ local function resolve(type_id, addr)
   return nil
 end
 
+-- The deadline of the Timeout at a that the chain's first level awaiting
+-- tokio's Timeout awaits (td.mark_awaitee), as a Sleep resource.
+local TIMEOUT = "tokio::time::timeout::Timeout"
+local timeout_delays = {}   -- Timeout type id -> { offset of delay, its type id } or false
+local function timeout_of(chain, a)
+  for _, level in ipairs(chain) do
+    local id = level.awaiting
+    if id then
+      local d = timeout_delays[id]
+      if d == nil then
+        d = false
+        local t = td.type_by_id(id)
+        if t and td.strip_generics(type_path(t)) == TIMEOUT then
+          local ok, off, dt = pcall(td.offset, t, "delay")
+          if ok and off then d = { off, td.id(dt) } end
+        end
+        timeout_delays[id] = d
+      end
+      if d then return resolve(d[2], a + d[1]) end
+    end
+  end
+  return nil
+end
+
 -- Futures polled by a collection, as a level's children: the first
 -- MAX_CHILDREN with their chains, and how many more there are.
 -- - next() of a FuturesUnordered (futures-util): Arc'd Task nodes linked
@@ -1130,6 +1160,12 @@ local function follow_resources(lists)
     for i, span in pairs(list.tagged or EMPTY) do
       local ok, text = pcall(span_fields, span)
       list.span_fields[i] = ok and text or nil
+    end
+    -- The deadline of each task's outermost timeout() (its chain goes on inside it).
+    list.timeouts = {}
+    for i, a in pairs(list.marked or EMPTY) do
+      local chain = list.chains[i]
+      list.timeouts[i] = chain and timeout_of(chain, a) or nil
     end
     local chains, waits, plan, wanted = list.chains, {}, {}, {}
     list.waits, list.bulk = waits, {}
@@ -1797,6 +1833,8 @@ function M.finish()
         if span then tasks[n].span = span end
         local fields = list.span_fields and list.span_fields[i]
         if fields then tasks[n].span_fields = fields end
+        local limit = list.timeouts and list.timeouts[i]
+        if limit then tasks[n].timeout = resource_record(limit) end
       end
     end
     rt.lists = nil

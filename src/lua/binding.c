@@ -48,6 +48,8 @@ struct td_lua {
 	int tree_depth;            /* children chains being built, nested */
 	char *per_task[8];         /* awaitee names (beginnings) whose chains are per task: td.per_task_awaitee */
 	int nper_task;
+	char *mark_prefix;         /* td.mark_awaitee: an awaitee name (beginning) whose address each task reports */
+	uint64_t last_marked;      /* where the outermost marked awaitee of the last chain built is (tree depth 0) */
 	char *tag_prefix;          /* td.tag_awaitee: futures whose word at tag_path tags a chain level */
 	char *tag_path[8];
 	int ntag_path;
@@ -878,6 +880,7 @@ struct chain_state {
 	bool own;                  /* its file is the program's own (not a dependency's) */
 	bool has_awaitee;
 	bool per_task;             /* it awaits a future td.per_task_awaitee names */
+	bool marked;               /* it awaits a future td.mark_awaitee names */
 	Dwarf_Die awaitee_type;
 	uint64_t awaitee_off;
 	int nholds;
@@ -1074,8 +1077,8 @@ static int l_await_chain_at(lua_State *L)
 }
 
 /*
- * td.await_chains{nodes=, vtables=, states=, skip_mask=, tagged_max=, stage=function(vtable)}
- *   -> chains, reasons, leaves, tagged
+ * td.await_chains{nodes=, vtables=, states=, skip_mask=, tagged_max=, marked_max=, stage=function(vtable)}
+ *   -> chains, reasons, leaves, tagged, marked
  * td.await_chain_at for a whole column of tasks in one call: for task i,
  * unless states[i] & skip_mask, the chain of the future in its Stage, found at
  * nodes[i] + offset with stage(vtables[i]) -> StageType, offset (asked once
@@ -1086,7 +1089,8 @@ static int l_await_chain_at(lua_State *L)
  * tagged[i] is where the outermost future td.tag_awaitee tags in task i's
  * chain has the first field of the tag's path (a tracing Instrumented's
  * Span), for what is particular to the task: for the first tagged_max
- * (default 0) tasks that have one.
+ * (default 0) tasks that have one. marked[i]: where the outermost awaitee
+ * td.mark_awaitee names is in task i's chain, for the first marked_max.
  */
 #define TD_STAGE_CACHE 256
 static int l_await_chains(lua_State *L)
@@ -1103,6 +1107,7 @@ static int l_await_chains(lua_State *L)
 	luaL_checktype(L, stage_fn, LUA_TFUNCTION);
 	uint64_t skip = (uint64_t)spec_int(L, 1, "skip_mask", 0);
 	lua_Integer tagged_max = spec_int(L, 1, "tagged_max", 0), ntagged = 0;
+	lua_Integer marked_max = spec_int(L, 1, "marked_max", 0), nmarked = 0;
 	lua_Integer n = (lua_Integer)lua_rawlen(L, nodes);
 	lua_createtable(L, (int)n, 0);
 	int chains = lua_gettop(L);
@@ -1112,6 +1117,8 @@ static int l_await_chains(lua_State *L)
 	int leaves = lua_gettop(L);
 	lua_newtable(L);
 	int tagged = lua_gettop(L);
+	lua_newtable(L);
+	int marked = lua_gettop(L);
 	struct { uint64_t vtable; bool has; Dwarf_Die type; uint64_t offset; } cache[TD_STAGE_CACHE];
 	int ncache = 0;
 	for (lua_Integer i = 1; i <= n; i++) {
@@ -1147,11 +1154,17 @@ static int l_await_chains(lua_State *L)
 			continue;
 		uint64_t leaf = 0;
 		get_lua(L)->last_tagged = 0;
+		get_lua(L)->last_marked = 0;
 		int pushed = push_stage_chain(L, &cache[c].type, node + cache[c].offset, &leaf);
 		if (get_lua(L)->last_tagged && ntagged < tagged_max) {
 			ntagged++;
 			lua_pushinteger(L, (lua_Integer)get_lua(L)->last_tagged);
 			lua_rawseti(L, tagged, i);
+		}
+		if (get_lua(L)->last_marked && nmarked < marked_max) {
+			nmarked++;
+			lua_pushinteger(L, (lua_Integer)get_lua(L)->last_marked);
+			lua_rawseti(L, marked, i);
 		}
 		if (pushed == 1) {
 			lua_rawseti(L, chains, i);
@@ -1164,7 +1177,7 @@ static int l_await_chains(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	return 4;
+	return 5;
 }
 
 /* Pushes one level of a chain; addr is the state machine's address, or 0 for a shared chain. */
@@ -1353,6 +1366,7 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 			const char *aw = st->has_awaitee ? dwarf_diename(&st->awaitee_type) : NULL;
 			for (int p = 0; aw && p < lua->nper_task; p++)
 				st->per_task |= strncmp(aw, lua->per_task[p], strlen(lua->per_task[p])) == 0;
+			st->marked = aw && lua->mark_prefix && strncmp(aw, lua->mark_prefix, strlen(lua->mark_prefix)) == 0;
 		}
 		per_task |= st->nholds > 0 || st->per_task;
 		sts[depth] = st;
@@ -1383,8 +1397,16 @@ static int push_await_chain(lua_State *L, struct td_value v, uint64_t *leaf)
 		nforked = 0;
 		td_future_inner_async(&v);
 	}
-	if (lua->tree_depth == 0)
+	if (lua->tree_depth == 0) {
 		lua->last_tagged = tagged;
+		/* The outermost marked awaitee (a Timeout): where it is, for the task (the chain may be shared). */
+		lua->last_marked = 0;
+		for (int i = 0; i < depth && lua->mark_prefix; i++)
+			if (sts[i]->marked && sts[i]->has_awaitee) {
+				lua->last_marked = addrs[i] + sts[i]->awaitee_off;
+				break;
+			}
+	}
 	/*
 	 * The innermost awaited future polls several futures at once (select!,
 	 * join! through a tuple it points at; futures-util's select()/join()
@@ -1534,6 +1556,23 @@ static int l_per_task_awaitee(lua_State *L)
 	if (!(lua->per_task[lua->nper_task] = strdup(name)))
 		return luaL_error(L, "out of memory");
 	lua->nper_task++;
+	return 0;
+}
+
+/*
+ * td.mark_awaitee(prefix): a future whose DWARF name begins with prefix
+ * awaited by an async fn ("Timeout<") is marked: td.await_chains reports,
+ * per task, where the outermost one is (its 5th result), whether or not the
+ * chain is shared. Costs nothing per task beyond a flag per chain level.
+ */
+static int l_mark_awaitee(lua_State *L)
+{
+	struct td_lua *lua = get_lua(L);
+	const char *prefix = luaL_checkstring(L, 1);
+	if (lua->mark_prefix)
+		return luaL_error(L, "td.mark_awaitee: one prefix");
+	if (!(lua->mark_prefix = strdup(prefix)))
+		return luaL_error(L, "out of memory");
 	return 0;
 }
 
@@ -2007,6 +2046,7 @@ static const luaL_Reg td_functions[] = {
 	{ "await_chain_at", l_await_chain_at }, { "await_chains", l_await_chains },
 	{ "macro_site", l_macro_site }, { "find_inside", l_find_inside },
 	{ "per_task_awaitee", l_per_task_awaitee }, { "tag_awaitee", l_tag_awaitee },
+	{ "mark_awaitee", l_mark_awaitee },
 	{ "prewarm", l_prewarm },
 	{ NULL, NULL },
 };
@@ -2067,6 +2107,7 @@ void td_lua_destroy(struct td_lua *lua)
 	free(lua->plugin_path);
 	for (int i = 0; i < lua->nper_task; i++)
 		free(lua->per_task[i]);
+	free(lua->mark_prefix);
 	for (int i = 0; i < lua->ntag_path; i++)
 		free(lua->tag_path[i]);
 	free(lua->tag_prefix);

@@ -328,6 +328,19 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 	struct json_object *w;
 	if (json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind"))
 		print_waiting_on(out, w);
+	/* Awaited inside timeout(): when that gives up (unless the timer is what it waits on, shown just above). */
+	double left, deadline;
+	bool on_timer = json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind") &&
+			strcmp(str(w, "kind"), "tokio::time::Sleep") == 0;
+	if (!on_timer && json_object_object_get_ex(t, "timeout", &w) && w) {
+		if (real(w, "remaining_ms", &left)) {
+			fprintf(out, left >= 0 ? " [timeout in " : " [timeout overdue by ");
+			print_duration(out, left >= 0 ? left : -left);
+			fputc(']', out);
+		} else if (real(w, "deadline_ms", &deadline)) {
+			fprintf(out, " [timeout at %.3f s on the monotonic clock]", deadline / 1000);
+		}
+	}
 	fputc('\n', out);
 	struct json_object *bt;
 	if (chains && json_object_object_get_ex(t, "backtrace", &bt) && bt)

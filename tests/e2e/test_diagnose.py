@@ -185,6 +185,27 @@ def check_starved(doc, live):
     assert starve["threads"] == blocking["threads"]
 
 
+def check_timeout_stall(doc, live):
+    # A handler awaits its reply inside timeout(20 ms) on a current-thread
+    # runtime whose only thread is blocked in block_on: the timeout never
+    # fires. Live, its deadline is long past and nothing runs the driver; a
+    # core records no "now": only the blocked block_on is told.
+    kinds = [f["kind"] for f in doc["findings"]]
+    assert kinds == ["starvation"] * live + ["blocking_in_async"], kinds
+    blocking = doc["findings"][-1]
+    assert blocking["tasks"] == [] and at("diag_timeout_stall", "main_block") in blocking["summary"]
+    if live:
+        stall = doc["findings"][0]
+        assert tasks_of(stall) == [(1, "diag_timeout_stall::fetch_with_deadline")]
+        assert re.fullmatch(r"1 task of runtime 1 \(current_thread\) waits on timers that expired up to "
+                            r"[0-9.]+ (s|ms) ago: nothing runs the runtime's timer and I/O driver", stall["summary"])
+        assert re.search(r"^task 1 `diag_timeout_stall::fetch_with_deadline` awaits tokio::sync::oneshot::Receiver at "
+                         + re.escape(at("diag_timeout_stall", "reply_await"))
+                         + r" inside a tokio::time::timeout whose deadline passed [0-9.]+ (s|ms) ago$",
+                         stall["evidence"][0]), stall["evidence"]
+        assert stall["threads"] == blocking["threads"]
+
+
 def check_wrapped(doc, live):
     # Lock-order inversion whose edges lie inside wrapper futures: one task
     # awaits its locks through tokio::time::timeout, the other is spawned as a
@@ -389,6 +410,7 @@ CASES = {
     "diag_channels": check_channels,
     "diag_lost_waker": check_lost_waker,
     "diag_starved": check_starved,
+    "diag_timeout_stall": check_timeout_stall,
     "diag_sleep_loop": check_sleep_loop,
     "diag_wrapped": check_wrapped,
     "diag_select": check_select,

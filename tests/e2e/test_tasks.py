@@ -537,6 +537,13 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
             got = {t["id"]: t for t in rt["tasks"]}
             assert sorted(got) == [3, 4]
             deadline, traced = got[3], got[4]
+            # The chain goes on inside timeout(1 h): the timeout's own deadline is the task's
+            # (live: the time left; a core has no "now"); the other task is in none.
+            limit = deadline["timeout"]
+            assert limit["kind"] == "tokio::time::Sleep" and limit["deadline_ms"] > 0
+            if doc["target"]["kind"] == "process":
+                assert 3_500_000 < limit["remaining_ms"] <= 3_600_000, limit
+            assert "timeout" not in traced
             assert (deadline["name"], traced["name"]) == ("diag_wrapped::settle_with_deadline", "diag_wrapped::Traced")
             top = [(aw["name"], aw["state"], aw["file"], aw["line"]) for aw in deadline["backtrace"][:2]]
             assert top == [("diag_wrapped::settle_with_deadline", "Suspend0", src, lines["timeout_await"]),
@@ -564,7 +571,8 @@ def test_chain_through_wrapper_futures(rust_bin, tmp_path):
         # The text leads with the user's code: its async fn and its own line.
         text = run("tasks", target.pid).stdout
         assert re.search(rf"\n +3  idle +diag_wrapped::settle_with_deadline at {src}:{lines['settle_second_lock']} "
-                         r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
+                         r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\) "
+                         r"\[timeout in 59m5\ds\]\n", text), text
         assert re.search(rf"\n +4  idle +diag_wrapped::refund \(in diag_wrapped::Traced\) \[span refund\{{account=2\}}\] at {src}:{lines['refund_second_lock']} "
                          r"awaiting tokio::sync::batch_semaphore::Acquire \(tokio::sync::Mutex 0x[0-9a-f]+\)\n", text), text
         assert_untouched(target.pid)
