@@ -5,7 +5,7 @@
 -- (sorted by name). A detector is a function in the `detectors` table:
 --   detectors.NAME = function(ctx, ix) return { FINDING, ... } end
 -- ctx = { model = the runtime plugin's model (runtimes, tasks), samples = the
--- plugin's samples (live targets), threads = THREAD objects of CLI.md with
+-- plugin's samples (live targets), threads = THREAD objects of docs/cli-contract.md with
 -- frames, options = { live, window_ms, interval_ms, greedy_threshold_ms } };
 -- ix = the index built below. See docs/diagnose.md.
 
@@ -236,7 +236,7 @@ function holder_where(h)
   return string.format("`%s` in %s", h.name or "?", short_fn(h["function"]))
 end
 
--- A finding as CLI.md defines it (extra key: fix).
+-- A finding as docs/cli-contract.md defines it (extra key: fix).
 function finding(kind, summary, f)
   return {
     kind = kind, summary = summary,

@@ -7,7 +7,7 @@
 #include "snapshot/snapshot.h"
 #include "util/error.h"
 
-/* Exit codes of docs/CLI.md. */
+/* Exit codes of docs/cli-contract.md. */
 enum {
 	TD_EXIT_OK = 0,
 	TD_EXIT_FINDINGS = 1,

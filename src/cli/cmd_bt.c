@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/session.h"
 #include "lua/binding.h"
 #include "model/threads.h"
 #include "report/bt.h"
@@ -16,7 +17,7 @@ static const char bt_help[] =
 	"TARGET is a process id or a core file. A live process is stopped only while its\n"
 	"registers and stack tops are copied (well under a millisecond), then runs on.\n"
 	"\n"
-	"  --json       one JSON object on stdout (see docs/CLI.md)\n"
+	"  --json       one JSON object on stdout (see docs/cli-contract.md)\n"
 	"  --exe PATH   the executable, when a core file's notes do not lead to it\n"
 	"  --help       this text\n";
 
@@ -25,17 +26,11 @@ static const char bt_help[] =
  * read during the stop. It is a nicety: if the plugin cannot help (no tokio,
  * no plugin), bt goes on with task null.
  */
-struct bt_job {
-	char *plugin_path;
-	struct td_lua *lua;
-	struct json_object *current;   /* [{tid, task}] */
-};
-
 static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
 {
-	struct bt_job *job = arg;
-	if (job->plugin_path)
-		td_error_destroy(td_lua_open_plugin(snap, job->plugin_path, "prepare_threads", &job->lua));
+	struct td_session *s = arg;
+	if (s->plugin_path)
+		td_error_destroy(td_lua_open_plugin(snap, s->plugin_path, "prepare_threads", &s->lua));
 	return NULL;
 }
 
@@ -44,19 +39,10 @@ static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
  * reads still give what the thread was polling then, and the target does not
  * wait for them.
  */
-static void bt_current_tasks(struct bt_job *job)
+static void bt_current_tasks(struct td_session *s)
 {
-	if (!job->lua)
-		return;
-	struct td_error *err = td_lua_call_plugin(job->lua, "current_tasks", false, &job->current);
-	td_error_destroy(err);
-}
-
-static void bt_job_deinit(struct bt_job *job)
-{
-	json_object_put(job->current);  /* before the Lua state whose strings it borrows */
-	td_lua_destroy(job->lua);
-	free(job->plugin_path);
+	if (s->lua)
+		td_error_destroy(td_lua_call_plugin(s->lua, "current_tasks", false, &s->result));
 }
 
 static void assign_tasks(struct td_thread_list *list, struct json_object *current)
@@ -83,50 +69,25 @@ int td_cmd_bt(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false;
-	const char *exe = NULL;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'e': exe = optarg; break;
-		case 'h': fputs(bt_help, stdout); return TD_EXIT_OK;
-		default:
-			return td_cli_usage("bt", "unknown option %s", argv[optind - 1]);
-		}
+	struct td_session s = { .command = "bt" };
+	int code = td_session_parse(&s, argc, argv, options, bt_help, 1, NULL, NULL, NULL);
+	if (code != -1)
+		return code;
+	/* Optional: without a plugin there are stacks all the same. */
+	struct td_error *err = td_session_find_plugin(&s, "tokio", true);
+	if (!err)
+		err = td_session_open(&s, bt_before_stop, NULL, &s);
+	if (!err)
+		err = td_session_threads(&s);
+	if (!err) {
+		bt_current_tasks(&s);
+		assign_tasks(s.threads, s.result);
+		if (s.json)
+			td_report_bt_json(stdout, s.snap, s.threads);
+		else
+			td_report_bt_text(stdout, s.snap, s.threads);
+		td_timing_mark("output");
+		td_timing_report();
 	}
-	if (optind + 1 != argc)
-		return td_cli_usage("bt", optind == argc ? "TARGET is missing" : "too many arguments");
-
-	struct bt_job job = { 0 };
-	struct td_error *perr = td_lua_find_plugin("tokio", NULL, &job.plugin_path);
-	td_error_destroy(perr);
-	struct td_snapshot *snap;
-	struct td_error *err = td_cli_snapshot_with(argv[optind], exe, bt_before_stop, NULL, &job, &snap);
-	if (err) {
-		bt_job_deinit(&job);
-		return td_cli_fail(err);
-	}
-	struct td_thread_list *list;
-	err = td_thread_list_build(snap, &list);
-	if (err) {
-		bt_job_deinit(&job);
-		td_snapshot_destroy(snap);
-		return td_cli_fail(err);
-	}
-	bt_current_tasks(&job);
-	assign_tasks(list, job.current);
-	if (json)
-		td_report_bt_json(stdout, snap, list);
-	else
-		td_report_bt_text(stdout, snap, list);
-	td_timing_mark("output");
-	bt_job_deinit(&job);
-	td_thread_list_destroy(list);
-	td_snapshot_destroy(snap);
-	td_timing_mark("cleanup");
-	td_timing_report();
-	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;
+	return td_session_end(&s, err, TD_EXIT_OK);
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/session.h"
 #include "lua/binding.h"
 #include "model/threads.h"
 #include "report/bt.h"
@@ -43,8 +44,8 @@ static const char diagnose_help[] =
 	"  --plugins DIR           look for runtime plugins in DIR first\n";
 
 struct diagnose_job {
-	const char *plugin_path;
-	struct td_lua *lua;
+	struct td_session *s;
+	double window_ms, greedy_ms, interval_ms;
 	unsigned samples;            /* stops taken (live) */
 	uint64_t max_stopped_ns;
 };
@@ -52,9 +53,9 @@ struct diagnose_job {
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
-	struct td_error *err = td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
+	struct td_error *err = td_lua_open_plugin(snap, job->s->plugin_path, "prepare", &job->s->lua);
 	if (!err)
-		td_cli_reserve_cache(snap, job->lua);
+		td_cli_reserve_cache(snap, job->s->lua);
 	return err;
 }
 
@@ -62,7 +63,7 @@ static struct td_error *sample_while_stopped(struct td_snapshot *snap, void *arg
 {
 	struct diagnose_job *job = arg;
 	(void)snap;
-	return td_lua_call_stopped(job->lua, "sample");
+	return td_lua_call_stopped(job->s->lua, "sample");
 }
 
 /* The last stop of a window (or a core's only one): a sample, then the full walk. */
@@ -70,7 +71,7 @@ static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
 	struct td_error *err = sample_while_stopped(snap, arg);
-	return err ? err : td_lua_call_plugin(job->lua, "snapshot", true, NULL);
+	return err ? err : td_lua_call_plugin(job->s->lua, "snapshot", true, NULL);
 }
 
 /* The first stop: a live target's first sample, or all a core file gives. */
@@ -149,105 +150,77 @@ static struct td_error *watch(struct td_snapshot *snap, struct diagnose_job *job
 	return err;
 }
 
+static int diagnose_option(struct td_session *s, int c, const char *arg, void *ctx)
+{
+	struct diagnose_job *job = ctx;
+	double *dst = c == 'w' ? &job->window_ms : c == 'g' ? &job->greedy_ms : c == 'i' ? &job->interval_ms : NULL;
+	if (dst && !parse_duration_ms(arg, dst))
+		return td_cli_usage(s->command, "bad duration '%s' (write e.g. 500ms or 2s)", arg);
+	return -1;
+}
+
 int td_cmd_diagnose(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "json", no_argument, NULL, 'j' },
+		TD_SESSION_OPTIONS,
 		{ "window", required_argument, NULL, 'w' },
 		{ "greedy-threshold", required_argument, NULL, 'g' },
 		{ "interval", required_argument, NULL, 'i' },
-		{ "exe", required_argument, NULL, 'e' },
-		{ "plugins", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false;
-	double window_ms = 1000, greedy_ms = 100, interval_ms = 25;
-	const char *exe = NULL, *plugins = NULL;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'w':
-		case 'g':
-		case 'i': {
-			double *dst = c == 'w' ? &window_ms : c == 'g' ? &greedy_ms : &interval_ms;
-			if (!parse_duration_ms(optarg, dst))
-				return td_cli_usage("diagnose", "bad duration '%s' (write e.g. 500ms or 2s)", optarg);
-			break;
-		}
-		case 'e': exe = optarg; break;
-		case 'p': plugins = optarg; break;
-		case 'h': fputs(diagnose_help, stdout); return TD_EXIT_OK;
-		default: return td_cli_usage("diagnose", "unknown option %s", argv[optind - 1]);
-		}
-	}
-	if (optind + 1 != argc)
-		return td_cli_usage("diagnose", optind == argc ? "TARGET is missing" : "too many arguments");
-	if (interval_ms < 1)
+	struct td_session s = { .command = "diagnose" };
+	struct diagnose_job job = { .s = &s, .window_ms = 1000, .greedy_ms = 100, .interval_ms = 25 };
+	int code = td_session_parse(&s, argc, argv, options, diagnose_help, 1, diagnose_option, &job, NULL);
+	if (code != -1)
+		return code;
+	if (job.interval_ms < 1)
 		return td_cli_usage("diagnose", "--interval must be at least 1ms");
 
-	struct diagnose_job job = { 0 };
-	char *plugin_path = NULL, *detectors = NULL;
-	struct td_error *err = td_lua_find_plugin("tokio", plugins, &plugin_path);
-	if (!err)
-		err = td_lua_find_detectors(&detectors);
-	if (err) {
-		free(plugin_path);
-		return td_cli_fail(err);
-	}
-	job.plugin_path = plugin_path;
-	struct td_snapshot *snap = NULL;
-	struct td_thread_list *list = NULL;
+	char *detectors = NULL;
 	struct json_object *threads = NULL, *opts = NULL, *findings = NULL;
 	bool live = false;
-	int code = TD_EXIT_OK;
-	err = td_cli_snapshot_with(argv[optind], exe, prepare_before_stop, first_stop, &job, &snap);
-	if (!err && (live = snap->kind == TD_SNAPSHOT_LIVE)) {
-		note_stop(&job, snap);
-		err = watch(snap, &job, window_ms, interval_ms);
+	code = TD_EXIT_OK;
+	struct td_error *err = td_session_find_plugin(&s, "tokio", false);
+	if (!err)
+		err = td_lua_find_detectors(&detectors);
+	if (!err)
+		err = td_session_open(&s, prepare_before_stop, first_stop, &job);
+	if (!err && (live = s.snap->kind == TD_SNAPSHOT_LIVE)) {
+		note_stop(&job, s.snap);
+		err = watch(s.snap, &job, job.window_ms, job.interval_ms);
 	}
 	td_timing_mark("watch");
 	if (!err)
-		err = td_thread_list_build(snap, &list);
-	if (err)
-		goto out;
-	threads = json_object_new_array();
-	for (size_t i = 0; i < list->count; i++)
-		json_object_array_add(threads, td_report_thread_json(&list->threads[i]));
-	opts = json_object_new_object();
-	json_object_object_add(opts, "live", json_object_new_boolean(live));
-	json_object_object_add(opts, "window_ms", json_object_new_double(live ? window_ms : 0));
-	json_object_object_add(opts, "interval_ms", json_object_new_double(interval_ms));
-	json_object_object_add(opts, "greedy_threshold_ms", json_object_new_double(greedy_ms));
-	err = td_lua_diagnose(job.lua, detectors, threads, opts, &findings);
-	td_timing_mark("detectors");
-	if (err)
-		goto out;
-	struct td_diagnose_run run = {
-		.window_ms = live ? window_ms : 0, .snapshots = live ? job.samples : 1,
-		.max_stopped_us = job.max_stopped_ns / 1000, .threads = list->count,
-	};
-	if (json)
-		td_report_diagnose_json(stdout, snap, &run, findings);
-	else
-		td_report_diagnose_text(stdout, snap, &run, findings);
-	td_timing_mark("output");
-	td_timing_report();
-	code = json_object_array_length(td_diagnose_findings(findings)) > 0 ? TD_EXIT_FINDINGS : TD_EXIT_OK;
-	td_cli_exit_early(code);
-out:
-	json_object_put(findings);  /* before the Lua state whose strings it borrows */
+		err = td_session_threads(&s);
+	if (!err) {
+		threads = json_object_new_array();
+		for (size_t i = 0; i < s.threads->count; i++)
+			json_object_array_add(threads, td_report_thread_json(&s.threads->threads[i]));
+		opts = json_object_new_object();
+		json_object_object_add(opts, "live", json_object_new_boolean(live));
+		json_object_object_add(opts, "window_ms", json_object_new_double(live ? job.window_ms : 0));
+		json_object_object_add(opts, "interval_ms", json_object_new_double(job.interval_ms));
+		json_object_object_add(opts, "greedy_threshold_ms", json_object_new_double(job.greedy_ms));
+		err = td_lua_diagnose(s.lua, detectors, threads, opts, &findings);
+		s.result = findings;   /* freed with the session, before the Lua state whose strings it borrows */
+		td_timing_mark("detectors");
+	}
+	if (!err) {
+		struct td_diagnose_run run = {
+			.window_ms = live ? job.window_ms : 0, .snapshots = live ? job.samples : 1,
+			.max_stopped_us = job.max_stopped_ns / 1000, .threads = s.threads->count,
+		};
+		if (s.json)
+			td_report_diagnose_json(stdout, s.snap, &run, findings);
+		else
+			td_report_diagnose_text(stdout, s.snap, &run, findings);
+		td_timing_mark("output");
+		td_timing_report();
+		code = json_object_array_length(td_diagnose_findings(findings)) > 0 ? TD_EXIT_FINDINGS : TD_EXIT_OK;
+		td_cli_exit_early(code);
+	}
 	json_object_put(threads);
 	json_object_put(opts);
-	td_lua_destroy(job.lua);
-	td_thread_list_destroy(list);
-	td_snapshot_destroy(snap);
-	free(plugin_path);
 	free(detectors);
-	if (err)
-		return td_cli_fail(err);
-	return fflush(stdout) == 0 ? code : TD_EXIT_FAILED;
+	return td_session_end(&s, err, code);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/session.h"
 #include "lua/binding.h"
 #include "value/program.h"
 
@@ -54,28 +55,18 @@ int td_cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *exe = NULL;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
-		switch (c) {
-		case 'e': exe = optarg; break;
-		case 'h': fputs(run_help, stdout); return TD_EXIT_OK;
-		default: return td_cli_usage("run", "unknown option %s", argv[optind - 1]);
-		}
-	}
-	if (argc - optind < 2)
+	struct td_session s = { .command = "run" };
+	int first;
+	int code = td_session_parse(&s, argc, argv, options, run_help, 0, NULL, NULL, &first);
+	if (code != -1)
+		return code;
+	if (argc - first < 2)
 		return td_cli_usage("run", "SCRIPT.lua and TARGET are needed");
-	struct run_job job = { argv[optind], argv + optind + 2, argc - optind - 2, NULL };
-	struct td_snapshot *snap;
-	struct td_error *err = td_cli_snapshot_with(argv[optind + 1], exe, NULL, run_while_stopped, &job, &snap);
-	if (err)
-		return td_cli_fail(err);
-	if (job.output) {
+	struct run_job job = { argv[first], argv + first + 2, argc - first - 2, NULL };
+	s.target = argv[first + 1];
+	struct td_error *err = td_session_open(&s, NULL, run_while_stopped, &job);
+	if (!err && job.output)
 		puts(job.output);
-		free(job.output);
-	}
-	td_snapshot_destroy(snap);
-	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;
+	free(job.output);
+	return td_session_end(&s, err, TD_EXIT_OK);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/session.h"
 #include "lua/binding.h"
 #include "model/threads.h"
 #include "report/bt.h"
@@ -25,20 +26,14 @@ static const char tasks_help[] =
 	"  --exe PATH     the executable, when a core file's notes do not lead to it\n"
 	"  --plugins DIR  look for runtime plugins in DIR first\n";
 
-struct tasks_job {
-	const char *plugin_path;
-	struct td_lua *lua;
-	struct json_object *model;
-};
-
 /* Types, offsets and plugin set-up: everything that does not need the target stopped. */
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
-	struct tasks_job *job = arg;
-	struct td_error *err = td_lua_open_plugin(snap, job->plugin_path, "prepare", &job->lua);
+	struct td_session *s = arg;
+	struct td_error *err = td_lua_open_plugin(snap, s->plugin_path, "prepare", &s->lua);
 	td_timing_mark("plugin prepare");
 	if (!err) {
-		td_cli_reserve_cache(snap, job->lua);
+		td_cli_reserve_cache(snap, s->lua);
 		td_timing_mark("page cache reserved");
 	}
 	return err;
@@ -46,9 +41,9 @@ static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 
 static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
-	struct tasks_job *job = arg;
+	struct td_session *s = arg;
 	(void)snap;
-	struct td_error *err = td_lua_call_stopped(job->lua, "snapshot");
+	struct td_error *err = td_lua_call_stopped(s->lua, "snapshot");
 	td_timing_mark("runtime walk");
 	return err;
 }
@@ -58,93 +53,56 @@ static struct td_error *write_runtimes(FILE *out, void *lua)
 	return td_lua_result_write_json(lua, "runtimes", out);
 }
 
-static void job_deinit(struct tasks_job *job)
+static int tasks_option(struct td_session *s, int c, const char *arg, void *ctx)
 {
-	json_object_put(job->model);  /* before the Lua state whose strings it borrows */
-	td_lua_destroy(job->lua);
+	(void)s;
+	(void)arg;
+	struct td_tasks_text_options *text = ctx;
+	if (c == 'c')
+		text->chains = true;
+	else if (c == 'a')
+		text->all = true;
+	return -1;
 }
 
 int td_cmd_tasks(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "json", no_argument, NULL, 'j' },
+		TD_SESSION_OPTIONS,
 		{ "chains", no_argument, NULL, 'c' },
 		{ "all", no_argument, NULL, 'a' },
-		{ "exe", required_argument, NULL, 'e' },
-		{ "plugins", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false;
+	struct td_session s = { .command = "tasks" };
 	struct td_tasks_text_options text = { 0 };
-	const char *exe = NULL, *plugins = NULL;
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'c': text.chains = true; break;
-		case 'a': text.all = true; break;
-		case 'e': exe = optarg; break;
-		case 'p': plugins = optarg; break;
-		case 'h': fputs(tasks_help, stdout); return TD_EXIT_OK;
-		default: return td_cli_usage("tasks", "unknown option %s", argv[optind - 1]);
-		}
-	}
-	if (optind + 1 != argc)
-		return td_cli_usage("tasks", optind == argc ? "TARGET is missing" : "too many arguments");
-
-	struct tasks_job job = { 0 };
-	char *plugin_path;
-	struct td_error *err = td_lua_find_plugin("tokio", plugins, &plugin_path);
-	if (err)
-		return td_cli_fail(err);
-	job.plugin_path = plugin_path;
-	struct td_snapshot *snap;
-	err = td_cli_snapshot_with(argv[optind], exe, prepare_before_stop, walk_while_stopped, &job, &snap);
-	free(plugin_path);
-	if (err) {
-		job_deinit(&job);
-		return td_cli_fail(err);
-	}
+	int code = td_session_parse(&s, argc, argv, options, tasks_help, 1, tasks_option, &text, NULL);
+	if (code != -1)
+		return code;
+	struct td_error *err = td_session_find_plugin(&s, "tokio", false);
+	if (!err)
+		err = td_session_open(&s, prepare_before_stop, walk_while_stopped, &s);
 	/*
 	 * The target runs again: what is left is DWARF work (names). JSON goes
 	 * out straight from the plugin's tables (a json-c tree of 100,000 tasks
 	 * costs more than the rest); the text report reads a json-c model.
 	 */
-	struct td_thread_list *list = NULL;
-	struct td_task_on *on = NULL;
-	if (json)
-		err = td_lua_call_keep(job.lua, "finish");
-	else
-		err = td_lua_call_plugin(job.lua, "finish", false, &job.model);
 	if (!err)
-		err = td_thread_list_build(snap, &list);
-	if (!err && json && !(on = calloc(list->count + 1, sizeof(*on))))
+		err = s.json ? td_lua_call_keep(s.lua, "finish") : td_lua_call_plugin(s.lua, "finish", false, &s.result);
+	if (!err)
+		err = td_session_threads(&s);
+	struct td_task_on *on = NULL;
+	if (!err && s.json && !(on = calloc(s.threads->count + 1, sizeof(*on))))
 		err = &td_enomem;
-	if (err) {
-		free(on);
-		td_thread_list_destroy(list);
-		job_deinit(&job);
-		td_snapshot_destroy(snap);
-		return td_cli_fail(err);
-	}
-	if (json) {
-		size_t non = td_lua_result_tasks_on(job.lua, on, list->count);
-		td_report_tasks_json(stdout, snap, list, on, non, write_runtimes, job.lua, &err);
-	} else {
-		td_report_tasks_text(stdout, snap, list, job.model, &text);
+	if (!err && s.json) {
+		size_t non = td_lua_result_tasks_on(s.lua, on, s.threads->count);
+		td_report_tasks_json(stdout, s.snap, s.threads, on, non, write_runtimes, s.lua, &err);
+	} else if (!err) {
+		td_report_tasks_text(stdout, s.snap, s.threads, s.result, &text);
 	}
 	td_timing_mark("output");
 	td_timing_report();
 	if (!err)
 		td_cli_exit_early(TD_EXIT_OK);
 	free(on);
-	job_deinit(&job);
-	td_thread_list_destroy(list);
-	td_snapshot_destroy(snap);
-	if (err)
-		return td_cli_fail(err);
-	return fflush(stdout) == 0 ? TD_EXIT_OK : TD_EXIT_FAILED;
+	return td_session_end(&s, err, TD_EXIT_OK);
 }

@@ -20,8 +20,6 @@ static const char main_help[] =
 	"  tasks     every async task: state, future, await chain\n"
 	"  diagnose  run every detector, print findings\n"
 	"  run       run a Lua diagnosis script against TARGET\n"
-	"  attach    interactive session on a live process              (not yet built)\n"
-	"  core      interactive session on a core dump                 (not yet built)\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
@@ -102,10 +100,11 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 	return td_snapshot_open_core(target, &opts, ret);
 }
 
-static int not_built(const char *command, const char *issue)
+/* The interactive sessions CLI.md names, not built yet: say so, and what works instead. */
+static int not_built(const char *command)
 {
-	fprintf(stderr, "taskdbg: `%s` is not built yet (%s); `taskdbg bt TARGET` works today.\n",
-		command, issue);
+	fprintf(stderr, "taskdbg: the interactive `%s` session is not built yet; "
+		"`taskdbg bt|tasks|diagnose|run TARGET` work today.\n", command);
 	return TD_EXIT_FAILED;
 }
 
@@ -134,7 +133,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "diagnose"))
 		return td_cmd_diagnose(argc - 1, argv + 1);
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
-		return not_built(cmd, "the interactive REPL comes after issue #3");
+		return not_built(cmd);
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
 }
 

@@ -1,4 +1,5 @@
 #include "lua/json_text.h"
+#include "util/hash.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -140,16 +141,11 @@ static void put_address(struct td_json_text *out, uint64_t a)
 	put(out, buf, len);
 }
 
-static size_t memo_hash(const void *key, size_t cap)
-{
-	return (size_t)(((uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-}
-
 static struct shared *memo_find(struct writer *w, const void *table)
 {
 	if (!w->capacity)
 		return NULL;
-	size_t j = memo_hash(table, w->capacity);
+	size_t j = td_hash_slot((uint64_t)(uintptr_t)(table), w->capacity);
 	while (w->memo[j].table) {
 		if (w->memo[j].table == table)
 			return &w->memo[j];
@@ -168,7 +164,7 @@ static void memo_add(struct writer *w, const void *table)
 		for (size_t i = 0; i < w->capacity; i++) {
 			if (!w->memo[i].table)
 				continue;
-			size_t j = memo_hash(w->memo[i].table, cap);
+			size_t j = td_hash_slot((uint64_t)(uintptr_t)(w->memo[i].table), cap);
 			while (grown[j].table)
 				j = (j + 1) & (cap - 1);
 			grown[j] = w->memo[i];
@@ -177,7 +173,7 @@ static void memo_add(struct writer *w, const void *table)
 		w->memo = grown;
 		w->capacity = cap;
 	}
-	size_t j = memo_hash(table, w->capacity);
+	size_t j = td_hash_slot((uint64_t)(uintptr_t)(table), w->capacity);
 	while (w->memo[j].table)
 		j = (j + 1) & (w->capacity - 1);
 	w->memo[j] = (struct shared){ .table = table };

@@ -4,7 +4,7 @@
  * and more time than the plugin that made the tables). The text streams to a
  * FILE through a small buffer.
  *
- * The same rules as binding.c's Lua-to-json-c conversion: a table with [1],
+ * The same rules as json.c's Lua-to-json-c conversion: a table with [1],
  * or whose metatable has __array, is an array; other tables are objects of
  * their string keys; the light userdata `null` (td.null) is null, others
  * (td.ptr) are "0x..." strings; nesting deeper than `max_depth` is null. A

@@ -3,7 +3,7 @@
  * inline frames, and the role each thread plays.
  *
  * Roles come from the stack (tokio's worker loop, its blocking pool) until the
- * runtime plugins of issue #3 fill them from the runtime's own structures.
+ * runtime plugins (plugins/) fill them from the runtime's own structures.
  */
 #ifndef TD_MODEL_THREADS_H
 #define TD_MODEL_THREADS_H

@@ -1,4 +1,4 @@
-/* `taskdbg bt` output: the human text and the JSON of docs/CLI.md. */
+/* `taskdbg bt` output: the human text and the JSON of docs/cli-contract.md. */
 #ifndef TD_REPORT_BT_H
 #define TD_REPORT_BT_H
 
@@ -12,7 +12,7 @@
 /* The "target" object every JSON output starts with. Caller owns the result. */
 struct json_object *td_report_target_json(const struct td_snapshot *snap);
 
-/* One THREAD object of CLI.md. Caller owns the result. */
+/* One THREAD object of docs/cli-contract.md. Caller owns the result. */
 struct json_object *td_report_thread_json(const struct td_thread_view *v);
 
 void td_report_bt_json(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);

@@ -199,6 +199,12 @@ def test_help_and_version():
     assert r.returncode == 0 and "usage: taskdbg bt" in r.stdout
     r = run("--version")
     assert r.returncode == 0 and r.stdout.startswith("taskdbg ")
+    # The help lists only commands that work; the interactive sessions say they are not built.
+    commands = [line.split()[0] for line in run("--help").stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
+    assert commands == ["bt", "tasks", "diagnose", "run"]
+    for cmd in ("attach", "core"):
+        r = run(cmd, "1")
+        assert r.returncode == 2 and f"the interactive `{cmd}` session is not built yet" in r.stderr
 
 
 def test_core_with_impossible_segment(c_core, tmp_path):

@@ -1,0 +1,77 @@
+#include "cli/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+#include "lua/binding.h"
+#include "model/threads.h"
+
+int td_session_parse(struct td_session *s, int argc, char **argv, const struct option *options,
+		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
+		     void *ctx, int *first)
+{
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+		switch (c) {
+		case 'j': s->json = true; break;
+		case 'e': s->exe = optarg; break;
+		case 'p': s->plugins = optarg; break;
+		case 'h': fputs(help, stdout); return TD_EXIT_OK;
+		default: {
+			if (c == '?' || !own)
+				return td_cli_usage(s->command, "unknown option %s", argv[optind - 1]);
+			int r = own(s, c, optarg, ctx);
+			if (r != -1)
+				return r;
+		}
+		}
+	}
+	if (first)
+		*first = optind;
+	if (npos > 0) {
+		if (argc - optind != npos)
+			return td_cli_usage(s->command, argc - optind < npos ? "TARGET is missing" : "too many arguments");
+		s->target = argv[argc - 1];
+	}
+	return -1;
+}
+
+struct td_error *td_session_find_plugin(struct td_session *s, const char *name, bool optional)
+{
+	struct td_error *err = td_lua_find_plugin(name, s->plugins, &s->plugin_path);
+	if (err && optional) {
+		td_error_destroy(err);
+		return NULL;
+	}
+	return err;
+}
+
+struct td_error *td_session_open(struct td_session *s,
+				 struct td_error *(*before_stop)(struct td_snapshot *, void *),
+				 struct td_error *(*while_stopped)(struct td_snapshot *, void *), void *arg)
+{
+	return td_cli_snapshot_with(s->target, s->exe, before_stop, while_stopped, arg, &s->snap);
+}
+
+struct td_error *td_session_threads(struct td_session *s)
+{
+	return td_thread_list_build(s->snap, &s->threads);
+}
+
+int td_session_end(struct td_session *s, struct td_error *err, int code)
+{
+	if (!err)
+		td_cli_exit_early(code);
+	json_object_put(s->result);  /* before the Lua state whose strings it borrows */
+	td_lua_destroy(s->lua);
+	td_thread_list_destroy(s->threads);
+	td_snapshot_destroy(s->snap);
+	free(s->plugin_path);
+	*s = (struct td_session){ 0 };
+	if (err)
+		return td_cli_fail(err);
+	return fflush(stdout) == 0 ? code : TD_EXIT_FAILED;
+}

@@ -1,0 +1,70 @@
+/*
+ * One command's hold on its target: the options every command shares, the
+ * snapshot, the runtime plugin's Lua state, the thread list and a plugin
+ * result, torn down in one place (td_session_end), in the right order (a
+ * json-c result borrows the Lua state's strings; the snapshot goes last).
+ */
+#ifndef TD_CLI_SESSION_H
+#define TD_CLI_SESSION_H
+
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "snapshot/snapshot.h"
+#include "util/error.h"
+
+struct td_lua;
+struct td_thread_list;
+
+struct td_session {
+	const char *command;           /* "tasks": for usage messages */
+	/* The shared options (td_session_parse). */
+	bool json;
+	const char *exe, *plugins, *target;
+	/* Owned, freed by td_session_end. */
+	char *plugin_path;
+	struct td_snapshot *snap;
+	struct td_lua *lua;
+	struct td_thread_list *threads;
+	struct json_object *result;    /* a plugin call's result (borrows lua's strings) */
+};
+
+/* The shared options, for a command's getopt table: --json, --exe, --plugins, --help. */
+#define TD_SESSION_OPTIONS \
+	{ "json", no_argument, NULL, 'j' }, \
+	{ "exe", required_argument, NULL, 'e' }, \
+	{ "plugins", required_argument, NULL, 'p' }, \
+	{ "help", no_argument, NULL, 'h' }
+
+/*
+ * Parses argv with options (TD_SESSION_OPTIONS and the command's own, which
+ * own() handles: it returns -1 when done with one, else an exit code). Then
+ * npos positional arguments must follow (the last is TARGET), unless npos is
+ * 0 (the command takes what is left: s->target stays NULL, *first is where).
+ * Returns -1 to go on, else the exit code to return (help printed, or a
+ * usage error).
+ */
+int td_session_parse(struct td_session *s, int argc, char **argv, const struct option *options,
+		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
+		     void *ctx, int *first);
+
+/* The runtime plugin, by name; optional: none found is no error (plugin_path stays NULL). */
+struct td_error *td_session_find_plugin(struct td_session *s, const char *name, bool optional);
+
+/* A snapshot of s->target (td_cli_snapshot_with). */
+struct td_error *td_session_open(struct td_session *s,
+				 struct td_error *(*before_stop)(struct td_snapshot *, void *),
+				 struct td_error *(*while_stopped)(struct td_snapshot *, void *), void *arg);
+
+/* s->threads from the snapshot. */
+struct td_error *td_session_threads(struct td_session *s);
+
+/*
+ * The end of a command: with no error, exits at once with code (stdout
+ * flushed: td_cli_exit_early); otherwise frees everything and returns the
+ * exit code (err printed and freed, or a failed stdout flush).
+ */
+int td_session_end(struct td_session *s, struct td_error *err, int code);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * Lua to JSON and back: results kept from a plugin call written as JSON,
+ * a table met twice written once.
+ */
+#include "lua/internal.h"
+#include "util/hash.h"
+
+/* Tables converted so far in one conversion: a table met again is shared, not copied. */
+struct json_memo {
+	const void **keys;
+	struct json_object **values;
+	size_t count, capacity;   /* capacity: power of two */
+};
+
+static struct json_object **json_memo_slot(struct json_memo *m, const void *key)
+{
+	if ((m->count + 1) * 2 > m->capacity) {
+		size_t cap = m->capacity ? m->capacity * 2 : 1024;
+		const void **keys = calloc(cap, sizeof(*keys));
+		struct json_object **values = calloc(cap, sizeof(*values));
+		if (!keys || !values) {
+			free(keys);
+			free(values);
+			return NULL;
+		}
+		for (size_t i = 0; i < m->capacity; i++) {
+			if (!m->keys[i])
+				continue;
+			size_t j = td_hash_slot((uint64_t)(uintptr_t)(m->keys[i]), cap);
+			while (keys[j])
+				j = (j + 1) & (cap - 1);
+			keys[j] = m->keys[i];
+			values[j] = m->values[i];
+		}
+		free(m->keys);
+		free(m->values);
+		m->keys = keys;
+		m->values = values;
+		m->capacity = cap;
+	}
+	size_t j = td_hash_slot((uint64_t)(uintptr_t)(key), m->capacity);
+	while (m->keys[j] && m->keys[j] != key)
+		j = (j + 1) & (m->capacity - 1);
+	if (!m->keys[j]) {
+		m->keys[j] = key;
+		m->count++;
+	}
+	return &m->values[j];
+}
+
+static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct json_memo *memo)
+{
+	idx = lua_absindex(L, idx);
+	switch (lua_type(L, idx)) {
+	case LUA_TLIGHTUSERDATA: {
+		if (lua_touserdata(L, idx) == &tdl_null_sentinel)
+			return NULL;
+		char buf[32];
+		return json_object_new_string(tdl_ptr_text(lua_touserdata(L, idx), buf, sizeof(buf)));
+	}
+	case LUA_TBOOLEAN:
+		return json_object_new_boolean(lua_toboolean(L, idx));
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return json_object_new_int64(lua_tointeger(L, idx));
+		return json_object_new_double(lua_tonumber(L, idx));
+	case LUA_TSTRING:
+		return json_object_new_string(lua_tostring(L, idx));
+	case LUA_TTABLE: {
+		if (depth >= TD_LUA_JSON_DEPTH)
+			return NULL;
+		const void *key = lua_topointer(L, idx);
+		struct json_object **shared = json_memo_slot(memo, key);
+		if (shared && *shared)
+			return json_object_get(*shared);
+		struct json_object *result;
+		if (td_json_is_array(L, idx)) {
+			result = json_object_new_array();
+			lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+			for (lua_Integer i = 1; i <= n; i++) {
+				lua_rawgeti(L, idx, i);
+				json_object_array_add(result, to_json_memo(L, -1, depth + 1, memo));
+				lua_pop(L, 1);
+			}
+		} else {
+			result = json_object_new_object();
+			lua_pushnil(L);
+			while (lua_next(L, idx)) {
+				/*
+				 * Keys are Lua's interned strings, alive as long as the
+				 * table (kept in the registry, see tdl_keep_alive): borrowed,
+				 * not copied; a Lua table's keys are unique.
+				 */
+				if (lua_type(L, -2) == LUA_TSTRING)
+					json_object_object_add_ex(result, lua_tostring(L, -2),
+								  to_json_memo(L, -1, depth + 1, memo),
+								  JSON_C_OBJECT_ADD_KEY_IS_NEW |
+								  JSON_C_OBJECT_KEY_IS_CONSTANT);
+				lua_pop(L, 1);
+			}
+		}
+		/*
+		 * The memo holds a reference of its own, dropped at the end. Its
+		 * slots move as it grows during the recursion: look this one up again.
+		 */
+		if ((shared = json_memo_slot(memo, key)))
+			*shared = json_object_get(result);
+		return result;
+	}
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * Keeps a result table (and so the strings its JSON borrows as keys) alive
+ * until the Lua state is destroyed, which must come after the JSON is freed.
+ */
+void tdl_keep_alive(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.results") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.results");
+	}
+	lua_pushvalue(L, idx);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_pop(L, 1);
+}
+
+struct json_object *tdl_to_json(lua_State *L, int idx, int depth)
+{
+	struct json_memo memo = { 0 };
+	struct json_object *result = to_json_memo(L, idx, depth, &memo);
+	for (size_t i = 0; i < memo.capacity; i++)
+		if (memo.keys[i])
+			json_object_put(memo.values[i]);
+	free(memo.keys);
+	free(memo.values);
+	return result;
+}
+
+/* Pushes the kept result's field key (nil if none). */
+static int push_result_field(lua_State *L, const char *key)
+{
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.result") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_pushnil(L);
+		return LUA_TNIL;
+	}
+	int type = lua_getfield(L, -1, key);
+	lua_remove(L, -2);
+	return type;
+}
+
+struct td_error *td_lua_result_write_json(struct td_lua *lua, const char *key, FILE *out)
+{
+	lua_State *L = lua->L;
+	if (push_result_field(L, key) == LUA_TNIL)
+		fputs("null", out);
+	else if (!td_json_write_lua(out, L, -1, TD_LUA_JSON_DEPTH, &tdl_null_sentinel)) {
+		lua_pop(L, 1);
+		return td_error_format(TD_ERR_INTERNAL, "cannot write the JSON of %s: %s", key,
+				       ferror(out) ? "output failed" : "out of memory");
+	}
+	lua_pop(L, 1);
+	return NULL;
+}
+
+size_t td_lua_result_tasks_on(struct td_lua *lua, struct td_task_on *on, size_t max)
+{
+	lua_State *L = lua->L;
+	size_t n = 0;
+	if (push_result_field(L, "runtimes") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	for (lua_Integer r = 1; lua_rawgeti(L, -1, r) == LUA_TTABLE; r++) {
+		if (lua_getfield(L, -1, "tasks") == LUA_TTABLE) {
+			for (lua_Integer t = 1; lua_rawgeti(L, -1, t) == LUA_TTABLE; t++) {
+				if (lua_getfield(L, -1, "running_on") == LUA_TNUMBER && n < max &&
+				    lua_getfield(L, -2, "id") == LUA_TNUMBER) {
+					on[n].tid = (int)lua_tointeger(L, -2);
+					on[n++].task = (long long)lua_tointeger(L, -1);
+					lua_pop(L, 1);
+				}
+				lua_pop(L, 2);
+			}
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 2);
+	return n;
+}
+
+/* JSON (json-c) to a Lua value: objects become tables, arrays sequences, null nil. */
+void tdl_push_json(lua_State *L, struct json_object *o, int depth)
+{
+	if (!o || depth > 64) {
+		lua_pushnil(L);
+		return;
+	}
+	switch (json_object_get_type(o)) {
+	case json_type_boolean: lua_pushboolean(L, json_object_get_boolean(o)); break;
+	case json_type_int: lua_pushinteger(L, (lua_Integer)json_object_get_int64(o)); break;
+	case json_type_double: lua_pushnumber(L, json_object_get_double(o)); break;
+	case json_type_string: lua_pushstring(L, json_object_get_string(o)); break;
+	case json_type_array: {
+		size_t n = json_object_array_length(o);
+		lua_createtable(L, (int)n, 0);
+		for (size_t i = 0; i < n; i++) {
+			tdl_push_json(L, json_object_array_get_idx(o, i), depth + 1);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		break;
+	}
+	case json_type_object:
+		lua_newtable(L);
+		json_object_object_foreach(o, key, val) {
+			tdl_push_json(L, val, depth + 1);
+			lua_setfield(L, -2, key);
+		}
+		break;
+	default: lua_pushnil(L); break;
+	}
+}
