@@ -217,7 +217,6 @@ int td_cmd_diagnose(int argc, char **argv)
 		td_timing_mark("output");
 		td_timing_report();
 		code = json_object_array_length(td_diagnose_findings(findings)) > 0 ? TD_EXIT_FINDINGS : TD_EXIT_OK;
-		td_cli_exit_early(code);
 	}
 	json_object_put(threads);
 	json_object_put(opts);

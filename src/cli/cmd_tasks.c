@@ -101,8 +101,6 @@ int td_cmd_tasks(int argc, char **argv)
 	}
 	td_timing_mark("output");
 	td_timing_report();
-	if (!err)
-		td_cli_exit_early(TD_EXIT_OK);
 	free(on);
 	return td_session_end(&s, err, TD_EXIT_OK);
 }
