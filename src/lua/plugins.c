@@ -197,22 +197,28 @@ static struct td_error *lua_files(const char *dir, char ***ret, size_t *nret)
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *e;
-	while ((e = readdir(d))) {
+	bool enomem = false;
+	while (!enomem && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
 			char **grown = realloc(names, cap * sizeof(*names));
-			if (!grown)
-				break;
-			names = grown;
+			if (!(enomem = !grown))
+				names = grown;
 		}
-		if (asprintf(&names[n], "%s/%s", dir, e->d_name) < 0)
-			break;
-		n++;
+		if (!enomem && !(enomem = asprintf(&names[n], "%s/%s", dir, e->d_name) < 0))
+			n++;
 	}
 	closedir(d);
+	/* Out of memory: no diagnosis, rather than one that silently skipped detectors. */
+	if (enomem) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return &td_enomem;
+	}
 	qsort(names, n, sizeof(*names), compare_names);
 	*ret = names;
 	*nret = n;
@@ -256,6 +262,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	for (int i = 0; extras[i]; i++) {
 		lua_getfield(L, plugin, extras[i]);
 		if (lua_isfunction(L, -1)) {
+			tdl_budget_start(lua, TD_LUA_OTHER_MS);   /* each call its own budget */
 			if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
 				err = tdl_plugin_failure(lua, extras[i]);
 				goto out;

@@ -89,7 +89,12 @@ static int l_walk_list(lua_State *L)
 	int fields = lua_gettop(L);
 	if (lua_istable(L, fields)) {
 		lua_pushnil(L);
-		while (lua_next(L, fields) && nfields < TD_WALK_MAX_FIELDS) {
+		while (lua_next(L, fields)) {
+			/* (lua_tostring on a number key would change it under lua_next: "invalid key to 'next'") */
+			if (lua_type(L, -2) != LUA_TSTRING)
+				return luaL_error(L, "td.walk_list: fields are named: fields = {name = {at = N}, ...}");
+			if (nfields == TD_WALK_MAX_FIELDS)
+				return luaL_error(L, "td.walk_list: at most %d fields", TD_WALK_MAX_FIELDS);
 			names[nfields] = lua_tostring(L, -2);  /* kept alive by the spec table */
 			spec_rel(L, lua_gettop(L), &rel[nfields]);
 			sizes[nfields] = (size_t)tdl_spec_int(L, lua_gettop(L), "size", 8);

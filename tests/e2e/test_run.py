@@ -43,6 +43,17 @@ def test_script_error_names_file_and_line(rust_stacks, tmp_path):
     assert_untouched(rust_stacks.pid)
 
 
+def test_walk_list_fields_must_be_named(rust_stacks, tmp_path):
+    """A spec mistake gets a message that says what to write, not Lua's internals."""
+    script = tmp_path / "walk.lua"
+    script.write_text("return td.walk_list{first = 0, next = {at = 0}, fields = {{at = 0}}}\n")
+    r = run("run", script, rust_stacks.pid)
+    assert r.returncode == 2
+    assert "td.walk_list: fields are named: fields = {name = {at = N}, ...}" in r.stderr, r.stderr
+    assert "invalid key to 'next'" not in r.stderr
+    assert_untouched(rust_stacks.pid)
+
+
 def test_run_usage():
     r = run("run", "only-a-script.lua")
     assert r.returncode == 64 and "SCRIPT.lua and TARGET are needed" in r.stderr
