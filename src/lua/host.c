@@ -7,7 +7,7 @@
 #include "lua/internal.h"
 
 /* Starts the budgets of one call. */
-void tdl_budget_start(struct td_lua *lua, unsigned limit_ms)
+static void tdl_budget_start(struct td_lua *lua, unsigned limit_ms)
 {
 	lua->instructions = 0;
 	lua->limit_ms = limit_ms;
@@ -217,6 +217,18 @@ int tdl_traceback(lua_State *L)
 	return 1;
 }
 
+int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms)
+{
+	lua_State *L = lua->L;
+	int handler = lua_gettop(L) - nargs;   /* where the function is: the handler goes below it */
+	lua_pushcfunction(L, tdl_traceback);
+	lua_insert(L, handler);
+	tdl_budget_start(lua, limit_ms);
+	int status = lua_pcall(L, nargs, nresults, handler);
+	lua_remove(L, handler);
+	return status;
+}
+
 /*
  * The error of a failed call of the plugin's `entry`, whose message is on
  * top of the stack. A plugin may explain its own failures: its optional
@@ -230,13 +242,11 @@ struct td_error *tdl_plugin_failure(struct td_lua *lua, const char *entry)
 	int top = lua_gettop(L);
 	const char *message = lua_isstring(L, top) ? lua_tostring(L, top) : "(no message)";
 	struct td_error *err = NULL;
-	lua_pushcfunction(L, tdl_traceback);
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
 	if (lua_istable(L, -1) && lua_getfield(L, -1, "explain") == LUA_TFUNCTION) {
 		lua_pushvalue(L, top);
 		lua_pushstring(L, entry);
-		tdl_budget_start(lua, TD_LUA_OTHER_MS);
-		if (lua_pcall(L, 2, 1, top + 1) == LUA_OK && lua_isstring(L, -1))
+		if (tdl_pcall(lua, 2, 1, TD_LUA_OTHER_MS) == LUA_OK && lua_isstring(L, -1))
 			err = td_error_format(TD_ERR_TARGET, "%s", lua_tostring(L, -1));
 	}
 	if (!err)
@@ -262,8 +272,6 @@ struct td_error *tdl_call_entry(struct td_lua *lua, const char *entry, unsigned 
 	lua_State *L = lua->L;
 	const char *path = lua->plugin_path ? lua->plugin_path : "(none)";
 	*called = false;
-	lua_pushcfunction(L, tdl_traceback);
-	int tb = lua_gettop(L);
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
 	if (!lua_istable(L, -1))
 		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
@@ -272,8 +280,7 @@ struct td_error *tdl_call_entry(struct td_lua *lua, const char *entry, unsigned 
 			return NULL;  /* optional entries (prepare) may be absent */
 		return td_error_format(TD_ERR_TARGET, "plugin %s has no function %s", path, entry);
 	}
-	tdl_budget_start(lua, limit_ms);
-	if (lua_pcall(L, 0, 1, tb) != LUA_OK)
+	if (tdl_pcall(lua, 0, 1, limit_ms) != LUA_OK)
 		return tdl_plugin_failure(lua, entry);
 	*called = true;
 	return NULL;

@@ -71,12 +71,18 @@ extern const char TDL_TYPE_MT[];
 /* td.null: a value for tables that stands for JSON null (Lua tables cannot hold nil). */
 extern char tdl_null_sentinel;
 
-void tdl_budget_start(struct td_lua *lua, unsigned limit_ms);
 struct td_lua *tdl_get(lua_State *L);
 int tdl_raise(lua_State *L, struct td_error *err);
 void tdl_push_sandbox(lua_State *L);
 int tdl_load_text_file(lua_State *L, const char *path);
 int tdl_traceback(lua_State *L);
+/*
+ * The one protected call into Lua: the function and its nargs arguments on
+ * top, a fresh budget (limit_ms of wall-clock time, the instruction count
+ * reset), the message handler (tdl_traceback) below it and gone after.
+ * Returns lua_pcall's status; the results (or the message) are on top.
+ */
+int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms);
 struct td_error *tdl_plugin_failure(struct td_lua *lua, const char *entry);
 struct td_error *tdl_call_entry(struct td_lua *lua, const char *entry, unsigned limit_ms,
 				   bool optional, bool *called);

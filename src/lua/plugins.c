@@ -9,7 +9,6 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	lua_pushcfunction(L, tdl_traceback);
 	/* Text only: a precompiled chunk could break the VM's invariants. */
 	if (tdl_load_text_file(L, path) != LUA_OK) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path, lua_tostring(L, -1));
@@ -18,8 +17,7 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 	}
 	tdl_push_sandbox(L);
 	lua_setupvalue(L, -2, 1);  /* the chunk's _ENV */
-	tdl_budget_start(lua, TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK || !lua_istable(L, -1)) {
+	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK || !lua_istable(L, -1)) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path,
 			lua_isstring(L, -1) ? lua_tostring(L, -1) : "did not return a table");
 		lua_settop(L, base);
@@ -98,7 +96,6 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	lua_pushcfunction(L, tdl_traceback);
 	if (tdl_load_text_file(L, path) != LUA_OK) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s: %s", path, lua_tostring(L, -1));
 		lua_settop(L, base);
@@ -112,8 +109,7 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 	}
 	lua_setfield(L, -2, "args");
 	lua_setupvalue(L, -2, 1);
-	tdl_budget_start(lua, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 0, 1, base + 1) != LUA_OK) {
+	if (tdl_pcall(lua, 0, 1, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS) != LUA_OK) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path,
 						       lua_tostring(L, -1));
 		lua_settop(L, base);
@@ -235,8 +231,6 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	size_t nfiles = 0;
 	if ((err = lua_files(dir, &files, &nfiles)))
 		return err;
-	lua_pushcfunction(L, tdl_traceback);
-	int tb = lua_gettop(L);
 	/* The context every detector gets: the runtime model, samples, threads, options. */
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
 	if (!lua_istable(L, -1)) {
@@ -247,8 +241,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	lua_createtable(L, 0, 5);
 	int ctx = lua_gettop(L);
 	lua_getfield(L, plugin, "finish");
-	tdl_budget_start(lua, TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
+	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
 		err = tdl_plugin_failure(lua, "finish");
 		goto out;
 	}
@@ -262,8 +255,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	for (int i = 0; extras[i]; i++) {
 		lua_getfield(L, plugin, extras[i]);
 		if (lua_isfunction(L, -1)) {
-			tdl_budget_start(lua, TD_LUA_OTHER_MS);   /* each call its own budget */
-			if (lua_pcall(L, 0, 1, tb) != LUA_OK) {
+			if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
 				err = tdl_plugin_failure(lua, extras[i]);
 				goto out;
 			}
@@ -295,8 +287,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		}
 		lua_pushvalue(L, env);
 		lua_setupvalue(L, -2, 1);
-		tdl_budget_start(lua, TD_LUA_OTHER_MS);
-		if (lua_pcall(L, 0, 0, tb) != LUA_OK) {
+		if (tdl_pcall(lua, 0, 0, TD_LUA_OTHER_MS) != LUA_OK) {
 			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
 			goto out;
 		}
@@ -309,8 +300,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		goto out;
 	}
 	lua_pushvalue(L, ctx);
-	tdl_budget_start(lua, TD_LUA_OTHER_MS);
-	if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
+	if (tdl_pcall(lua, 1, 1, TD_LUA_OTHER_MS) != LUA_OK) {
 		err = td_error_format(TD_ERR_TARGET, "diagnosis failed: %s", lua_tostring(L, -1));
 		goto out;
 	}
