@@ -1,8 +1,7 @@
 /*
  * The Lua VM a plugin, detector or script runs in: its sandbox (safe
  * libraries and `td`), its budgets (memory, instructions, wall-clock time), and
- * the protected call of a plugin's entries (tdl_call_entry; other entries
- * into Lua still set theirs up by hand: #12).
+ * the one protected call every entry into Lua goes through (tdl_pcall).
  */
 #include "lua/internal.h"
 
