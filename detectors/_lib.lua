@@ -1,28 +1,31 @@
 -- What every detector shares: an index of the model, how to read a stack,
 -- how a finding is made, and run_detectors, which `taskdbg diagnose` calls.
 --
--- All files of detectors/ run in one sandboxed environment, this one first
--- (sorted by name). A detector is a function in the `detectors` table:
---   detectors.NAME = function(ctx, ix) return { FINDING, ... } end
+-- A module (`local lib = require("_lib")`). A detector is a file of
+-- detectors/ that returns { name = KIND, severity = N, run = function(ctx, ix) }:
+-- run returns { FINDING, ... }; severity orders the findings (1 first).
 -- ctx = { model = the runtime plugin's model (runtimes, tasks), samples = the
 -- plugin's samples (live targets), threads = THREAD objects of docs/cli-contract.md with
--- frames, options = { live, window_ms, interval_ms, greedy_threshold_ms } };
--- ix = the index built below. See docs/diagnose.md.
+-- frames, options = { live, window_ms, interval_ms, greedy_threshold_ms },
+-- runtime = what the plugin declares (frames, resources, advice: docs/plugins.md) };
+-- ix = the index built below. Detectors see the runtime-neutral model only:
+-- no runtime is named here or in them. See docs/diagnose.md.
 
-local SEVERITY = {
-  deadlock = 1, self_shutdown = 2, starvation = 3, blocking_in_async = 4,
-  greedy_task = 5, lost_waker = 6,
-}
+local lib = setmetatable({}, { __index = _ENV })
+local _ENV = lib
 
 local function array(t) return setmetatable(t or {}, { __array = true }) end
 _ENV.array = array
 
 function is_id(x) return math.type(x) == "integer" end
 
--- Tasks by id, threads by tid, the runtime of each task, the task each thread polls.
+-- Tasks by id, threads by tid, the runtime of each task, the task each
+-- thread polls; what the plugin declares (ix.frames, ix.classes, ix.advice).
 function index_model(ctx)
+  local declared = ctx.runtime or {}
   local ix = { tasks = {}, threads = {}, runtime_of = {}, polling = {}, runtimes = {},
-               ntasks = 0, last_sample = ctx.samples[#ctx.samples] }
+               ntasks = 0, last_sample = ctx.samples[#ctx.samples],
+               frames = declared.frames or {}, classes = declared.resources or {}, advice = declared.advice or {} }
   for _, rt in ipairs(ctx.model.runtimes or {}) do
     ix.runtimes[#ix.runtimes + 1] = rt
     for _, t in ipairs(rt.tasks or {}) do
@@ -180,6 +183,58 @@ end
 local function fn_of(f) return type(f["function"]) == "string" and f["function"] or "?" end
 _ENV.fn_of = fn_of
 
+-- The class of a resource record (waiting_on, holds[i].resource): "mutex",
+-- "channel", "timer", ... as the plugin declares its kinds, or the record's own.
+function class_of(ix, r)
+  return r and (r.class or ix.classes[r.kind]) or nil
+end
+
+-- The kind (display name) the plugin gives a class, or fallback.
+function kind_of_class(ix, class, fallback)
+  for kind, c in pairs(ix.classes) do
+    if c == class then return kind end
+  end
+  return fallback
+end
+
+-- The runtime's own way to do `what` (ix.advice: "sleep", "mutex", ...), or fallback.
+function advice(ix, what, fallback)
+  local a = ix.advice[what]
+  return type(a) == "string" and a or fallback
+end
+
+-- A function name without < and >: "a::B::f" and the v0 "<a::B>::f" alike.
+local plain_cache = setmetatable({}, { __mode = "k" })
+local function plain(s)
+  local p = plain_cache[s]
+  if not p then p = s:gsub("[<>]", ""); plain_cache[s] = p end
+  return p
+end
+
+-- The index of a thread's first (innermost) frame in one of the plugin's
+-- declared frame lists (ix.frames[role]: function-name beginnings), or nil.
+function runtime_frame(ix, th, role)
+  local list = ix.frames[role]
+  if not list then return nil end
+  for i, f in ipairs(th.frames or {}) do
+    local fn = plain(fn_of(f))
+    for _, p in ipairs(list) do
+      p = plain(p)
+      if fn:sub(1, #p) == p then return i end
+    end
+  end
+  return nil
+end
+
+-- Whether a name begins with one of the plugin's declared names of a role.
+function declared_name(ix, role, name)
+  if type(name) ~= "string" then return false end
+  for _, p in ipairs(ix.frames[role] or {}) do
+    if name:sub(1, #p) == p then return true end
+  end
+  return false
+end
+
 -- The index of a thread's first (innermost) frame whose function matches
 -- one of the Lua patterns, or nil.
 function frame_index(th, patterns)
@@ -193,16 +248,14 @@ function frame_index(th, patterns)
 end
 
 -- Where a thread entered the code that polls: the frame index of a task's
--- poll (tokio's harness) or of block_on, whichever is innermost.
-function poll_entry(th)
+-- poll (the plugin's frames.poll) or of block_on, whichever is innermost.
+function poll_entry(ix, th)
+  local task = runtime_frame(ix, th, "poll")
   for i, f in ipairs(th.frames or {}) do
-    local fn = fn_of(f)
-    if fn:find("^tokio::runtime::task::harness::Harness") or fn:find("^tokio::runtime::task::raw::poll")
-       or fn:find("block_on") then
-      return i, fn:find("block_on") and "block_on" or "task"
-    end
+    if task and i >= task then return task, "task" end
+    if fn_of(f):find("block_on") then return i, "block_on" end
   end
-  return nil
+  return task, task and "task" or nil
 end
 
 -- The innermost frame of the user's own code, with the library call it made
@@ -245,14 +298,16 @@ function finding(kind, summary, f)
   }
 end
 
-function run_detectors(ctx)
+-- Runs every detector ({name, severity, run}, by name) on ctx and merges
+-- what they find, most severe first.
+function run_detectors(ctx, detectors)
   local ix = index_model(ctx)
-  local names = {}
-  for name in pairs(detectors) do names[#names + 1] = name end
-  table.sort(names)
+  local list, severity = {}, {}
+  for _, d in ipairs(detectors) do list[#list + 1] = d; severity[d.name] = d.severity end
+  table.sort(list, function(a, b) return a.name < b.name end)
   local all = {}
-  for _, name in ipairs(names) do
-    for _, f in ipairs(detectors[name](ctx, ix) or {}) do
+  for _, d in ipairs(list) do
+    for _, f in ipairs(d.run(ctx, ix) or {}) do
       f.order = #all
       all[#all + 1] = f
     end
@@ -277,10 +332,12 @@ function run_detectors(ctx)
   end
   all = kept
   table.sort(all, function(a, b)
-    local sa, sb = SEVERITY[a.kind] or 99, SEVERITY[b.kind] or 99
+    local sa, sb = severity[a.kind] or 99, severity[b.kind] or 99
     if sa ~= sb then return sa < sb end
     return a.order < b.order
   end)
   for _, f in ipairs(all) do f.order = nil end
   return { findings = array(all), tasks = ix.ntasks, runtimes = #ix.runtimes }
 end
+
+return lib

@@ -19,8 +19,14 @@
 -- be met); every cycle among stuck nodes is a deadlock, and nothing outside
 -- the snapshot can break it.
 
+local lib = require("_lib")
+local class_of, kind_of_class, advice, frame_index, is_id = lib.class_of, lib.kind_of_class, lib.advice, lib.frame_index, lib.is_id
+local task_label, thread_label, task_ref, finding, at = lib.task_label, lib.thread_label, lib.task_ref, lib.finding, lib.at
+local innermost, user_await, awaiting_text, holder_where = lib.innermost, lib.user_await, lib.awaiting_text, lib.holder_where
+local strip_generics, short_fn, fn_of, array, user_call = lib.strip_generics, lib.short_fn, lib.fn_of, lib.array, lib.user_call
+
 -- glibc's pthread_mutex_lock, with or without libc's debug info.
-PTHREAD_LOCK = { "pthread_mutex_lock$", "pthread_mutex_timedlock$", "^__lll_lock_wait" }
+local PTHREAD_LOCK = { "pthread_mutex_lock$", "pthread_mutex_timedlock$", "^__lll_lock_wait" }
 
 local function new_graph()
   return { nodes = {}, order = {} }
@@ -120,7 +126,7 @@ local function resource_name(r)
 end
 
 -- What a future's suspended states hold, one phrase each: "the Sender of
--- tokio::sync::oneshot 0x..", "the JoinHandle of task 7". With the future's
+-- a oneshot 0x..", "the JoinHandle of task 7". With the future's
 -- backtrace, each says in which variable of which level: "(`cache` in
 -- demo::warm_cache)".
 local function held_phrases(holds, backtrace)
@@ -141,7 +147,7 @@ end
 
 -- A future (a task's, or block_on's own) that waits: n needs what it awaits.
 -- self_node: the graph node of the waiter (a task, or the thread of block_on).
-local function await_edges(g, n, self_node, w, aw, holders, waits)
+local function await_edges(g, n, self_node, w, aw, holders, waits, ix)
   if aw and aw.children and #aw.children > 0 then
     -- A future polling several at once (select!, join!): it needs ALL of
     -- its pending branches (wait = "all") or ANY of them ("any"); a branch
@@ -150,7 +156,7 @@ local function await_edges(g, n, self_node, w, aw, holders, waits)
     for k, child in ipairs(aw.children) do
       local cn = node(g, tn.name .. "/" .. k, "and")
       local cw = child[#child]
-      await_edges(g, cn, self_node, cw.waiting_on, cw, holders, waits)
+      await_edges(g, cn, self_node, cw.waiting_on, cw, holders, waits, ix)
       if #cn.succ == 0 then cn.kind = "free" end
       need(tn, cn.name)
     end
@@ -182,12 +188,13 @@ local function await_edges(g, n, self_node, w, aw, holders, waits)
       end
     end
     local unknown = #found == 0
-    if w.kind == "tokio::sync::mpsc" and w.mode == "rx" and w.senders and w.senders > #found then
+    local class = class_of(ix, w)
+    if class == "channel" and w.mode == "rx" and w.senders and w.senders > #found then
       unknown = true
     end
     if not unknown then
       local rname = "res:" .. w.key .. ":" .. (w.mode or "")
-      local all = w.kind == "tokio::sync::Mutex" or (w.kind == "tokio::sync::RwLock" and w.mode == "write")
+      local all = class == "mutex" or (class == "rwlock" and w.mode == "write")
       local rn = node(g, rname, all and "and" or "or")
       rn.resource = w
       for _, h in ipairs(found) do need(rn, h.node) end
@@ -225,7 +232,7 @@ local function tree_phrase(name, tree, waits, stuck, ix)
     #tree.children, table.concat(parts, ", "))
 end
 
-detectors.deadlock = function(ctx, ix)
+local function run(ctx, ix)
   local g = new_graph()
   -- Holders know a lock best: the first holder's record of each key.
   canonical = {}
@@ -259,7 +266,7 @@ detectors.deadlock = function(ctx, ix)
     n.thread = th
     if parked then
       n.block_on = b
-      await_edges(g, n, n.name, b.waiting_on, innermost(b), holders, waits)
+      await_edges(g, n, n.name, b.waiting_on, innermost(b), holders, waits, ix)
     end
     if blocked then
       local rn = node(g, "res:" .. key, "or")
@@ -268,7 +275,7 @@ detectors.deadlock = function(ctx, ix)
         rn.resource = canonical[key]
       else
         need(rn, "thread:" .. owner)
-        rn.resource = { key = key, kind = "pthread_mutex_t", address = string.format("0x%x", futex),
+        rn.resource = { key = key, kind = "pthread_mutex_t", class = "pthread_mutex", address = string.format("0x%x", futex),
                         owner = owner }
         canonical[key] = rn.resource
       end
@@ -291,7 +298,7 @@ detectors.deadlock = function(ctx, ix)
       local n = node(g, name, "and", task_label(t))
       n.task = t
       need(n, "rt:" .. rt.address)
-      await_edges(g, n, name, t.waiting_on, innermost(t), holders, waits)
+      await_edges(g, n, name, t.waiting_on, innermost(t), holders, waits, ix)
     end
   end
 
@@ -300,7 +307,7 @@ detectors.deadlock = function(ctx, ix)
   for _, comp in ipairs(components(g, stuck)) do
     if is_cycle(g, comp) then
       local tasks, threads, resources, evidence, seen = {}, {}, {}, {}, {}
-      local kinds = {}
+      local kinds, classes = {}, {}   -- the resources' display names; their classes
       table.sort(comp)
       -- Resources the cycle goes through, named by their holders' records.
       for _, name in ipairs(comp) do
@@ -323,12 +330,13 @@ detectors.deadlock = function(ctx, ix)
           local r = canonical[w.resource.key] or w.resource
           resources[#resources + 1] = { kind = r.kind, address = r.address }
           kinds[r.kind] = true
+          classes[class_of(ix, r) or "?"] = true
         end
         if w and w.task then
-          kinds.JoinHandle = true
+          kinds.JoinHandle, classes.join = true, true
           if not seen["join" .. w.task] then
             seen["join" .. w.task] = true
-            resources[#resources + 1] = { kind = "tokio::task::JoinHandle", address = ix.tasks[w.task] and ix.tasks[w.task].address or "?" }
+            resources[#resources + 1] = { kind = kind_of_class(ix, "join", "JoinHandle"), address = ix.tasks[w.task] and ix.tasks[w.task].address or "?" }
           end
         end
       end
@@ -427,20 +435,21 @@ detectors.deadlock = function(ctx, ix)
       -- Futures in the cycle: tasks, and block_on's own.
       local futures = #tasks
       for _, name in ipairs(comp) do if g.nodes[name].block_on then futures = futures + 1 end end
-      local locks = kinds["std::sync::Mutex"] or kinds["tokio::sync::Mutex"] or kinds["tokio::sync::RwLock"]
-        or kinds["tokio::sync::Semaphore"] or kinds["pthread_mutex_t"]
+      local async_locks = classes.mutex or classes.rwlock or classes.semaphore
+      local locks = async_locks or classes.blocking_mutex or classes.pthread_mutex
       local fix
-      if futures == 0 and kinds["pthread_mutex_t"] then
+      if futures == 0 and classes.pthread_mutex then
         fix = "take the mutexes in one global order everywhere (or pthread_mutex_trylock and back off, releasing what is held)"
       elseif futures == 0 then
         fix = "take the locks in one global order everywhere (or try_lock and back off, releasing what is held)"
-      elseif not locks and not kinds.JoinHandle then
+      elseif not locks and not classes.join then
         fix = "a future waits on a channel whose other end it (or a future it waits for) keeps open: drop or use that end before the .await"
-      elseif kinds["std::sync::Mutex"] then
-        fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use tokio::sync::Mutex"
-      elseif kinds.JoinHandle then
+      elseif classes.blocking_mutex then
+        fix = "do not hold a std::sync::MutexGuard across .await: drop it before the .await, or use "
+          .. advice(ix, "mutex", "an async mutex")
+      elseif classes.join then
         fix = "tasks await each other's JoinHandle: break the cycle (one side must not join the other)"
-      elseif kinds["tokio::sync::Mutex"] or kinds["tokio::sync::RwLock"] or kinds["tokio::sync::Semaphore"] then
+      elseif async_locks then
         fix = "take the locks in one global order everywhere, or never hold one while awaiting another"
       else
         fix = "a task waits on a channel whose other end it (or a task it waits for) keeps open: drop that end first"
@@ -451,3 +460,5 @@ detectors.deadlock = function(ctx, ix)
   end
   return out
 end
+
+return { name = "deadlock", severity = 1, run = run }

@@ -5,7 +5,11 @@
 -- task that yields often shows a new tick each time, however busy it is.
 -- Needs a live target (samples over a window).
 
-detectors.greedy_task = function(ctx, ix)
+local lib = require("_lib")
+local user_call, poll_entry, short_fn, fn_of, at, advice = lib.user_call, lib.poll_entry, lib.short_fn, lib.fn_of, lib.at, lib.advice
+local task_label, task_ref, finding = lib.task_label, lib.task_ref, lib.finding
+
+local function run(ctx, ix)
   if not ctx.options.live then return {} end
   local threshold = ctx.options.greedy_threshold_ms
   local runs = {}   -- tid -> { task, tick, first, last, n, blocked }
@@ -51,7 +55,7 @@ detectors.greedy_task = function(ctx, ix)
     }
     local now = ix.polling[r.tid]
     if th and now and now.id == id then
-      local user = user_call(th, poll_entry(th))
+      local user = user_call(th, (poll_entry(ix, th)))
       if user then
         evidence[#evidence + 1] = string.format("its thread is now in %s at %s",
           short_fn(fn_of(user)), at(user) or "?")
@@ -61,7 +65,10 @@ detectors.greedy_task = function(ctx, ix)
       string.format("%s ran %.0f ms without yielding (threshold %.0f ms): its worker runs nothing else meanwhile",
         task_label(t), ms, threshold),
       { tasks = { task_ref(t) }, threads = { r.tid }, evidence = evidence,
-        fix = "yield in long loops (tokio::task::yield_now().await), or move CPU-heavy work to spawn_blocking / a thread pool" })
+        fix = string.format("yield in long loops (%s), or move CPU-heavy work to %s / a thread pool",
+          advice(ix, "yield_now", "an async yield"), advice(ix, "spawn_blocking", "a blocking thread")) })
   end
   return out
 end
+
+return { name = "greedy_task", severity = 5, run = run }

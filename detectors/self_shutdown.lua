@@ -11,21 +11,15 @@
 --      have sat in the same system call (and futex word) in every sample of
 --      the window, so a shutdown that merely waits for a short closure to
 --      finish is not reported.
--- Found from the stacks: tokio's shutdown frames, and the frames of its
--- blocking pool (blocking::pool::Inner::run). Which pool a thread runs in, and
+-- Found from the stacks: the runtime's shutdown frames and the frames of its
+-- blocking pool, as the plugin declares them (frames.shutdown, frames.blocking). Which pool a thread runs in, and
 -- which one a shutdown waits for, come from their frames' variables
 -- (ctx.blocking_pools, from the plugin): with several runtimes, a shutdown
 -- waits only for the threads of its own pool.
 
-local SHUTDOWN = {
-  "^tokio::runtime::blocking::pool::BlockingPool::shutdown",
-  "^tokio::runtime::blocking::shutdown::Receiver::wait",
-  "Runtime as core::ops::drop::Drop>::drop",
-  "^tokio::runtime::runtime::Runtime::shutdown_timeout",
-  "^tokio::runtime::scheduler::multi_thread::worker::Shared::close",
-}
-
-local POOL = { "^tokio::runtime::blocking::pool::Inner::run" }
+local lib = require("_lib")
+local runtime_frame, user_call, short_fn, fn_of, at = lib.runtime_frame, lib.user_call, lib.short_fn, lib.fn_of, lib.at
+local is_library_frame, thread_label, finding = lib.is_library_frame, lib.thread_label, lib.finding
 
 -- The outermost frame of the user's own code: on a blocking-pool thread, the
 -- spawn_blocking closure (or, on a worker, the task's future) it runs.
@@ -61,13 +55,13 @@ end
 -- The threads of a blocking pool blocked in the user's code, with what they
 -- are blocked in: { th, user, api, closure }. Only the pool being shut down,
 -- where both pools are known.
-local function blocked_pool_threads(ctx, shutting)
+local function blocked_pool_threads(ctx, ix, shutting)
   local out = {}
   local pools = ctx.blocking_pools or {}
   local shuts = (pools[shutting.tid] or {}).shuts
   for _, other in ipairs(ctx.threads) do
     local runs = (pools[other.tid] or {}).runs
-    if other ~= shutting and other.syscall and frame_index(other, POOL)
+    if other ~= shutting and other.syscall and runtime_frame(ix, other, "blocking")
        and not (shuts and runs and shuts ~= runs) then
       local u, api = user_call(other, nil)
       if u and stuck(ctx, other) then
@@ -82,10 +76,10 @@ local function blocked_in(b)
   return b.api and short_fn(fn_of(b.api)) or b.th.syscall
 end
 
-detectors.self_shutdown = function(ctx, ix)
+local function run(ctx, ix)
   local out = {}
   for _, th in ipairs(ctx.threads) do
-    local s = frame_index(th, SHUTDOWN)
+    local s = runtime_frame(ix, th, "shutdown")
     if s and th.syscall then
       -- Where the user's code started the shutdown: the first user frame outside it.
       local user
@@ -95,7 +89,7 @@ detectors.self_shutdown = function(ctx, ix)
       local where = user and at(user) or "?"
       local waits_in = short_fn(fn_of(th.frames[s]))
       local pool = (ctx.blocking_pools or {})[th.tid] or {}
-      if frame_index(th, POOL) and not (pool.runs and pool.shuts and pool.runs ~= pool.shuts) then
+      if runtime_frame(ix, th, "blocking") and not (pool.runs and pool.shuts and pool.runs ~= pool.shuts) then
         out[#out + 1] = finding("self_shutdown",
           string.format("a runtime is dropped inside one of its own blocking threads (%s, at %s): its shutdown waits for this very thread",
             thread_label(th), where),
@@ -109,7 +103,7 @@ detectors.self_shutdown = function(ctx, ix)
       elseif stuck(ctx, th) then
         -- Form 2: threads of the pool stuck in the user's code, which the
         -- shutdown waits for.
-        local blocked = blocked_pool_threads(ctx, th)
+        local blocked = blocked_pool_threads(ctx, ix, th)
         if #blocked > 0 then
           local threads, names, evidence = { th.tid }, {}, {
             string.format("%s shuts the runtime down in %s and waits in %s until every thread of its blocking pool has finished",
@@ -149,3 +143,5 @@ detectors.self_shutdown = function(ctx, ix)
   end
   return out
 end
+
+return { name = "self_shutdown", severity = 2, run = run }

@@ -5,18 +5,24 @@
 -- window; a core: one snapshot, where every worker is blocked.
 --
 -- Timers nobody runs (live only: a core records no "now"): tasks wait on a
--- Sleep whose deadline passed before the window began, and no thread of the
--- process is parked in the runtime's driver, the only place tokio fires
--- timers and reads socket readiness. A worker blocked in a poll while the
--- other parks without the driver leaves it so; those tasks are not even
--- notified, so the rule above cannot see them.
+-- timer whose deadline passed before the window began, and no thread of the
+-- process is parked in the runtime's driver (the plugin's frames.driver_park),
+-- where a runtime such as tokio fires timers and reads socket readiness. A
+-- worker blocked in a poll while the other parks without the driver leaves
+-- it so; those tasks are not even notified, so the rule above cannot see them.
+
+local lib = require("_lib")
+local blocking = require("_blocking")
+local runtime_frame, class_of, kind_of_class, advice = lib.runtime_frame, lib.class_of, lib.kind_of_class, lib.advice
+local task_label, thread_label, task_ref, finding, at = lib.task_label, lib.thread_label, lib.task_ref, lib.finding, lib.at
+local short_fn, fn_of, user_await, awaiting_text, innermost = lib.short_fn, lib.fn_of, lib.user_await, lib.awaiting_text, lib.innermost
 
 local SHOWN = 8
 
 -- What a worker thread is doing, if it is not free to poll: a line, or nil.
 local function occupied(ctx, th, ix, live)
   if not th then return nil end
-  local b = blocked_poll(ctx, th, ix)
+  local b = blocking.blocked_poll(ctx, th, ix)
   if b then
     return string.format("%s is blocked in %s (%s) at %s%s", thread_label(th),
       b.api and short_fn(fn_of(b.api)) or b.syscall, b.syscall, at(b.user) or "?",
@@ -46,36 +52,30 @@ local function notified_throughout(ctx, rt)
   return ids or {}, n
 end
 
--- Frames of a thread parked in a runtime's driver (time and I/O).
-local DRIVER_FRAMES = {
-  "^tokio::runtime::time::Driver::park", "^tokio::runtime::io::driver::Driver::turn",
-  "^tokio::runtime::driver::Driver::park", "^tokio::runtime::scheduler::multi_thread::park::Inner::park_driver",
-  "^tokio::time::driver::Driver<.*>::park", "^tokio::io::driver::Driver::turn",
-}
-
-local function driven(ctx)
+-- A thread parked in a runtime's driver (time and I/O), if any.
+local function driven(ctx, ix)
   for _, th in ipairs(ctx.threads) do
-    if frame_index(th, DRIVER_FRAMES) then return th end
+    if runtime_frame(ix, th, "driver_park") then return th end
   end
   return nil
 end
 
--- The timer a task waits for, if its deadline passed: the Sleep it awaits,
--- or the timeout() it awaits inside (TASK.timeout). Returns the overdue
+-- The timer a task waits for, if its deadline passed: the timer it awaits,
+-- or the timeout it awaits inside (TASK.timeout). Returns the overdue
 -- time in ms (positive), and whether it is a timeout.
-local function overdue(t)
+local function overdue(ix, t)
   local w = t.waiting_on
-  if w and w.kind == "tokio::time::Sleep" and w.remaining_ms then return -w.remaining_ms, false end
+  if w and class_of(ix, w) == "timer" and w.remaining_ms then return -w.remaining_ms, false end
   local limit = type(t.timeout) == "table" and t.timeout or nil
   if limit and limit.remaining_ms then return -limit.remaining_ms, true end
   return nil
 end
 
 -- Tasks of rt idle on a timer whose deadline passed more than `ms` ago.
-local function overdue_sleepers(rt, ms)
+local function overdue_sleepers(ix, rt, ms)
   local out, late = {}, {}
   for _, t in ipairs(rt.tasks or {}) do
-    local by = t.state == "idle" and overdue(t)
+    local by = t.state == "idle" and overdue(ix, t)
     if by and by > ms then
       out[#out + 1] = t
       late[t] = by
@@ -96,13 +96,14 @@ local function stalled_finding(ctx, ix, rt, late)
     tasks[#tasks + 1] = task_ref(t)
     if i <= SHOWN then
       local aw = user_await(t)
-      local by, in_timeout = overdue(t)
+      local by, in_timeout = overdue(ix, t)
       if in_timeout then
-        evidence[#evidence + 1] = string.format("%s awaits %s%s inside a tokio::time::timeout whose deadline passed %s ago",
-          task_label(t), aw and awaiting_text(aw) or "?", aw and at(aw) and (" at " .. at(aw)) or "", seconds(by))
+        evidence[#evidence + 1] = string.format("%s awaits %s%s inside a %s whose deadline passed %s ago",
+          task_label(t), aw and awaiting_text(aw) or "?", aw and at(aw) and (" at " .. at(aw)) or "",
+          advice(ix, "timeout", "timeout"), seconds(by))
       else
-        evidence[#evidence + 1] = string.format("%s waits on a tokio::time::Sleep%s whose deadline passed %s ago",
-          task_label(t), aw and at(aw) and (" at " .. at(aw)) or "", seconds(by))
+        evidence[#evidence + 1] = string.format("%s waits on a %s%s whose deadline passed %s ago",
+          task_label(t), kind_of_class(ix, "timer", "timer"), aw and at(aw) and (" at " .. at(aw)) or "", seconds(by))
       end
     end
   end
@@ -114,12 +115,12 @@ local function stalled_finding(ctx, ix, rt, late)
     evidence[#evidence + 1] = occupied(ctx, th, ix, true)
       or string.format("%s is parked without the driver, waiting to be notified", thread_label(th))
   end
-  evidence[#evidence + 1] = "no thread is parked in the runtime's driver, where tokio fires timers and reads socket readiness"
+  evidence[#evidence + 1] = "no thread is parked in the runtime's driver, where it fires timers and reads socket readiness"
   local f = finding("starvation",
     string.format("%d task%s of runtime %d (%s) wait%s on timers that expired up to %s ago: nothing runs the runtime's timer and I/O driver",
-      #late, #late == 1 and "" or "s", rt.id, rt.flavor, #late == 1 and "s" or "", seconds((overdue(late[1])))),
+      #late, #late == 1 and "" or "s", rt.id, rt.flavor, #late == 1 and "s" or "", seconds((overdue(ix, late[1])))),
     { tasks = tasks, threads = threads, evidence = evidence,
-      fix = "unblock the workers (move blocking work to spawn_blocking): while one is blocked in a poll, tokio may leave its timers and sockets unserved" })
+      fix = "unblock the workers (move blocking work to spawn_blocking): while one is blocked in a poll, the runtime may leave its timers and sockets unserved" })
   -- A task caught in a deadlock is told there (its timer is one edge of the cycle).
   f.explained_by = "deadlock"
   f.retell = function(refs)
@@ -132,12 +133,12 @@ local function stalled_finding(ctx, ix, rt, late)
 end
 
 local function stalled_timers(ctx, ix, rt)
-  local late = overdue_sleepers(rt, ctx.options.window_ms)
-  if #late == 0 or driven(ctx) then return nil end
+  local late = overdue_sleepers(ix, rt, ctx.options.window_ms)
+  if #late == 0 or driven(ctx, ix) then return nil end
   return stalled_finding(ctx, ix, rt, late)
 end
 
-detectors.starvation = function(ctx, ix)
+local function run(ctx, ix)
   local out = {}
   local live = ctx.options.live
   for _, rt in ipairs(ix.runtimes) do
@@ -187,3 +188,5 @@ detectors.starvation = function(ctx, ix)
   end
   return out
 end
+
+return { name = "starvation", severity = 3, run = run }

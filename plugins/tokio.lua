@@ -8,7 +8,63 @@
 
 local M = { name = "tokio" }
 
-local RUNNING, COMPLETE, NOTIFIED, CANCELLED = 0x01, 0x02, 0x04, 0x20
+-- What taskdbg's C side and the detectors need to know of tokio, declared
+-- (docs/plugins.md, "What a plugin declares").
+-- Frames, by function-name beginning: the thread roles (worker loop,
+-- blocking pool, a runtime driven by block_on), a task's poll and what runs
+-- it (an async task, or a blocking closure: also how tokio runs a worker),
+-- where a runtime shuts down, and where it parks in its driver.
+M.frames = {
+  worker = { "tokio::runtime::scheduler::multi_thread::worker::run", "tokio::runtime::thread_pool::worker::run" },
+  blocking = { "tokio::runtime::blocking::pool::Inner::run" },
+  drives = { "tokio::runtime::scheduler::current_thread::CoreGuard::block_on" },
+  -- raw::poll is a tail jump into Harness::poll: either may be innermost.
+  poll = { "tokio::runtime::task::harness::Harness<T,S>::poll", "tokio::runtime::task::raw::RawTask::poll",
+           "tokio::runtime::task::raw::poll" },
+  poll_async = { "tokio::runtime::scheduler::multi_thread::worker::Context::run_task",
+                 "tokio::runtime::task::LocalNotified", "tokio::runtime::scheduler::current_thread::",
+                 "tokio::task::local::" },
+  poll_blocking = { "tokio::runtime::blocking::pool::Task::run" },
+  -- A blocking-pool task's future (spawn_blocking): its poll is no async code.
+  blocking_task = { "tokio::runtime::blocking::task::BlockingTask" },
+  -- Shutting a runtime (its blocking pool) down, and waiting for that.
+  shutdown = { "tokio::runtime::blocking::pool::BlockingPool::shutdown",
+               "tokio::runtime::blocking::shutdown::Receiver::wait",
+               "tokio::runtime::runtime::Runtime::shutdown_timeout",
+               "tokio::runtime::scheduler::multi_thread::worker::Shared::close" },
+  -- Parked in the driver, where tokio fires timers and reads socket readiness.
+  driver_park = { "tokio::runtime::time::Driver::park", "tokio::runtime::io::driver::Driver::turn",
+                  "tokio::runtime::driver::Driver::park",
+                  "tokio::runtime::scheduler::multi_thread::park::Inner::park_driver",
+                  "tokio::time::driver::Driver", "tokio::io::driver::Driver::turn" },
+}
+-- The classes of the resources tasks wait on and hold (their `kind`, as
+-- shown): what the detectors reason with.
+M.resources = {
+  ["tokio::sync::Mutex"] = "mutex", ["tokio::sync::RwLock"] = "rwlock",
+  ["tokio::sync::Semaphore"] = "semaphore", ["tokio::sync::batch_semaphore::Semaphore"] = "semaphore",
+  ["tokio::sync::mpsc"] = "channel", ["tokio::sync::oneshot"] = "oneshot",
+  ["tokio::sync::watch"] = "watch", ["tokio::sync::broadcast"] = "broadcast",
+  ["tokio::sync::Notify"] = "notify", ["tokio::task::JoinHandle"] = "join",
+  ["tokio::task::JoinSet"] = "join_set", ["tokio::time::Sleep"] = "timer",
+  ["tokio::process::Child"] = "process", ["tokio::signal::unix::Signal"] = "signal",
+  socket = "socket", ["std::sync::Mutex"] = "blocking_mutex", pthread_mutex_t = "blocking_mutex",
+}
+-- The runtime's own way to do what blocks a thread, for the detectors' advice.
+M.advice = {
+  sleep = "tokio::time::sleep(..).await", fs = "tokio::fs", mutex = "tokio::sync::Mutex",
+  channel = "tokio::sync::mpsc", net = "tokio::net", process = "tokio::process",
+  spawn_blocking = "tokio::task::spawn_blocking", yield_now = "tokio::task::yield_now().await",
+  timeout = "tokio::time::timeout",
+}
+
+-- Whether tokio is in the program: its thread-local CONTEXT or its task
+-- vtable in the debug info (DWARF only: called before the stop).
+function M.detect()
+  return td.find_tls("tokio::runtime::context::CONTEXT") or td.find_type("tokio::runtime::task::raw::Vtable") ~= nil
+end
+
+local RUNNING, COMPLETE, NOTIFIED, JOIN_INTEREST, CANCELLED = 0x01, 0x02, 0x04, 0x08, 0x20
 local MAX_TASKS = 10000000       -- per runtime: a longer list is corrupt or cyclic
 local MAX_AWAIT_DEPTH = 64
 local SPAN_FIELDS_MAX = 1000     -- tasks whose span fields are read, a snapshot (see span_fields)
@@ -1329,16 +1385,6 @@ function M.snapshot()
   locals_of = {}   -- stacks of an earlier stop
   result = M.walk()
   now_ms = td.target_clock_ms()   -- for a Sleep's time left (live only)
-  -- diagnose's last stop (sample() ran just before): a thread waiting in
-  -- pthread_mutex_lock waits on the mutex's first word; glibc keeps the
-  -- holder's tid 8 bytes further (x86_64 pthread_mutex_t: __lock, __count,
-  -- __owner). Meaningless for other futexes: the deadlock detector reads it
-  -- only for threads whose stack is in pthread_mutex_lock, and only from the
-  -- last sample, so earlier stops do not pay for it.
-  local last = M.samples[#M.samples]
-  for _, s in pairs(last and last.threads or EMPTY) do
-    if s.futex then s.mutex_owner = td.try_read(s.futex + 8, 4) end
-  end
 end
 
 -- Bytes of the captured variables (a generator's Unresumed fields) of the
@@ -1835,6 +1881,16 @@ function M.finish()
         if fields then tasks[n].span_fields = fields end
         local limit = list.timeouts and list.timeouts[i]
         if limit then tasks[n].timeout = resource_record(limit) end
+        -- An idle task's wakers: its references less its runtime's (one) and
+        -- its JoinHandle's (while JOIN_INTEREST is set). Said only when none.
+        if state == "idle" then
+          local joined = bits & JOIN_INTEREST ~= 0
+          local wakers = (bits >> 6) - (joined and 2 or 1)
+          if wakers <= 0 then
+            tasks[n].wakers = wakers
+            tasks[n].refs_held = joined and "its runtime's and its JoinHandle's" or "its runtime's"
+          end
+        end
       end
     end
     rt.lists = nil
@@ -1954,16 +2010,13 @@ end
 -- system call, and which tasks are notified or running. Lists longer than
 -- SAMPLE_TASKS_MAX are not walked in samples (a stop must stay short).
 local SAMPLE_TASKS_MAX = 20000
-M.samples = setmetatable({}, { __array = true })
-function M.sample()
+function M.sample(s)
   locals_of = {}
-  local s = { t = td.clock_ms(), threads = {}, runtimes = {} }
   local runtimes, _, running_on = find_runtimes()
   local polling = {}
   for id, tid in pairs(running_on) do polling[tid] = id end
-  for _, t in ipairs(td.threads()) do
-    s.threads[t.tid] = { task = polling[t.tid], tick = scheduler_tick(t.tid),
-                         syscall = t.syscall, futex = t.futex }
+  for tid, th in pairs(s.threads) do
+    th.task, th.tick = polling[tid], scheduler_tick(tid)
   end
   if #runtimes > 0 and td.find_type("tokio::runtime::task::raw::Vtable") then
     resolve_layout()
@@ -1984,7 +2037,6 @@ function M.sample()
       end
     end
   end
-  M.samples[#M.samples + 1] = s
 end
 
 -- diagnose only, after finish(): what each thread's stack frames hold
@@ -2110,7 +2162,9 @@ end
 
 function M.walk()
   local runtimes, by_handle, running_on, new_runtime, thread_runtime = find_runtimes()
-  if #runtimes == 0 then return { runtimes = setmetatable({}, { __array = true }) } end
+  if #runtimes == 0 then
+    return { runtimes = setmetatable({}, { __array = true }), none_found = "no thread has entered a tokio runtime" }
+  end
   resolve_layout()
   local function walk_runtime(rt)
     local firsts, owner = first_tasks(rt.owned)

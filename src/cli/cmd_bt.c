@@ -23,14 +23,13 @@ static const char bt_help[] =
 
 /*
  * The task each thread polls comes from the runtime plugin's thread-locals,
- * read during the stop. It is a nicety: if the plugin cannot help (no tokio,
- * no plugin), bt goes on with task null.
+ * read during the stop. It is a nicety: if the plugin cannot help (no runtime
+ * in the program, a plugin that fails), bt goes on with task null.
  */
 static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct td_session *s = arg;
-	if (s->plugin_path)
-		td_error_destroy(td_lua_open_plugin(snap, s->plugin_path, "prepare_threads", &s->lua));
+	td_error_destroy(td_session_runtime(s, snap, "prepare_threads"));
 	return NULL;
 }
 
@@ -45,7 +44,7 @@ static void bt_current_tasks(struct td_session *s)
 		td_error_destroy(td_lua_call_plugin(s->lua, "current_tasks", false, &s->result));
 }
 
-static void assign_tasks(struct td_thread_list *list, struct json_object *current)
+static void assign_tasks(const struct td_thread_list *list, struct json_object *current)
 {
 	size_t n = current && json_object_is_type(current, json_type_array)
 		? json_object_array_length(current) : 0;
@@ -55,7 +54,7 @@ static void assign_tasks(struct td_thread_list *list, struct json_object *curren
 			continue;
 		for (size_t t = 0; t < list->count; t++) {
 			struct td_thread_view *v = &list->threads[t];
-			if (v->thread->tid == json_object_get_int(tid) && td_thread_polls_async_task(v))
+			if (v->thread->tid == json_object_get_int(tid) && td_thread_polls_async_task(list, v))
 				v->task = json_object_get_int64(task);
 		}
 	}
@@ -74,7 +73,7 @@ int td_cmd_bt(int argc, char **argv)
 	if (code != -1)
 		return code;
 	/* Optional: without a plugin there are stacks all the same. */
-	struct td_error *err = td_session_find_plugin(&s, "tokio", true);
+	struct td_error *err = td_session_find_plugins(&s);
 	if (!err)
 		err = td_session_open(&s, bt_before_stop, NULL, &s);
 	if (!err)

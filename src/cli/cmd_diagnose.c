@@ -53,7 +53,7 @@ struct diagnose_job {
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
-	struct td_error *err = td_lua_open_plugin(snap, job->s->plugin_path, "prepare", &job->s->lua);
+	struct td_error *err = td_session_runtime(job->s, snap, "prepare");
 	if (!err)
 		td_cli_reserve_cache(snap, job->s->lua);
 	return err;
@@ -63,14 +63,15 @@ static struct td_error *sample_while_stopped(struct td_snapshot *snap, void *arg
 {
 	struct diagnose_job *job = arg;
 	(void)snap;
-	return td_lua_call_stopped(job->s->lua, "sample");
+	return td_lua_sample(job->s->lua, false);
 }
 
 /* The last stop of a window (or a core's only one): a sample, then the full walk. */
 static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 {
 	struct diagnose_job *job = arg;
-	struct td_error *err = sample_while_stopped(snap, arg);
+	(void)snap;
+	struct td_error *err = td_lua_sample(job->s->lua, true);
 	return err ? err : td_lua_call_plugin(job->s->lua, "snapshot", true, NULL);
 }
 
@@ -180,7 +181,7 @@ int td_cmd_diagnose(int argc, char **argv)
 	struct json_object *threads = NULL, *opts = NULL, *findings = NULL;
 	bool live = false;
 	code = TD_EXIT_OK;
-	struct td_error *err = td_session_find_plugin(&s, "tokio", false);
+	struct td_error *err = td_session_find_plugins(&s);
 	if (!err)
 		err = td_lua_find_detectors(&detectors);
 	if (!err)

@@ -30,7 +30,7 @@ static const char tasks_help[] =
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)
 {
 	struct td_session *s = arg;
-	struct td_error *err = td_lua_open_plugin(snap, s->plugin_path, "prepare", &s->lua);
+	struct td_error *err = td_session_runtime(s, snap, "prepare");
 	td_timing_mark("plugin prepare");
 	if (!err) {
 		td_cli_reserve_cache(snap, s->lua);
@@ -78,7 +78,7 @@ int td_cmd_tasks(int argc, char **argv)
 	int code = td_session_parse(&s, argc, argv, options, tasks_help, 1, tasks_option, &text, NULL);
 	if (code != -1)
 		return code;
-	struct td_error *err = td_session_find_plugin(&s, "tokio", false);
+	struct td_error *err = td_session_find_plugins(&s);
 	if (!err)
 		err = td_session_open(&s, prepare_before_stop, walk_while_stopped, &s);
 	/*

@@ -39,13 +39,16 @@ int td_session_parse(struct td_session *s, int argc, char **argv, const struct o
 	return -1;
 }
 
-struct td_error *td_session_find_plugin(struct td_session *s, const char *name, bool optional)
+struct td_error *td_session_find_plugins(struct td_session *s)
 {
-	struct td_error *err = td_lua_find_plugin(name, s->plugins, &s->plugin_path);
-	if (err && optional) {
-		td_error_destroy(err);
-		return NULL;
-	}
+	return td_lua_find_plugins(s->plugins, &s->plugin_paths, &s->nplugins);
+}
+
+struct td_error *td_session_runtime(struct td_session *s, struct td_snapshot *snap, const char *prepare)
+{
+	struct td_error *err = td_lua_open_runtime(snap, s->plugin_paths, s->nplugins, prepare, &s->lua);
+	if (!err)
+		err = td_lua_runtime_frames(s->lua, &s->frames);
 	return err;
 }
 
@@ -58,7 +61,7 @@ struct td_error *td_session_open(struct td_session *s,
 
 struct td_error *td_session_threads(struct td_session *s)
 {
-	return td_thread_list_build(s->snap, &s->threads);
+	return td_thread_list_build(s->snap, &s->frames, &s->threads);
 }
 
 int td_session_end(struct td_session *s, struct td_error *err, int code)
@@ -69,7 +72,8 @@ int td_session_end(struct td_session *s, struct td_error *err, int code)
 	td_lua_destroy(s->lua);
 	td_thread_list_destroy(s->threads);
 	td_snapshot_destroy(s->snap);
-	free(s->plugin_path);
+	td_runtime_frames_free(&s->frames);
+	td_lua_free_paths(s->plugin_paths, s->nplugins);
 	*s = (struct td_session){ 0 };
 	if (err)
 		return td_cli_fail(err);

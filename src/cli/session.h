@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 
+#include "model/threads.h"
 #include "snapshot/snapshot.h"
 #include "util/error.h"
 
@@ -23,7 +24,9 @@ struct td_session {
 	bool json;
 	const char *exe, *plugins, *target;
 	/* Owned, freed by td_session_end. */
-	char *plugin_path;
+	char **plugin_paths;           /* every plugin found (td_session_find_plugins) */
+	size_t nplugins;
+	struct td_runtime_frames frames;   /* what the chosen plugin declares of stacks */
 	struct td_snapshot *snap;
 	struct td_lua *lua;
 	struct td_thread_list *threads;
@@ -49,8 +52,15 @@ int td_session_parse(struct td_session *s, int argc, char **argv, const struct o
 		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
 		     void *ctx, int *first);
 
-/* The runtime plugin, by name; optional: none found is no error (plugin_path stays NULL). */
-struct td_error *td_session_find_plugin(struct td_session *s, const char *name, bool optional);
+/* Every runtime plugin on the search path (none is no error: no runtime is known then). */
+struct td_error *td_session_find_plugins(struct td_session *s);
+
+/*
+ * Before the stop: the plugin whose runtime is in the program (or the
+ * built-in one for none), its entry prepare called, the frames it declares
+ * kept for the thread list (td_lua_open_runtime).
+ */
+struct td_error *td_session_runtime(struct td_session *s, struct td_snapshot *snap, const char *prepare);
 
 /* A snapshot of s->target (td_cli_snapshot_with). */
 struct td_error *td_session_open(struct td_session *s,

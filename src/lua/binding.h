@@ -22,12 +22,19 @@ struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret);
 void td_lua_destroy(struct td_lua *lua);
 
 /*
- * The usual way in: a program over snap, a Lua state that owns it, the plugin
- * at path loaded, and its entry `prepare` called (before a stop: types and
- * offsets only). td_lua_destroy frees it all.
+ * The usual way in, before a stop: a program over snap, a Lua state that
+ * owns it, every plugin of paths loaded and asked whether its runtime is in
+ * the program (its detect(), DWARF only), and the one that says yes kept as
+ * the plugin, its entry `prepare` called (types and offsets only). When none
+ * says yes, the plugin is a built-in one with no runtime (its model says
+ * why). Two that say yes are an error: one runtime per process for now.
+ * td_lua_destroy frees it all.
  */
-struct td_error *td_lua_open_plugin(struct td_snapshot *snap, const char *path,
-				    const char *prepare, struct td_lua **ret);
+struct td_error *td_lua_open_runtime(struct td_snapshot *snap, char *const *paths, size_t n,
+				     const char *prepare, struct td_lua **ret);
+
+/* What the plugin declares of its threads' stacks (its `frames`), copied. */
+struct td_error *td_lua_runtime_frames(struct td_lua *lua, struct td_runtime_frames *out);
 
 /* The program a Lua state reads through. */
 struct td_program *td_lua_program(struct td_lua *lua);
@@ -66,6 +73,14 @@ size_t td_lua_result_tasks_on(struct td_lua *lua, struct td_task_on *on, size_t 
 struct td_error *td_lua_call_stopped(struct td_lua *lua, const char *entry);
 
 /*
+ * diagnose's stops: a sample of what every thread does (its system call,
+ * the futex word it waits on; on the last stop, the holder glibc records of
+ * a pthread mutex waited on), to which the plugin's sample(s) adds its
+ * runtime's part; kept in order for the detectors (ctx.samples).
+ */
+struct td_error *td_lua_sample(struct td_lua *lua, bool last);
+
+/*
  * Runs a user script in the sandbox, with `args` set to its arguments. If it
  * returns a table, *ret gets it as JSON (else NULL). target_stopped: a live
  * target waits meanwhile, so the script gets the 2 s budget.
@@ -73,14 +88,21 @@ struct td_error *td_lua_call_stopped(struct td_lua *lua, const char *entry);
 struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
 				   bool target_stopped, struct json_object **ret);
 
-/* The directories searched for plugins, in order: --plugins, $TASKDBG_PLUGIN_PATH, install dir, source tree. */
-struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret);
+/*
+ * Every runtime plugin (NAME.lua; _*.lua and subdirectories hold modules)
+ * of the directories searched, in order: --plugins, $TASKDBG_PLUGIN_PATH,
+ * the install dir, the source tree; the first NAME.lua found wins. Sorted;
+ * free with td_lua_free_paths.
+ */
+struct td_error *td_lua_find_plugins(const char *extra_dir, char ***paths_ret, size_t *n_ret);
+void td_lua_free_paths(char **paths, size_t n);
 
 /*
- * `diagnose`: calls the plugin's finish, then loads every detector file of dir
- * (detectors/: _lib.lua first, one shared sandboxed environment) and runs
- * run_detectors(ctx), ctx = {model, samples (the plugin's), threads (CLI
- * THREAD objects), options}. *ret: the findings, JSON (caller frees it
+ * `diagnose`: calls the plugin's finish, then loads every detector of dir
+ * (detectors/NAME.lua, each a module returning {name, severity, run}) and
+ * runs them with _lib.lua's run_detectors(ctx, detectors), ctx = {model,
+ * samples (the plugin's), threads (CLI THREAD objects), options, runtime
+ * (what the plugin declares: name, frames, resources, advice)}. *ret: the findings, JSON (caller frees it
  * before td_lua_destroy).
  */
 struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,

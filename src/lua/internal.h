@@ -74,6 +74,19 @@ extern char tdl_null_sentinel;
 struct td_lua *tdl_get(lua_State *L);
 int tdl_raise(lua_State *L, struct td_error *err);
 void tdl_push_sandbox(lua_State *L);
+/* require(NAME), loading DIR/NAME.lua only (lua/require.c), pushed. */
+void tdl_push_require(lua_State *L, const char *dir);
+/* A sandbox whose require loads from dir, pushed. */
+void tdl_push_module_env(lua_State *L, const char *dir);
+/*
+ * Loads each detector file of dir (a module returning {name, severity, run})
+ * and runs them through _lib.lua's run_detectors(ctx, detectors), ctx the
+ * table at index ctx. Leaves the findings' table on the stack.
+ */
+struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *const *files, size_t nfiles,
+				   int ctx);
+/* The directory part of path, pushed. */
+void tdl_push_dir_of(lua_State *L, const char *path);
 int tdl_load_text_file(lua_State *L, const char *path);
 int tdl_traceback(lua_State *L);
 /*

@@ -15,7 +15,10 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 		lua_settop(L, base);
 		return err;
 	}
-	tdl_push_sandbox(L);
+	/* Its modules: require loads from its own directory only. */
+	tdl_push_dir_of(L, path);
+	tdl_push_module_env(L, lua_tostring(L, -1));
+	lua_remove(L, -2);
 	lua_setupvalue(L, -2, 1);  /* the chunk's _ENV */
 	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK || !lua_istable(L, -1)) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path,
@@ -30,8 +33,91 @@ struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 	return NULL;
 }
 
-struct td_error *td_lua_open_plugin(struct td_snapshot *snap, const char *path,
-				    const char *prepare, struct td_lua **ret)
+/*
+ * When no plugin recognises a runtime: a plugin with no runtime in its
+ * model, so that every command runs the same way (stacks, thread-level
+ * findings) and says why the list is empty.
+ */
+static const char no_runtime_plugin[] =
+	"local why = ...\n"
+	"local function none() return { runtimes = setmetatable({}, { __array = true }), none_found = why } end\n"
+	"local function nothing() end\n"
+	"return { name = 'none', prepare = nothing, prepare_threads = nothing, snapshot = nothing,\n"
+	"         sample = nothing, finish = none, walk = none,\n"
+	"         current_tasks = function() return setmetatable({}, { __array = true }) end }\n";
+
+/*
+ * Loads every plugin of paths and asks each whether its runtime is in the
+ * program (detect(), DWARF only); the one that says yes becomes the plugin.
+ */
+static struct td_error *choose_plugin(struct td_lua *lua, char *const *paths, size_t n)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	struct td_error *err = NULL;
+	const char *chosen = NULL;
+	for (size_t i = 0; i < n && !err; i++) {
+		if ((err = td_lua_load_plugin(lua, paths[i])))
+			break;
+		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+		int plugin = lua_gettop(L);
+		bool called, yes = false;
+		err = tdl_call_entry(lua, "detect", TD_LUA_OTHER_MS, false, &called);
+		if (!err) {
+			yes = lua_toboolean(L, -1);
+			lua_pop(L, 1);
+		}
+		if (!err && yes && chosen) {
+			err = td_error_format(TD_ERR_TARGET,
+				"plugins %s and %s both find their runtime in this program; taskdbg reads one "
+				"runtime per process for now\nRemove one of them from the plugin path.",
+				chosen, paths[i]);
+		} else if (!err && yes) {
+			chosen = paths[i];
+			lua_pushvalue(L, plugin);
+			lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.chosen");
+		}
+		lua_settop(L, plugin - 1);
+	}
+	if (err) {
+		lua_settop(L, base);
+		return err;
+	}
+	if (chosen) {
+		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chosen");
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+		free(lua->plugin_path);
+		lua->plugin_path = strdup(chosen);
+		lua_settop(L, base);
+		return lua->plugin_path ? NULL : &td_enomem;
+	}
+	/* None: why, naming the plugins asked. */
+	lua_settop(L, base);
+	lua_pushstring(L, "no plugin recognises an async runtime in this program (plugins asked:");
+	for (size_t i = 0; i < n; i++) {
+		const char *b = strrchr(paths[i], '/');
+		lua_pushfstring(L, " %s", b ? b + 1 : paths[i]);
+	}
+	lua_pushstring(L, n ? ")" : " none)");
+	lua_concat(L, (int)n + 2);
+	if (luaL_loadbufferx(L, no_runtime_plugin, sizeof(no_runtime_plugin) - 1, "=none", "t") != LUA_OK) {
+		lua_settop(L, base);
+		return td_error_format(TD_ERR_INTERNAL, "the no-runtime plugin does not load");
+	}
+	lua_insert(L, -2);
+	if (tdl_pcall(lua, 1, 1, TD_LUA_OTHER_MS) != LUA_OK) {
+		lua_settop(L, base);
+		return &td_enomem;
+	}
+	lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	free(lua->plugin_path);
+	lua->plugin_path = NULL;
+	lua_settop(L, base);
+	return NULL;
+}
+
+struct td_error *td_lua_open_runtime(struct td_snapshot *snap, char *const *paths, size_t n,
+				     const char *prepare, struct td_lua **ret)
 {
 	struct td_program *prog;
 	struct td_error *err = td_program_create(snap, &prog);
@@ -43,7 +129,7 @@ struct td_error *td_lua_open_plugin(struct td_snapshot *snap, const char *path,
 		return err;
 	}
 	lua->owns_prog = true;
-	if ((err = td_lua_load_plugin(lua, path)) ||
+	if ((err = choose_plugin(lua, paths, n)) ||
 	    (err = td_lua_call_plugin(lua, prepare, false, NULL))) {
 		td_lua_destroy(lua);
 		return err;
@@ -89,6 +175,73 @@ struct td_error *td_lua_call_stopped(struct td_lua *lua, const char *entry)
 	/* What the page cache holds was read before this stop: stale now. */
 	td_program_forget_memory(lua->prog);
 	return td_lua_call_plugin(lua, entry, true, NULL);
+}
+
+struct td_error *td_lua_sample(struct td_lua *lua, bool last)
+{
+	td_program_forget_memory(lua->prog);
+	const struct td_snapshot *snap = td_program_snapshot(lua->prog);
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	lua_createtable(L, 0, 3);
+	int s = lua_gettop(L);
+	lua_pushnumber(L, (lua_Number)td_now_ns() / 1e6);
+	lua_setfield(L, s, "t");
+	lua_createtable(L, 0, (int)snap->nthreads);
+	for (size_t i = 0; i < snap->nthreads; i++) {
+		const struct td_snapshot_thread *t = &snap->threads[i];
+		lua_createtable(L, 0, 3);
+		const char *sc = td_syscall_name(t->syscall);
+		if (sc) {
+			lua_pushstring(L, sc);
+			lua_setfield(L, -2, "syscall");
+		}
+		if (sc && strcmp(sc, "futex") == 0) {
+			uint64_t futex = t->regs.rdi;
+			lua_pushinteger(L, (lua_Integer)futex);
+			lua_setfield(L, -2, "futex");
+			/*
+			 * A thread in pthread_mutex_lock waits on the mutex's first
+			 * word; glibc keeps the holder's tid 8 bytes further (x86_64
+			 * pthread_mutex_t: __lock, __count, __owner). Meaningless for
+			 * other futexes: the deadlock detector reads it only for
+			 * threads whose stack is in pthread_mutex_lock, and only from
+			 * the last sample, so earlier stops do not pay for it.
+			 */
+			uint32_t owner;
+			struct td_error *err = last ? td_program_read(lua->prog, futex + 8, &owner, sizeof(owner)) : NULL;
+			if (last && !err) {
+				lua_pushinteger(L, owner);
+				lua_setfield(L, -2, "mutex_owner");
+			}
+			td_error_destroy(err);
+		}
+		lua_rawseti(L, -2, t->tid);
+	}
+	lua_setfield(L, s, "threads");
+	lua_newtable(L);
+	lua_setfield(L, s, "runtimes");
+	/* The runtime's part: which task each thread polls, which are ready... */
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (lua_getfield(L, -1, "sample") == LUA_TFUNCTION) {
+		lua_pushvalue(L, s);
+		if (tdl_pcall(lua, 1, 0, TD_LUA_STOPPED_MS) != LUA_OK) {
+			struct td_error *err = tdl_plugin_failure(lua, "sample");
+			lua_settop(L, base);
+			return err;
+		}
+	}
+	lua_settop(L, s);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
+	}
+	lua_pushvalue(L, s);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_settop(L, base);
+	return NULL;
 }
 
 struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
@@ -141,7 +294,67 @@ static void own_dir(char *buf, size_t size)
 		*slash = '\0';
 }
 
-struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, char **path_ret)
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether a plugin named like the file base (NAME.lua) is already in names[0..n). */
+static bool have_plugin(char **names, size_t n, const char *base)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *b = strrchr(names[i], '/');
+		if (strcmp(b ? b + 1 : names[i], base) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Adds dir's NAME.lua files whose NAME is not there yet (not _*.lua: those
+ * are modules, for require). False when out of memory; *opened says whether
+ * dir could be read.
+ */
+static bool add_lua_files(const char *dir, char ***names, size_t *n, size_t *cap, bool *opened)
+{
+	DIR *d = opendir(dir);
+	if (opened)
+		*opened = d != NULL;
+	if (!d)
+		return true;
+	struct dirent *e;
+	bool ok = true;
+	while (ok && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 5 || e->d_name[0] == '_' || e->d_name[0] == '.' ||
+		    strcmp(e->d_name + len - 4, ".lua") != 0 || have_plugin(*names, *n, e->d_name))
+			continue;
+		char *path;
+		if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
+			ok = false;
+			break;
+		}
+		if (!readable(path)) {
+			free(path);
+			continue;
+		}
+		if (*n == *cap) {
+			*cap = *cap ? *cap * 2 : 8;
+			char **grown = realloc(*names, *cap * sizeof(**names));
+			if (!grown) {
+				free(path);
+				ok = false;
+				break;
+			}
+			*names = grown;
+		}
+		(*names)[(*n)++] = path;
+	}
+	closedir(d);
+	return ok;
+}
+
+struct td_error *td_lua_find_plugins(const char *extra_dir, char ***paths_ret, size_t *n_ret)
 {
 	char exe_dir[4096];
 	own_dir(exe_dir, sizeof(exe_dir));
@@ -150,74 +363,111 @@ struct td_error *td_lua_find_plugin(const char *name, const char *extra_dir, cha
 	/* A build directory sits in the source tree: <src>/build/taskdbg -> <src>/plugins. */
 	snprintf(source_tree, sizeof(source_tree), "%s/../plugins", exe_dir);
 	const char *dirs[] = { extra_dir, env, TD_PLUGIN_DIR, exe_dir[0] ? source_tree : NULL };
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	bool ok = true;
+	for (size_t i = 0; ok && i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		if (!dirs[i] || !dirs[i][0])
 			continue;
 		/* $TASKDBG_PLUGIN_PATH may list several directories, ':'-separated. */
 		char *copy = strdup(dirs[i]);
-		if (!copy)
-			return &td_enomem;
-		for (char *save = NULL, *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			char *path;
-			if (asprintf(&path, "%s/%s.lua", d, name) < 0) {
-				free(copy);
-				return &td_enomem;
-			}
-			if (readable(path)) {
-				free(copy);
-				*path_ret = path;
-				return NULL;
-			}
-			free(path);
-		}
+		ok = copy != NULL;
+		for (char *save = NULL, *d = copy ? strtok_r(copy, ":", &save) : NULL; ok && d;
+		     d = strtok_r(NULL, ":", &save))
+			ok = add_lua_files(d, &names, &n, &cap, NULL);
 		free(copy);
 	}
-	return td_error_format(TD_ERR_TARGET,
-		"no plugin %s.lua found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s and the "
-		"source tree)\nInstall taskdbg (`ninja -C build install`) or pass --plugins DIR.",
-		name, TD_PLUGIN_DIR);
-}
-
-static int compare_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The *.lua files of dir, sorted (so _lib.lua comes before the detectors). */
-static struct td_error *lua_files(const char *dir, char ***ret, size_t *nret)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return td_error_format(TD_ERR_TARGET, "cannot open the detectors directory %s: %s",
-				       dir, strerror(errno));
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *e;
-	bool enomem = false;
-	while (!enomem && (e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (len < 5 || strcmp(e->d_name + len - 4, ".lua") != 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			char **grown = realloc(names, cap * sizeof(*names));
-			if (!(enomem = !grown))
-				names = grown;
-		}
-		if (!enomem && !(enomem = asprintf(&names[n], "%s/%s", dir, e->d_name) < 0))
-			n++;
-	}
-	closedir(d);
-	/* Out of memory: no diagnosis, rather than one that silently skipped detectors. */
-	if (enomem) {
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
+	if (!ok) {
+		td_lua_free_paths(names, n);
 		return &td_enomem;
 	}
 	qsort(names, n, sizeof(*names), compare_names);
+	*paths_ret = names;
+	*n_ret = n;
+	return NULL;
+}
+
+void td_lua_free_paths(char **paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* The detector files of dir (NAME.lua, not the _*.lua modules), sorted. */
+static struct td_error *lua_files(const char *dir, char ***ret, size_t *nret)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	bool opened;
+	/* Out of memory: no diagnosis, rather than one that silently skipped detectors. */
+	if (!add_lua_files(dir, &names, &n, &cap, &opened)) {
+		td_lua_free_paths(names, n);
+		return &td_enomem;
+	}
+	if (!opened)
+		return td_error_format(TD_ERR_TARGET, "cannot open the detectors directory %s: %s",
+				       dir, strerror(errno));
+	qsort(names, n, sizeof(*names), compare_names);
 	*ret = names;
 	*nret = n;
+	return NULL;
+}
+
+struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *const *files, size_t nfiles,
+				   int ctx)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	struct td_error *err = NULL;
+	/* Each detector file is a module: it returns {name=, severity=, run=}. */
+	lua_createtable(L, (int)nfiles, 0);
+	int list = lua_gettop(L);
+	for (size_t i = 0; i < nfiles && !err; i++) {
+		if (tdl_load_text_file(L, files[i]) != LUA_OK) {
+			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
+			break;
+		}
+		tdl_push_module_env(L, dir);
+		lua_setupvalue(L, -2, 1);
+		if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
+			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
+			break;
+		}
+		bool ok = lua_istable(L, -1) && lua_getfield(L, -1, "name") == LUA_TSTRING &&
+			  lua_getfield(L, -2, "severity") == LUA_TNUMBER && lua_isinteger(L, -1) &&
+			  lua_getfield(L, -3, "run") == LUA_TFUNCTION;
+		if (!ok) {
+			err = td_error_format(TD_ERR_TARGET, "detector %s: it must return "
+					      "{name = STRING, severity = INTEGER, run = FUNCTION}", files[i]);
+			break;
+		}
+		lua_settop(L, list + 1);
+		lua_rawseti(L, list, (lua_Integer)i + 1);
+	}
+	if (err) {
+		lua_settop(L, base);
+		return err;
+	}
+	/* _lib.lua runs them, in order of severity, and merges what they find. */
+	tdl_push_require(L, dir);
+	lua_pushliteral(L, "_lib");
+	if (tdl_pcall(lua, 1, 1, TD_LUA_OTHER_MS) != LUA_OK || !lua_istable(L, -1) ||
+	    lua_getfield(L, -1, "run_detectors") != LUA_TFUNCTION) {
+		err = td_error_format(TD_ERR_TARGET, "detectors in %s: no _lib.lua with a function run_detectors (%s)",
+				      dir, lua_isstring(L, -1) ? lua_tostring(L, -1) : "not there");
+		lua_settop(L, base);
+		return err;
+	}
+	lua_pushvalue(L, ctx);
+	lua_pushvalue(L, list);
+	if (tdl_pcall(lua, 2, 1, TD_LUA_OTHER_MS) != LUA_OK) {
+		err = td_error_format(TD_ERR_TARGET, "diagnosis failed: %s", lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	lua_replace(L, base + 1);
+	lua_settop(L, base + 1);
 	return NULL;
 }
 
@@ -265,7 +515,7 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		}
 		lua_setfield(L, ctx, extras[i]);
 	}
-	lua_getfield(L, plugin, "samples");
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);
 		lua_newtable(L);
@@ -275,42 +525,21 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	lua_setfield(L, ctx, "threads");
 	tdl_push_json(L, options, 0);
 	lua_setfield(L, ctx, "options");
-	/* One environment shared by every file of dir: _lib.lua's helpers are the others' too. */
-	tdl_push_sandbox(L);
-	int env = lua_gettop(L);
-	lua_newtable(L);
-	lua_setfield(L, env, "detectors");
-	for (size_t i = 0; i < nfiles; i++) {
-		if (tdl_load_text_file(L, files[i]) != LUA_OK) {
-			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
-			goto out;
-		}
-		lua_pushvalue(L, env);
-		lua_setupvalue(L, -2, 1);
-		if (tdl_pcall(lua, 0, 0, TD_LUA_OTHER_MS) != LUA_OK) {
-			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
-			goto out;
-		}
+	/* What the plugin declares of its runtime: frames, resource classes, advice. */
+	lua_createtable(L, 0, 4);
+	static const char *const declared[] = { "name", "frames", "resources", "advice", NULL };
+	for (int i = 0; declared[i]; i++) {
+		lua_getfield(L, plugin, declared[i]);
+		lua_setfield(L, -2, declared[i]);
 	}
-	/* Detectors run by name, each adding to one list of findings. */
-	lua_getfield(L, env, "run_detectors");
-	if (!lua_isfunction(L, -1)) {
-		err = td_error_format(TD_ERR_TARGET, "detectors in %s: no function run_detectors "
-				      "(is _lib.lua there?)", dir);
+	lua_setfield(L, ctx, "runtime");
+	if ((err = tdl_run_detectors(lua, dir, files, nfiles, ctx)))
 		goto out;
-	}
-	lua_pushvalue(L, ctx);
-	if (tdl_pcall(lua, 1, 1, TD_LUA_OTHER_MS) != LUA_OK) {
-		err = td_error_format(TD_ERR_TARGET, "diagnosis failed: %s", lua_tostring(L, -1));
-		goto out;
-	}
 	tdl_keep_alive(L, -1);
 	*ret = tdl_to_json(L, -1, 0);
 out:
 	lua_settop(L, base);
-	for (size_t i = 0; i < nfiles; i++)
-		free(files[i]);
-	free(files);
+	td_lua_free_paths(files, nfiles);
 	return err;
 }
 
@@ -335,4 +564,49 @@ struct td_error *td_lua_find_detectors(char **dir_ret)
 	return td_error_format(TD_ERR_TARGET,
 		"no detectors found (looked in $TASKDBG_DETECTORS, %s and the source tree)\n"
 		"Install taskdbg (`ninja -C build install`).", TD_DETECTOR_DIR);
+}
+
+/* The strings of the table at idx's field key (a list), copied: NULL-terminated. */
+static bool copy_strings(lua_State *L, int idx, const char *key, char ***ret)
+{
+	*ret = NULL;
+	if (lua_getfield(L, idx, key) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return true;
+	}
+	size_t n = lua_rawlen(L, -1), k = 0;
+	char **list = calloc(n + 1, sizeof(*list));
+	bool ok = list != NULL;
+	for (size_t i = 1; ok && i <= n; i++) {
+		if (lua_rawgeti(L, -1, (lua_Integer)i) == LUA_TSTRING)
+			ok = (list[k++] = strdup(lua_tostring(L, -1))) != NULL;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	*ret = list;
+	return ok;
+}
+
+struct td_error *td_lua_runtime_frames(struct td_lua *lua, struct td_runtime_frames *out)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	*out = (struct td_runtime_frames){ 0 };
+	bool ok = true;
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin") == LUA_TTABLE &&
+	    lua_getfield(L, -1, "frames") == LUA_TTABLE) {
+		int frames = lua_gettop(L);
+		ok = copy_strings(L, frames, "worker", &out->worker) &&
+		     copy_strings(L, frames, "blocking", &out->blocking) &&
+		     copy_strings(L, frames, "drives", &out->drives) &&
+		     copy_strings(L, frames, "poll", &out->poll) &&
+		     copy_strings(L, frames, "poll_async", &out->poll_async) &&
+		     copy_strings(L, frames, "poll_blocking", &out->poll_blocking);
+	}
+	lua_settop(L, base);
+	if (!ok) {
+		td_runtime_frames_free(out);
+		return &td_enomem;
+	}
+	return NULL;
 }

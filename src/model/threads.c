@@ -36,59 +36,73 @@ static bool has_prefix(const char *s, const char *prefix)
 	}
 }
 
-bool td_thread_polls_async_task(const struct td_thread_view *v)
+static bool has_any(const char *fn, char *const *prefixes)
+{
+	for (size_t i = 0; fn && prefixes && prefixes[i]; i++)
+		if (has_prefix(fn, prefixes[i]))
+			return true;
+	return false;
+}
+
+void td_runtime_frames_free(struct td_runtime_frames *f)
+{
+	char **lists[] = { f->worker, f->blocking, f->drives, f->poll, f->poll_async, f->poll_blocking };
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t j = 0; lists[i] && lists[i][j]; j++)
+			free(lists[i][j]);
+		free(lists[i]);
+	}
+	*f = (struct td_runtime_frames){ 0 };
+}
+
+bool td_thread_polls_async_task(const struct td_thread_list *list, const struct td_thread_view *v)
 {
 	/*
-	 * The innermost task poll decides: under a scheduler's run_task (or a
-	 * LocalSet's / current_thread's task run) it is an async task; under the
-	 * blocking pool's Task::run, a spawn_blocking closure or a worker loop.
+	 * The innermost task poll decides: under a scheduler's run of an async
+	 * task it is one; under the blocking pool's, a blocking closure or a
+	 * worker loop.
 	 */
+	const struct td_runtime_frames *rf = list->frames;
+	if (!rf)
+		return false;
 	bool in_poll = false;
 	for (size_t i = 0; i < v->nframes; i++) {
 		const char *fn = v->frames[i].function;
 		if (!fn)
 			continue;
 		if (!in_poll) {
-			/* raw::poll is a tail jump into Harness::poll: either may be innermost. */
-			in_poll = has_prefix(fn, "tokio::runtime::task::harness::Harness<T,S>::poll") ||
-				  has_prefix(fn, "tokio::runtime::task::raw::RawTask::poll") ||
-				  has_prefix(fn, "tokio::runtime::task::raw::poll");
+			in_poll = has_any(fn, rf->poll);
 			continue;
 		}
-		if (has_prefix(fn, "tokio::runtime::blocking::pool::Task::run"))
+		if (has_any(fn, rf->poll_blocking))
 			return false;
-		if (has_prefix(fn, "tokio::runtime::scheduler::multi_thread::worker::Context::run_task") ||
-		    has_prefix(fn, "tokio::runtime::task::LocalNotified") ||
-		    has_prefix(fn, "tokio::runtime::scheduler::current_thread::") ||
-		    has_prefix(fn, "tokio::task::local::"))
+		if (has_any(fn, rf->poll_async))
 			return true;
 	}
 	return false;
 }
 
 /*
- * tokio runs its workers on blocking-pool threads, so a worker's stack has
- * both the worker loop and the pool's loop: the worker loop decides.
+ * A runtime may run its workers on blocking-pool threads, so a worker's
+ * stack can have both loops: the worker loop decides.
  */
-static enum td_thread_role guess_role(const struct td_snapshot *snap, const struct td_thread_view *v)
+static enum td_thread_role guess_role(const struct td_snapshot *snap, const struct td_runtime_frames *rf,
+				      const struct td_thread_view *v)
 {
-	bool pool = false, current_thread = false;
-	for (size_t i = 0; i < v->nframes; i++) {
+	bool pool = false, drives = false;
+	for (size_t i = 0; rf && i < v->nframes; i++) {
 		const char *fn = v->frames[i].function;
-		if (has_prefix(fn, "tokio::runtime::scheduler::multi_thread::worker::run") ||
-		    has_prefix(fn, "tokio::runtime::thread_pool::worker::run"))
+		if (has_any(fn, rf->worker))
 			return TD_ROLE_WORKER;
-		if (has_prefix(fn, "tokio::runtime::blocking::pool::Inner::run"))
-			pool = true;
-		if (has_prefix(fn, "tokio::runtime::scheduler::current_thread::CoreGuard::block_on"))
-			current_thread = true;
+		pool = pool || has_any(fn, rf->blocking);
+		drives = drives || has_any(fn, rf->drives);
 	}
 	if (pool)
 		return TD_ROLE_BLOCKING;
 	if (v->thread->tid == snap->pid)
 		return TD_ROLE_MAIN;
 	/* The thread driving a current-thread runtime is its one worker. */
-	if (current_thread)
+	if (drives)
 		return TD_ROLE_WORKER;
 	return TD_ROLE_OTHER;
 }
@@ -120,7 +134,8 @@ static long resolve_restart(const struct td_thread_view *v)
 	return nr;
 }
 
-struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread_list **ret)
+struct td_error *td_thread_list_build(struct td_snapshot *snap, const struct td_runtime_frames *declared,
+				      struct td_thread_list **ret)
 {
 	struct td_error *err;
 	struct td_thread_list *list = calloc(1, sizeof(*list));
@@ -132,6 +147,7 @@ struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread
 		goto fail;
 	}
 	list->count = snap->nthreads;
+	list->frames = declared;
 	if ((err = td_unwind_all(snap, &list->stacks)))
 		goto fail;
 	td_timing_mark("unwind");
@@ -183,7 +199,7 @@ struct td_error *td_thread_list_build(struct td_snapshot *snap, struct td_thread
 				v->nframes++;
 			}
 		}
-		v->role = guess_role(snap, v);
+		v->role = guess_role(snap, declared, v);
 		v->syscall = resolve_restart(v);
 		v->task = -1;
 	}

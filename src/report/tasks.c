@@ -132,13 +132,20 @@ static void print_duration(FILE *out, double ms)
 }
 
 /*
- * A Sleep: when it fires (live: the time left; a core records no "now", so
- * its deadline on the monotonic clock). A lock or channel: kind, address, mode.
+ * A timer (a record with a deadline): when it fires (live: the time left; a
+ * core records no "now", so its deadline on the monotonic clock). A lock or
+ * channel: kind, address, mode.
  */
+static bool is_timer(struct json_object *w)
+{
+	struct json_object *d;
+	return json_object_object_get_ex(w, "deadline_ms", &d) && d;
+}
+
 static void print_waiting_on(FILE *out, struct json_object *w)
 {
 	double left, deadline;
-	if (strcmp(str(w, "kind"), "tokio::time::Sleep") == 0) {
+	if (is_timer(w)) {
 		if (real(w, "remaining_ms", &left)) {
 			fprintf(out, left >= 0 ? " (fires in " : " (its deadline passed ");
 			print_duration(out, left >= 0 ? left : -left);
@@ -330,8 +337,7 @@ static void print_task(FILE *out, struct json_object *t, bool chains, bool block
 		print_waiting_on(out, w);
 	/* Awaited inside timeout(): when that gives up (unless the timer is what it waits on, shown just above). */
 	double left, deadline;
-	bool on_timer = json_object_object_get_ex(t, "waiting_on", &w) && w && str(w, "kind") &&
-			strcmp(str(w, "kind"), "tokio::time::Sleep") == 0;
+	bool on_timer = json_object_object_get_ex(t, "waiting_on", &w) && w && is_timer(w);
 	if (!on_timer && json_object_object_get_ex(t, "timeout", &w) && w) {
 		if (real(w, "remaining_ms", &left)) {
 			fprintf(out, left >= 0 ? " [timeout in " : " [timeout overdue by ");
@@ -402,7 +408,10 @@ void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 		fprintf(out, "core %s of process %d (%s)\n", snap->core_path, (int)snap->pid,
 			snap->comm ? snap->comm : "?");
 	if (nr == 0) {
-		fputs("no tokio runtime found: no thread has entered one\n", out);
+		struct json_object *why;
+		fprintf(out, "no async runtime found: %s\n",
+			model && json_object_object_get_ex(model, "none_found", &why) && json_object_is_type(why, json_type_string)
+			? json_object_get_string(why) : "no thread has entered one");
 		return;
 	}
 	for (size_t i = 0; i < nr; i++) {

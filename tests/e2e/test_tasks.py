@@ -303,15 +303,18 @@ def test_no_tokio_in_process(c_threads):
     doc = tasks_json(c_threads.pid)
     assert doc["runtimes"] == []
     r = run("tasks", c_threads.pid)
-    assert r.returncode == 0 and "no tokio runtime found" in r.stdout
+    assert r.returncode == 0, r.stderr
+    assert ("no async runtime found: no plugin recognises an async runtime in this program "
+            "(plugins asked: tokio.lua)") in r.stdout
     assert_untouched(c_threads.pid)
 
 
 def test_broken_plugin_is_named(debian_tasks, tmp_path):
-    (tmp_path / "tokio.lua").write_text("local M = {}\nfunction M.snapshot()\n  error('boom')\nend\nreturn M\n")
+    (tmp_path / "tokio.lua").write_text("local M = {}\nfunction M.detect() return true end\n"
+                                        "function M.snapshot()\n  error('boom')\nend\nreturn M\n")
     r = run("tasks", "--plugins", tmp_path, debian_tasks.pid)
     assert r.returncode == 2
-    assert f"plugin {tmp_path}/tokio.lua failed in snapshot: tokio.lua:3: boom" in r.stderr
+    assert f"plugin {tmp_path}/tokio.lua failed in snapshot: tokio.lua:4: boom" in r.stderr
     assert_untouched(debian_tasks.pid)
 
 
@@ -323,17 +326,20 @@ def test_broken_plugin_is_named(debian_tasks, tmp_path):
      "not enough memory"),
     ("snapshot", "return io.open('/etc/passwd')", "attempt to index a nil value (global 'io')"),
     ("snapshot", "return os.execute('true')", "attempt to index a nil value (global 'os')"),
-    ("snapshot", "return require('x')", "attempt to call a nil value (global 'require')"),
+    # require loads modules from the plugin's own directory only.
+    ("snapshot", "return require('x')", "require('x'): no module {tmp}/x.lua"),
+    ("snapshot", "return require('../x')", "require('../x'): a module name is words joined by dots"),
+    ("snapshot", "return require('/etc/passwd')", "require('/etc/passwd'): a module name is words joined by dots"),
     ("snapshot", "return load('return 1')", "attempt to call a nil value (global 'load')"),
 ])
 def test_plugin_sandbox(debian_tasks, tmp_path, entry, body, phrase):
-    text = f"local M = {{}}\nfunction M.{entry}()\n{body}\nend\n"
+    text = f"local M = {{}}\nfunction M.detect() return true end\nfunction M.{entry}()\n{body}\nend\n"
     if entry != "snapshot":
         text += "function M.snapshot() end\n"
     (tmp_path / "tokio.lua").write_text(text + "return M\n")
     r = run("tasks", "--plugins", tmp_path, debian_tasks.pid, timeout=300)
     assert r.returncode == 2
-    assert phrase in r.stderr, r.stderr
+    assert phrase.replace("{tmp}", str(tmp_path)) in r.stderr, r.stderr
     assert_untouched(debian_tasks.pid)
 
 
@@ -416,7 +422,7 @@ def test_idle_local_set(module_tmp, rust_bin):
 def test_plugin_path_from_environment(debian_tasks, tmp_path):
     """$TASKDBG_PLUGIN_PATH (':'-separated) is searched before the built-in plugins."""
     (tmp_path / "tokio.lua").write_text(
-        "local M = {}\nfunction M.snapshot() end\n"
+        "local M = {}\nfunction M.detect() return true end\nfunction M.snapshot() end\n"
         "function M.finish() return { runtimes = setmetatable({}, { __array = true }), "
         "marker = 'from-env' } end\nreturn M\n")
     r = run("tasks", "--json", debian_tasks.pid, env={"TASKDBG_PLUGIN_PATH": f"/nonexistent:{tmp_path}"})

@@ -1,0 +1,107 @@
+/*
+ * Modules for plugins and detectors: `require(NAME)` in a sandbox loads
+ * DIR/NAME.lua (dots are directories: "tokio.walk" is DIR/tokio/walk.lua),
+ * text only, in a sandbox of its own, once per Lua state. DIR is the
+ * directory of the file that asks (a plugin's, the detectors'): nothing
+ * outside it can be loaded, as WirePlumber keeps its scripts to scripts/lib.
+ */
+#include "lua/internal.h"
+
+/* A module name: words of [A-Za-z0-9_] joined by single dots. */
+static bool valid_name(const char *name)
+{
+	bool word = false;
+	for (const char *c = name; *c; c++) {
+		if (*c == '.') {
+			if (!word)
+				return false;
+			word = false;
+		} else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+			   *c == '_') {
+			word = true;
+		} else {
+			return false;
+		}
+	}
+	return word;
+}
+
+/* require(NAME): upvalues are DIR and the table of the modules loaded from it. */
+static int l_require(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *dir = lua_tostring(L, lua_upvalueindex(1));
+	lua_settop(L, 1);
+	int t = lua_getfield(L, lua_upvalueindex(2), name);
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		return luaL_error(L, "require('%s'): a cycle of modules requires it while it loads", name);
+	if (t != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	if (!valid_name(name))
+		return luaL_error(L, "require('%s'): a module name is words joined by dots "
+				  "(loaded from %s only)", name, dir);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, dir);
+	luaL_addchar(&b, '/');
+	for (const char *c = name; *c; c++)
+		luaL_addchar(&b, *c == '.' ? '/' : *c);
+	luaL_addstring(&b, ".lua");
+	luaL_pushresult(&b);
+	const char *path = lua_tostring(L, -1);
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		return luaL_error(L, "require('%s'): no module %s", name, path);
+	if (tdl_load_text_file(L, path) != LUA_OK)
+		return lua_error(L);
+	tdl_push_module_env(L, dir);
+	lua_setupvalue(L, -2, 1);
+	lua_pushboolean(L, false);   /* loading: a cycle back to it is an error */
+	lua_setfield(L, lua_upvalueindex(2), name);
+	lua_call(L, 0, 1);           /* under the caller's protected call and budget */
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushboolean(L, true);
+	}
+	lua_pushvalue(L, -1);
+	lua_setfield(L, lua_upvalueindex(2), name);
+	return 1;
+}
+
+void tdl_push_require(lua_State *L, const char *dir)
+{
+	lua_pushstring(L, dir);
+	/* The modules loaded from dir, per Lua state. */
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.modules") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.modules");
+	}
+	if (lua_getfield(L, -1, dir) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, -3, dir);
+	}
+	lua_remove(L, -2);
+	lua_pushcclosure(L, l_require, 2);
+}
+
+void tdl_push_module_env(lua_State *L, const char *dir)
+{
+	tdl_push_sandbox(L);
+	tdl_push_require(L, dir);
+	lua_setfield(L, -2, "require");
+}
+
+/* The directory of path ("." if it has none), pushed. */
+void tdl_push_dir_of(lua_State *L, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		lua_pushliteral(L, ".");
+	else
+		lua_pushlstring(L, path, slash == path ? 1 : (size_t)(slash - path));
+}
