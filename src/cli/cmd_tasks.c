@@ -17,7 +17,7 @@ static const char tasks_help[] =
 	"\n"
 	"List every async task of every runtime in TARGET: id, state, the future it runs,\n"
 	"and where it is suspended. The runtime's structures are read while a live target\n"
-	"is stopped, through the runtime plugin (plugins/tokio.lua).\n"
+	"is stopped, through the plugin of its runtime (plugins/).\n"
 	"\n"
 	"  --json         one JSON object on stdout (see docs/cli-contract.md)\n"
 	"  --chains       show each task's whole chain of .awaits\n"

@@ -85,6 +85,8 @@ void tdl_push_module_env(lua_State *L, const char *dir);
  */
 struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *const *files, size_t nfiles,
 				   int ctx);
+/* tdl_run_detectors on every detector file of dir (unit tests run synthetic models so). */
+struct td_error *tdl_diagnose_ctx(struct td_lua *lua, const char *dir, int ctx);
 /* The directory part of path, pushed. */
 void tdl_push_dir_of(lua_State *L, const char *path);
 int tdl_load_text_file(lua_State *L, const char *path);

@@ -477,10 +477,6 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
 	struct td_error *err = NULL;
-	char **files = NULL;
-	size_t nfiles = 0;
-	if ((err = lua_files(dir, &files, &nfiles)))
-		return err;
 	/* The context every detector gets: the runtime model, samples, threads, options. */
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
 	if (!lua_istable(L, -1)) {
@@ -533,12 +529,22 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		lua_setfield(L, -2, declared[i]);
 	}
 	lua_setfield(L, ctx, "runtime");
-	if ((err = tdl_run_detectors(lua, dir, files, nfiles, ctx)))
+	if ((err = tdl_diagnose_ctx(lua, dir, ctx)))
 		goto out;
 	tdl_keep_alive(L, -1);
 	*ret = tdl_to_json(L, -1, 0);
 out:
 	lua_settop(L, base);
+	return err;
+}
+
+struct td_error *tdl_diagnose_ctx(struct td_lua *lua, const char *dir, int ctx)
+{
+	char **files = NULL;
+	size_t nfiles = 0;
+	struct td_error *err = lua_files(dir, &files, &nfiles);
+	if (!err)
+		err = tdl_run_detectors(lua, dir, files, nfiles, ctx);
 	td_lua_free_paths(files, nfiles);
 	return err;
 }

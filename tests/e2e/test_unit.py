@@ -1,17 +1,32 @@
 """The C unit tests (one module each, built by meson) run as part of the suite.
-test-future tests value/future on a core of a Rust fixture, once per tokio release."""
+test-future tests value/future on a core of a Rust fixture, once per tokio release;
+test-detectors runs the detectors on synthetic models (tests/lua/detectors.lua)."""
 import subprocess
 
 import pytest
 
 from conftest import BUILD, Target, gcore
 
-UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file() and p.name != "test-future")
+from conftest import ROOT
+
+UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*")
+                    if p.is_file() and p.name not in ("test-future", "test-detectors"))
 
 
 def test_unit_tests_were_built():
     assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-source", "test-syscalls"]
     assert (BUILD / "tests" / "test-future").is_file()
+    assert (BUILD / "tests" / "test-detectors").is_file()
+
+
+def test_detectors_on_synthetic_models():
+    """Every detector on made-up models of a made-up runtime: a cycle of
+    three, a lost waker, a blocking call and the starvation it causes, a
+    healthy busy runtime, no runtime. No target, no tokio."""
+    r = subprocess.run([str(BUILD / "tests" / "test-detectors"), str(ROOT / "detectors"),
+                        str(ROOT / "tests" / "lua" / "detectors.lua")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "6 detector cases passed"
 
 
 def test_future_module(rust_bin, tmp_path):
