@@ -11,15 +11,16 @@
 #include "util/timing.h"
 
 static const char bt_help[] =
-	"usage: taskdbg bt [--json] [--exe PATH] TARGET\n"
+	"usage: taskdbg bt [--json] [--exe PATH] [--plugins DIR] TARGET\n"
 	"\n"
 	"Print every thread's stack (inline frames expanded, with source lines), then exit.\n"
 	"TARGET is a process id or a core file. A live process is stopped only while its\n"
 	"registers and stack tops are copied (well under a millisecond), then runs on.\n"
 	"\n"
-	"  --json       one JSON object on stdout (see docs/cli-contract.md)\n"
-	"  --exe PATH   the executable, when a core file's notes do not lead to it\n"
-	"  --help       this text\n";
+	"The runtime plugins (--plugins) give the threads their roles and tasks.\n"
+	"\n"
+	TD_SESSION_HELP_JSON
+	TD_SESSION_HELP;
 
 /*
  * The task each thread polls comes from the runtime plugin's thread-locals,
@@ -63,9 +64,7 @@ static void assign_tasks(const struct td_thread_list *list, struct json_object *
 int td_cmd_bt(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "exe", required_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },
+		TD_SESSION_OPTIONS,
 		{ 0 },
 	};
 	struct td_session s = { .command = "bt" };

@@ -36,12 +36,11 @@ static const char diagnose_help[] =
 	"stops it well under a millisecond for a few threads); a core file is one snapshot\n"
 	"(no greedy_task, and starvation only when every worker is blocked in it).\n"
 	"\n"
-	"  --json                  one JSON object on stdout (see docs/cli-contract.md)\n"
+	TD_SESSION_HELP_JSON
 	"  --window D              how long to watch a live process (default 1s; 500ms, 2s)\n"
 	"  --greedy-threshold D    a poll running longer than this is greedy (default 100ms)\n"
 	"  --interval D            time between samples (default 25ms)\n"
-	"  --exe PATH              the executable, when a core file's notes do not lead to it\n"
-	"  --plugins DIR           look for runtime plugins in DIR first\n";
+	TD_SESSION_HELP;
 
 struct diagnose_job {
 	struct td_session *s;

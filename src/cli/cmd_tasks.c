@@ -19,12 +19,11 @@ static const char tasks_help[] =
 	"and where it is suspended. The runtime's structures are read while a live target\n"
 	"is stopped, through the plugin of its runtime (plugins/).\n"
 	"\n"
-	"  --json         one JSON object on stdout (see docs/cli-contract.md)\n"
-	"  --chains       show each task's whole chain of .awaits\n"
-	"  --all          one line per task even when there are many (default: groups\n"
-	"                 tasks suspended at the same place once there are more than 50)\n"
-	"  --exe PATH     the executable, when a core file's notes do not lead to it\n"
-	"  --plugins DIR  look for runtime plugins in DIR first\n";
+	TD_SESSION_HELP_JSON
+	"  --chains                show each task's whole chain of .awaits\n"
+	"  --all                   one line per task even when there are many (default: groups\n"
+	"                          tasks suspended at the same place once there are more than 50)\n"
+	TD_SESSION_HELP;
 
 /* Types, offsets and plugin set-up: everything that does not need the target stopped. */
 static struct td_error *prepare_before_stop(struct td_snapshot *snap, void *arg)

@@ -40,6 +40,14 @@ struct td_session {
 	{ "plugins", required_argument, NULL, 'p' }, \
 	{ "help", no_argument, NULL, 'h' }
 
+/* Their help lines (every command's help ends with TD_SESSION_HELP; --json comes first). */
+#define TD_SESSION_HELP_JSON \
+	"  --json                  one JSON object on stdout (see docs/cli-contract.md)\n"
+#define TD_SESSION_HELP \
+	"  --exe PATH              the executable, when a core file's notes do not lead to it\n" \
+	"  --plugins DIR           look for runtime plugins in DIR first\n" \
+	"  --help                  this text\n"
+
 /*
  * Parses argv with options (TD_SESSION_OPTIONS and the command's own, which
  * own() handles: it returns -1 when done with one, else an exit code). Then

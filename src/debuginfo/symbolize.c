@@ -9,6 +9,7 @@
 
 #include "debuginfo/demangle.h"
 #include "debuginfo/source.h"
+#include "util/hash.h"
 
 /* Inline nesting deeper than this is cut (a hostile or broken DIE tree). */
 #define TD_MAX_INLINE_DEPTH 64
@@ -336,7 +337,7 @@ static void context_deinit(struct dwarf_context *ctx)
 static struct cache_entry *lookup(struct td_symbolizer *sym, uint64_t key)
 {
 	size_t mask = sym->capacity - 1;
-	size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+	size_t i = td_hash_slot(key, sym->capacity);
 	while (sym->table[i].key && sym->table[i].key != key)
 		i = (i + 1) & mask;
 	return &sym->table[i];

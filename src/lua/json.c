@@ -3,50 +3,12 @@
  * a table met twice written once.
  */
 #include "lua/internal.h"
-#include "util/hash.h"
+#include "util/map.h"
 
-/* Tables converted so far in one conversion: a table met again is shared, not copied. */
+/* Tables converted so far in one conversion (Lua table -> its JSON): a table met again is shared, not copied. */
 struct json_memo {
-	const void **keys;
-	struct json_object **values;
-	size_t count, capacity;   /* capacity: power of two */
+	struct td_map map;
 };
-
-static struct json_object **json_memo_slot(struct json_memo *m, const void *key)
-{
-	if ((m->count + 1) * 2 > m->capacity) {
-		size_t cap = m->capacity ? m->capacity * 2 : 1024;
-		const void **keys = calloc(cap, sizeof(*keys));
-		struct json_object **values = calloc(cap, sizeof(*values));
-		if (!keys || !values) {
-			free(keys);
-			free(values);
-			return NULL;
-		}
-		for (size_t i = 0; i < m->capacity; i++) {
-			if (!m->keys[i])
-				continue;
-			size_t j = td_hash_slot((uint64_t)(uintptr_t)(m->keys[i]), cap);
-			while (keys[j])
-				j = (j + 1) & (cap - 1);
-			keys[j] = m->keys[i];
-			values[j] = m->values[i];
-		}
-		free(m->keys);
-		free(m->values);
-		m->keys = keys;
-		m->values = values;
-		m->capacity = cap;
-	}
-	size_t j = td_hash_slot((uint64_t)(uintptr_t)(key), m->capacity);
-	while (m->keys[j] && m->keys[j] != key)
-		j = (j + 1) & (m->capacity - 1);
-	if (!m->keys[j]) {
-		m->keys[j] = key;
-		m->count++;
-	}
-	return &m->values[j];
-}
 
 static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct json_memo *memo)
 {
@@ -69,10 +31,10 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 	case LUA_TTABLE: {
 		if (depth >= TD_LUA_JSON_DEPTH)
 			return NULL;
-		const void *key = lua_topointer(L, idx);
-		struct json_object **shared = json_memo_slot(memo, key);
+		uint64_t key = (uintptr_t)lua_topointer(L, idx);
+		uint64_t *shared = td_map_get(&memo->map, key);
 		if (shared && *shared)
-			return json_object_get(*shared);
+			return json_object_get((struct json_object *)(uintptr_t)*shared);
 		struct json_object *result;
 		if (td_json_is_array(L, idx)) {
 			result = json_object_new_array();
@@ -99,12 +61,10 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 				lua_pop(L, 1);
 			}
 		}
-		/*
-		 * The memo holds a reference of its own, dropped at the end. Its
-		 * slots move as it grows during the recursion: look this one up again.
-		 */
-		if ((shared = json_memo_slot(memo, key)))
-			*shared = json_object_get(result);
+		/* The memo holds a reference of its own, dropped at the end. */
+		bool added;
+		if ((shared = td_map_put(&memo->map, key, &added)))
+			*shared = (uintptr_t)json_object_get(result);
 		return result;
 	}
 	default:
@@ -119,12 +79,7 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 void tdl_keep_alive(lua_State *L, int idx)
 {
 	idx = lua_absindex(L, idx);
-	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.results") != LUA_TTABLE) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushvalue(L, -1);
-		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.results");
-	}
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, "taskdbg.results");
 	lua_pushvalue(L, idx);
 	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 	lua_pop(L, 1);
@@ -134,11 +89,10 @@ struct json_object *tdl_to_json(lua_State *L, int idx, int depth)
 {
 	struct json_memo memo = { 0 };
 	struct json_object *result = to_json_memo(L, idx, depth, &memo);
-	for (size_t i = 0; i < memo.capacity; i++)
-		if (memo.keys[i])
-			json_object_put(memo.values[i]);
-	free(memo.keys);
-	free(memo.values);
+	for (size_t i = 0; i < memo.map.cap; i++)
+		if (memo.map.keys[i])
+			json_object_put((struct json_object *)(uintptr_t)memo.map.values[i]);
+	td_map_free(&memo.map);
 	return result;
 }
 

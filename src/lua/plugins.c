@@ -5,23 +5,33 @@
  */
 #include "lua/internal.h"
 
+/*
+ * The chunk of the file at path, pushed; else an error "WHAT PATH: why".
+ * Text only: a precompiled chunk could break the VM's invariants.
+ */
+static struct td_error *load_chunk(lua_State *L, const char *path, const char *what)
+{
+	if (tdl_load_text_file(L, path) == LUA_OK)
+		return NULL;
+	struct td_error *err = td_error_format(TD_ERR_TARGET, "%s %s: %s", what, path, lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return err;
+}
+
 struct td_error *td_lua_load_plugin(struct td_lua *lua, const char *path)
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	/* Text only: a precompiled chunk could break the VM's invariants. */
-	if (tdl_load_text_file(L, path) != LUA_OK) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path, lua_tostring(L, -1));
-		lua_settop(L, base);
+	struct td_error *err = load_chunk(L, path, "plugin");
+	if (err)
 		return err;
-	}
 	/* Its modules: require loads from its own directory only. */
 	tdl_push_dir_of(L, path);
 	tdl_push_module_env(L, lua_tostring(L, -1));
 	lua_remove(L, -2);
 	lua_setupvalue(L, -2, 1);  /* the chunk's _ENV */
 	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK || !lua_istable(L, -1)) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path,
+		err = td_error_format(TD_ERR_TARGET, "plugin %s: %s", path,
 			lua_isstring(L, -1) ? lua_tostring(L, -1) : "did not return a table");
 		lua_settop(L, base);
 		return err;
@@ -232,12 +242,7 @@ struct td_error *td_lua_sample(struct td_lua *lua, bool last)
 		}
 	}
 	lua_settop(L, s);
-	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples") != LUA_TTABLE) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushvalue(L, -1);
-		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
-	}
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, "taskdbg.samples");
 	lua_pushvalue(L, s);
 	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 	lua_settop(L, base);
@@ -249,11 +254,9 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 {
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
-	if (tdl_load_text_file(L, path) != LUA_OK) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s: %s", path, lua_tostring(L, -1));
-		lua_settop(L, base);
+	struct td_error *err = load_chunk(L, path, "script");
+	if (err)
 		return err;
-	}
 	tdl_push_sandbox(L);
 	lua_createtable(L, nargs, 0);
 	for (int i = 0; i < nargs; i++) {
@@ -263,8 +266,7 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 	lua_setfield(L, -2, "args");
 	lua_setupvalue(L, -2, 1);
 	if (tdl_pcall(lua, 0, 1, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS) != LUA_OK) {
-		struct td_error *err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path,
-						       lua_tostring(L, -1));
+		err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path, lua_tostring(L, -1));
 		lua_settop(L, base);
 		return err;
 	}
@@ -424,10 +426,8 @@ struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *co
 	lua_createtable(L, (int)nfiles, 0);
 	int list = lua_gettop(L);
 	for (size_t i = 0; i < nfiles && !err; i++) {
-		if (tdl_load_text_file(L, files[i]) != LUA_OK) {
-			err = td_error_format(TD_ERR_TARGET, "detector %s: %s", files[i], lua_tostring(L, -1));
+		if ((err = load_chunk(L, files[i], "detector")))
 			break;
-		}
 		tdl_push_module_env(L, dir);
 		lua_setupvalue(L, -2, 1);
 		if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {

@@ -73,18 +73,8 @@ void tdl_push_require(lua_State *L, const char *dir)
 {
 	lua_pushstring(L, dir);
 	/* The modules loaded from dir, per Lua state. */
-	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.modules") != LUA_TTABLE) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushvalue(L, -1);
-		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.modules");
-	}
-	if (lua_getfield(L, -1, dir) != LUA_TTABLE) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-		lua_pushvalue(L, -1);
-		lua_setfield(L, -3, dir);
-	}
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, "taskdbg.modules");
+	luaL_getsubtable(L, -1, dir);
 	lua_remove(L, -2);
 	lua_pushcclosure(L, l_require, 2);
 }

@@ -3,6 +3,7 @@
  * (td.follow, td.follow_many) in one call each, for 100,000 tasks a stop.
  */
 #include "lua/internal.h"
+#include "util/map.h"
 
 /* Reads an integer field of a spec table; def if absent. */
 lua_Integer tdl_spec_int(lua_State *L, int t, const char *key, lua_Integer def)
@@ -109,44 +110,19 @@ static int l_walk_list(lua_State *L)
 	size_t cap = 1024;
 	uint64_t *vals = malloc(cap * (size_t)(nfields + 1) * sizeof(*vals));
 	/* Cycle check: a set of visited nodes in a Lua table would cost more than the walk. */
-	size_t seen_cap = 1024, seen_n = 0;
-	uint64_t *seen = calloc(seen_cap, sizeof(*seen));
+	struct td_map seen = { 0 };
 	struct td_error *err = NULL;
 	lua_Integer count = 0;
-	while (node && count < max && seen && vals) {
-		if (seen_n * 2 >= seen_cap) {
-			uint64_t *grown = calloc(seen_cap * 2, sizeof(*grown));
-			if (!grown) {
-				err = &td_enomem;
-				break;
-			}
-			for (size_t i = 0; i < seen_cap; i++) {
-				if (!seen[i])
-					continue;
-				size_t j = (size_t)((seen[i] * 0x9E3779B97F4A7C15ull) >> 20) & (seen_cap * 2 - 1);
-				while (grown[j])
-					j = (j + 1) & (seen_cap * 2 - 1);
-				grown[j] = seen[i];
-			}
-			free(seen);
-			seen = grown;
-			seen_cap *= 2;
+	while (node && count < max && vals) {
+		bool added;
+		if (!td_map_put(&seen, node, &added)) {
+			err = &td_enomem;
+			break;
 		}
-		size_t j = (size_t)((node * 0x9E3779B97F4A7C15ull) >> 20) & (seen_cap - 1);
-		bool cycle = false;
-		while (seen[j]) {
-			if (seen[j] == node) {
-				cycle = true;
-				break;
-			}
-			j = (j + 1) & (seen_cap - 1);
-		}
-		if (cycle) {
+		if (!added) {
 			err = td_error_format(TD_ERR_TARGET, "the list loops back to 0x%llx", (unsigned long long)node);
 			break;
 		}
-		seen[j] = node;
-		seen_n++;
 		if ((size_t)count == cap) {
 			uint64_t *grown = realloc(vals, cap * 2 * (size_t)(nfields + 1) * sizeof(*vals));
 			if (!grown) {
@@ -171,9 +147,9 @@ static int l_walk_list(lua_State *L)
 		    (err = td_program_read_uint(prog, next_addr, 8, &node)))
 			break;
 	}
-	if ((!vals || !seen) && !err)
+	if (!vals && !err)
 		err = &td_enomem;
-	free(seen);
+	td_map_free(&seen);
 	/* Result columns. */
 	lua_createtable(L, 0, nfields + 1);
 	int result = lua_gettop(L);

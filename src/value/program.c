@@ -11,6 +11,8 @@
 #include "debuginfo/demangle.h"
 #include "debuginfo/modules.h"
 #include "debuginfo/symbolize.h"
+#include "util/hash.h"
+#include "util/map.h"
 
 #define TD_PAGE_SIZE 4096u
 /* Pages kept; a walk of 100,000 tasks touches a few tens of thousands. */
@@ -97,8 +99,7 @@ fail:
  */
 struct cu_parents {
 	uint64_t cu;                 /* the unit DIE's offset */
-	uint64_t *keys, *parents;    /* open addressing: DIE offset + 1 -> parent offset */
-	size_t cap, n;
+	struct td_map parents;       /* DIE offset -> its parent's offset */
 };
 
 static bool names_scope(int tag)
@@ -108,53 +109,21 @@ static bool names_scope(int tag)
 	       tag == DW_TAG_variant_part || tag == DW_TAG_variant || tag == DW_TAG_pointer_type;
 }
 
+/* Out of memory, a parent is not recorded: its DIE's name then lacks namespaces. */
 static void parents_put(struct cu_parents *cp, uint64_t key, uint64_t parent)
 {
-	if ((cp->n + 1) * 2 > cp->cap) {
-		size_t cap = cp->cap ? cp->cap * 2 : 1024;
-		uint64_t *k = calloc(cap, sizeof(*k)), *v = calloc(cap, sizeof(*v));
-		if (!k || !v) {
-			free(k);
-			free(v);
-			return;
-		}
-		for (size_t i = 0; i < cp->cap; i++) {
-			if (!cp->keys[i])
-				continue;
-			size_t j = (size_t)(cp->keys[i] * 0x9E3779B97F4A7C15ull >> 20) & (cap - 1);
-			while (k[j])
-				j = (j + 1) & (cap - 1);
-			k[j] = cp->keys[i];
-			v[j] = cp->parents[i];
-		}
-		free(cp->keys);
-		free(cp->parents);
-		cp->keys = k;
-		cp->parents = v;
-		cp->cap = cap;
-	}
-	size_t j = (size_t)((key + 1) * 0x9E3779B97F4A7C15ull >> 20) & (cp->cap - 1);
-	while (cp->keys[j] && cp->keys[j] != key + 1)
-		j = (j + 1) & (cp->cap - 1);
-	if (!cp->keys[j])
-		cp->n++;
-	cp->keys[j] = key + 1;
-	cp->parents[j] = parent;
+	bool added;
+	uint64_t *slot = td_map_put(&cp->parents, key, &added);
+	if (slot)
+		*slot = parent;
 }
 
 static bool parents_get(const struct cu_parents *cp, uint64_t key, uint64_t *parent)
 {
-	if (!cp->cap)
-		return false;
-	size_t j = (size_t)((key + 1) * 0x9E3779B97F4A7C15ull >> 20) & (cp->cap - 1);
-	while (cp->keys[j]) {
-		if (cp->keys[j] == key + 1) {
-			*parent = cp->parents[j];
-			return true;
-		}
-		j = (j + 1) & (cp->cap - 1);
-	}
-	return false;
+	const uint64_t *slot = td_map_get(&cp->parents, key);
+	if (slot)
+		*parent = *slot;
+	return slot != NULL;
 }
 
 static void parents_walk(struct cu_parents *cp, Dwarf_Die *parent, int depth)
@@ -292,7 +261,7 @@ static void path_remember(struct td_program *prog, const char *path, int kind, b
 
 static size_t memo_slot(struct memo_entry *memo, size_t cap, uint64_t k1, uint64_t k2)
 {
-	size_t i = (size_t)(((k1 * 0x9E3779B97F4A7C15ull) ^ (k2 * 0xC2B2AE3D27D4EB4Full)) >> 13) & (cap - 1);
+	size_t i = td_hash_slot(k1 ^ (k2 * 0xC2B2AE3D27D4EB4Full), cap);
 	while (memo[i].used && (memo[i].k1 != k1 || memo[i].k2 != k2))
 		i = (i + 1) & (cap - 1);
 	return i;
@@ -350,8 +319,7 @@ void td_program_destroy(struct td_program *prog)
 			free(prog->pages[i].data);
 	free(prog->pages);
 	for (size_t i = 0; i < prog->ncus; i++) {
-		free(prog->cus[i].keys);
-		free(prog->cus[i].parents);
+		td_map_free(&prog->cus[i].parents);
 	}
 	free(prog->cus);
 	if (prog->arena)
@@ -383,7 +351,7 @@ struct td_snapshot *td_program_snapshot(struct td_program *prog)
 static struct page *page_slot(struct page *pages, size_t capacity, uint64_t number)
 {
 	size_t mask = capacity - 1;
-	size_t i = (size_t)((number * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+	size_t i = td_hash_slot(number, capacity);
 	while (pages[i].number && pages[i].number != number)
 		i = (i + 1) & mask;
 	return &pages[i];

@@ -14,7 +14,7 @@ UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*")
 
 
 def test_unit_tests_were_built():
-    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-source", "test-syscalls"]
+    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-map", "test-source", "test-syscalls"]
     assert (BUILD / "tests" / "test-future").is_file()
     assert (BUILD / "tests" / "test-detectors").is_file()
 
