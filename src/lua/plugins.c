@@ -96,6 +96,8 @@ static struct td_error *choose_plugin(struct td_lua *lua, char *const *paths, si
 	if (chosen) {
 		lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.chosen");
 		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+		lua_pushnil(L);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.chosen");
 		free(lua->plugin_path);
 		lua->plugin_path = strdup(chosen);
 		lua_settop(L, base);
@@ -103,13 +105,16 @@ static struct td_error *choose_plugin(struct td_lua *lua, char *const *paths, si
 	}
 	/* None: why, naming the plugins asked. */
 	lua_settop(L, base);
-	lua_pushstring(L, "no plugin recognises an async runtime in this program (plugins asked:");
+	luaL_Buffer why;
+	luaL_buffinit(L, &why);
+	luaL_addstring(&why, "no plugin recognises an async runtime in this program (plugins asked:");
 	for (size_t i = 0; i < n; i++) {
 		const char *b = strrchr(paths[i], '/');
-		lua_pushfstring(L, " %s", b ? b + 1 : paths[i]);
+		luaL_addchar(&why, ' ');
+		luaL_addstring(&why, b ? b + 1 : paths[i]);
 	}
-	lua_pushstring(L, n ? ")" : " none)");
-	lua_concat(L, (int)n + 2);
+	luaL_addstring(&why, n ? ")" : " none)");
+	luaL_pushresult(&why);
 	if (luaL_loadbufferx(L, no_runtime_plugin, sizeof(no_runtime_plugin) - 1, "=none", "t") != LUA_OK) {
 		lua_settop(L, base);
 		return td_error_format(TD_ERR_INTERNAL, "the no-runtime plugin does not load");

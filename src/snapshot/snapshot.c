@@ -124,6 +124,16 @@ static void drop_threads(struct td_snapshot *snap)
 	snap->scratch_len = 0;
 }
 
+/* Room for n threads (zeroed): a stop's or a core's. */
+static struct td_error *alloc_threads(struct td_snapshot *snap, size_t n)
+{
+	snap->threads = calloc(n ? n : 1, sizeof(*snap->threads));
+	if (!snap->threads)
+		return &td_enomem;
+	snap->nthreads = n;
+	return NULL;
+}
+
 uint64_t td_snapshot_scratch(struct td_snapshot *snap, const void *bytes, size_t len)
 {
 	size_t at = (snap->scratch_len + 15) & ~(size_t)15;
@@ -196,12 +206,8 @@ static struct td_error *stop_and_copy(struct td_snapshot *snap, const struct td_
 	uint64_t t0 = td_now_ns();
 	if ((err = td_live_stop(pid, &live)))
 		goto out;
-	snap->threads = calloc(live->count, sizeof(*snap->threads));
-	if (!snap->threads) {
-		err = &td_enomem;
+	if ((err = alloc_threads(snap, live->count)))
 		goto out;
-	}
-	snap->nthreads = live->count;
 	for (size_t i = 0; i < live->count; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
 		t->tid = live->threads[i].tid;
@@ -335,12 +341,8 @@ struct td_error *td_snapshot_open_core(const char *path, const struct td_snapsho
 	snap->exe = strdup(td_module_path(exe_mod));
 	snap->exe_module = exe_mod;
 
-	snap->threads = calloc(core->nthreads, sizeof(*snap->threads));
-	if (!snap->threads) {
-		err = &td_enomem;
+	if ((err = alloc_threads(snap, core->nthreads)))
 		goto fail;
-	}
-	snap->nthreads = core->nthreads;
 	for (size_t i = 0; i < core->nthreads; i++) {
 		struct td_snapshot_thread *t = &snap->threads[i];
 		t->tid = core->threads[i].tid;
