@@ -111,7 +111,9 @@ int tdl_traceback(lua_State *L);
  * The one protected call into Lua: the function and its nargs arguments on
  * top, a fresh budget (limit_ms of wall-clock time, the instruction count
  * reset), the message handler (tdl_traceback) below it and gone after.
- * Returns lua_pcall's status; the results (or the message) are on top.
+ * Returns lua_pcall's status; the results (or the message, a string) are on
+ * top. A call during which a budget or oom error was raised fails with it,
+ * even if the Lua code caught it.
  */
 int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms);
 struct td_error *tdl_plugin_failure(struct td_lua *lua, const char *entry);
