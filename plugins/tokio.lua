@@ -2172,7 +2172,7 @@ function M.walk()
     rt.lists = {}
     for _, first in ipairs(firsts) do
       local why = walk_tasks(first, rt.lists)
-      if why then rt.error = why end
+      if why then rt.error = tostring(why) end
     end
     rt.joined = follow_join_handles(rt.lists)
     follow_resources(rt.lists)

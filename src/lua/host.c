@@ -44,18 +44,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	struct td_lua *lua = tdl_get(L);
 	lua->instructions += TD_LUA_HOOK_EVERY;
 	if (lua->instructions > TD_LUA_INSTRUCTIONS_MAX)
-		luaL_error(L, "instruction budget exhausted (a loop that never ends?)");
+		tdl_raise_kind(L, TDL_BUDGET, "instruction budget exhausted (a loop that never ends?)");
 	if (lua->deadline_ns && td_now_ns() > lua->deadline_ns)
-		luaL_error(L, "time budget exhausted: over %d ms%s", (int)lua->limit_ms,
-			   lua->limit_ms == TD_LUA_STOPPED_MS ? " with the target stopped" : "");
-}
-
-/* Raises a Lua error from a td_error (and frees it). */
-int tdl_raise(lua_State *L, struct td_error *err)
-{
-	lua_pushstring(L, err->message);
-	td_error_destroy(err);
-	return lua_error(L);
+		tdl_raise_kind(L, TDL_BUDGET, "time budget exhausted: over %d ms%s", (int)lua->limit_ms,
+			       lua->limit_ms == TD_LUA_STOPPED_MS ? " with the target stopped" : "");
 }
 
 /* td.clock_ms() -> milliseconds of a monotonic clock (for timing samples) */
@@ -66,14 +58,15 @@ static int l_clock_ms(lua_State *L)
 }
 
 /*
- * td.target_clock_ms() -> the target's CLOCK_MONOTONIC now, in ms, or nil:
- * a live process shares the machine's clock (read at the call, so during a
- * stop it is the stop's time); a core file does not record when it was made.
+ * td.target_clock_ms() -> the target's CLOCK_MONOTONIC now, in ms, or nil
+ * and not_found: a live process shares the machine's clock (read at the
+ * call, so during a stop it is the stop's time); a core file does not record
+ * when it was made.
  */
 static int l_target_clock_ms(lua_State *L)
 {
 	if (td_program_snapshot(tdl_get(L)->prog)->kind != TD_SNAPSHOT_LIVE)
-		return 0;
+		return tdl_absent(L, "a core file records no clock of the target");
 	return l_clock_ms(L);
 }
 
@@ -111,6 +104,7 @@ struct td_error *td_lua_create(struct td_program *prog, struct td_lua **ret)
 	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
 	luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
 	lua_pop(L, 5);
+	tdl_errors_open(L);
 	luaL_newmetatable(L, TDL_VALUE_MT);
 	lua_pushcfunction(L, tdl_value_index);
 	lua_setfield(L, -2, "__index");
@@ -160,8 +154,9 @@ void tdl_push_sandbox(lua_State *L)
 		lua_setfield(L, -3, allowed[i]);
 	}
 	lua_pop(L, 1);
+	luaL_setfuncs(L, tdl_protected_calls, 0);  /* pcall and xpcall that see out of memory */
 	const luaL_Reg *const parts[] = { tdl_values_functions, tdl_target_functions, tdl_walkers_functions,
-					  tdl_chains_functions, tdl_host_functions };
+					  tdl_chains_functions, tdl_host_functions, tdl_errors_functions };
 	lua_newtable(L);
 	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		luaL_setfuncs(L, parts[i], 0);
@@ -200,19 +195,17 @@ int tdl_load_text_file(lua_State *L, const char *path)
 }
 
 /*
- * The message handler of every call into Lua: the error as it is. The Lua
+ * The message handler of every call into Lua: the error as text (a td.error
+ * reads as its position and message: tdl_push_error_text). The Lua
  * stack of a failure is for taskdbg's developers and comes with it only when
  * TASKDBG_DEBUG is set (users read what went wrong, not where in a plugin).
  */
 int tdl_traceback(lua_State *L)
 {
 	const char *debug = getenv("TASKDBG_DEBUG");
+	tdl_push_error_text(L, 1);
 	if (debug && debug[0])
-		luaL_traceback(L, L, lua_tostring(L, 1), 1);
-	else if (!lua_isstring(L, 1))
-		lua_pushstring(L, luaL_typename(L, 1));
-	else
-		lua_pushvalue(L, 1);
+		luaL_traceback(L, L, lua_tostring(L, -1), 1);
 	return 1;
 }
 
@@ -223,8 +216,15 @@ int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms)
 	lua_pushcfunction(L, tdl_traceback);
 	lua_insert(L, handler);
 	tdl_budget_start(lua, limit_ms);
+	tdl_fatal_reset(lua);
 	int status = lua_pcall(L, nargs, nresults, handler);
 	lua_remove(L, handler);
+	/* Out of budget or memory ends the call, even if the plugin caught the error. */
+	if (status == LUA_OK && tdl_fatal_error(lua)) {
+		lua_insert(L, handler);
+		lua_settop(L, handler);
+		status = LUA_ERRRUN;
+	}
 	return status;
 }
 

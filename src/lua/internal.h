@@ -50,6 +50,7 @@ struct td_lua {
 	size_t memory;
 	unsigned long long instructions;
 	uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
+	bool fatal;                /* a budget or oom error was raised in this call (errors.c) */
 	unsigned limit_ms;         /* for the message */
 	struct chain_state *chain_cache;  /* td.await_chain's memo, per program */
 	size_t nchain;
@@ -72,7 +73,37 @@ extern const char TDL_TYPE_MT[];
 extern char tdl_null_sentinel;
 
 struct td_lua *tdl_get(lua_State *L);
+
+/*
+ * td.error values (errors.c; docs/plugins.md "Errors"). A C error's kind
+ * comes from its cause (fault, not found), TD_ERR_NOMEM (oom) or
+ * TD_ERR_USAGE; any other is not_found (a fallback says otherwise).
+ */
+enum tdl_kind { TDL_FAULT, TDL_NOT_FOUND, TDL_BUDGET, TDL_OOM, TDL_USAGE };
+void tdl_errors_open(lua_State *L);
+bool tdl_is_error(lua_State *L, int idx);
+/* Pushes a td.error (address: NULL for none), with the position of the Lua code calling (where). */
+void tdl_push_error(lua_State *L, enum tdl_kind kind, const uint64_t *address, const char *message);
+/* Raise a td.error made from err (freed), or of kind with a formatted message. */
 int tdl_raise(lua_State *L, struct td_error *err);
+int tdl_raise_kind(lua_State *L, enum tdl_kind kind, const char *fmt, ...);
+/* Return nil and a td.error made from err (freed; oom is raised instead), or a not_found one. */
+int tdl_fail(lua_State *L, struct td_error *err, enum tdl_kind fallback);
+int tdl_absent(lua_State *L, const char *fmt, ...);
+/* Argument checks that raise usage errors (Lua's own luaL_check* raise strings). */
+int tdl_arg_error(lua_State *L, int arg, const char *fmt, ...);
+lua_Integer tdl_check_integer(lua_State *L, int arg);
+lua_Integer tdl_opt_integer(lua_State *L, int arg, lua_Integer def);
+const char *tdl_check_string(lua_State *L, int arg);
+void tdl_check_type_of(lua_State *L, int arg, int type);
+void *tdl_check_udata(lua_State *L, int arg, const char *mt, const char *what);
+/* Pushes the text a failure reads as: a td.error's where and message, a string, or the type. */
+void tdl_push_error_text(lua_State *L, int idx);
+/* Whether a budget or oom error was raised in this call (then its text is pushed); reset before a call. */
+bool tdl_fatal_error(struct td_lua *lua);
+void tdl_fatal_reset(struct td_lua *lua);
+extern const luaL_Reg tdl_protected_calls[];
+
 void tdl_push_sandbox(lua_State *L);
 /* require(NAME), loading DIR/NAME.lua only (lua/require.c), pushed. */
 void tdl_push_require(lua_State *L, const char *dir);
@@ -95,7 +126,9 @@ int tdl_traceback(lua_State *L);
  * The one protected call into Lua: the function and its nargs arguments on
  * top, a fresh budget (limit_ms of wall-clock time, the instruction count
  * reset), the message handler (tdl_traceback) below it and gone after.
- * Returns lua_pcall's status; the results (or the message) are on top.
+ * Returns lua_pcall's status; the results (or the message, a string) are on
+ * top. A call during which a budget or oom error was raised fails with it,
+ * even if the Lua code caught it.
  */
 int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms);
 struct td_error *tdl_plugin_failure(struct td_lua *lua, const char *entry);
@@ -119,6 +152,7 @@ void tdl_push_json(lua_State *L, struct json_object *o, int depth);
 
 /* The td.* functions of each file, put together in the sandbox (host.c). */
 extern const luaL_Reg tdl_chains_functions[];
+extern const luaL_Reg tdl_errors_functions[];
 extern const luaL_Reg tdl_host_functions[];
 extern const luaL_Reg tdl_target_functions[];
 extern const luaL_Reg tdl_values_functions[];

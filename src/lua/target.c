@@ -94,12 +94,13 @@ static int push_local(const struct td_local *local, void *arg)
  * sp and cfa bound the frame's own stack memory. Works from the copied stack
  * and registers, so it may be called after the stop; variables whose
  * location taskdbg cannot evaluate are left out, or with unlocated true
- * reported without addr.
+ * reported without addr. An unknown thread, or a stack that cannot be
+ * unwound, gives an empty table and the error.
  */
 static int l_frame_locals(lua_State *L)
 {
-	lua_Integer tid = luaL_checkinteger(L, 1);
-	lua_Integer max = luaL_optinteger(L, 2, TD_MAX_FRAMES);
+	lua_Integer tid = tdl_check_integer(L, 1);
+	lua_Integer max = tdl_opt_integer(L, 2, TD_MAX_FRAMES);
 	int flags = lua_toboolean(L, 3) ? TD_LOCALS_UNLOCATED : 0;
 	struct td_snapshot *snap = td_program_snapshot(tdl_get(L)->prog);
 	size_t index = snap->nthreads;
@@ -107,13 +108,17 @@ static int l_frame_locals(lua_State *L)
 		if (snap->threads[i].tid == tid)
 			index = i;
 	lua_newtable(L);
-	if (index == snap->nthreads)
-		return 1;
+	if (index == snap->nthreads) {
+		tdl_push_error(L, TDL_NOT_FOUND, NULL, lua_pushfstring(L, "no thread %I in the snapshot", tid));
+		lua_remove(L, -2);
+		return 2;
+	}
 	const struct td_stack *stacks;
 	struct td_error *err = td_unwind_all(snap, &stacks);
 	if (err) {
-		td_error_destroy(err);
-		return 1;
+		tdl_fail(L, err, TDL_NOT_FOUND);   /* (nil and the error: the error is kept) */
+		lua_remove(L, -2);
+		return 2;
 	}
 	struct locals_out out = { .L = L, .table = lua_gettop(L) };
 	for (size_t j = 0; j < stacks[index].count && (lua_Integer)j < max; j++) {

@@ -27,17 +27,17 @@ void tdl_push_type(lua_State *L, Dwarf_Die *type)
 
 struct td_value *tdl_check_value(lua_State *L, int i)
 {
-	return luaL_checkudata(L, i, TDL_VALUE_MT);
+	return tdl_check_udata(L, i, TDL_VALUE_MT, "Value");
 }
 
 Dwarf_Die *tdl_check_type(lua_State *L, int i)
 {
-	return luaL_checkudata(L, i, TDL_TYPE_MT);
+	return tdl_check_udata(L, i, TDL_TYPE_MT, "Type");
 }
 
 uint64_t tdl_check_addr(lua_State *L, int i)
 {
-	return (uint64_t)luaL_checkinteger(L, i);
+	return (uint64_t)tdl_check_integer(L, i);
 }
 
 /* v.field, v[index] */
@@ -47,9 +47,9 @@ int tdl_value_index(lua_State *L)
 	struct td_value r;
 	struct td_error *err;
 	if (lua_type(L, 2) == LUA_TNUMBER)
-		err = td_value_index(v, (uint64_t)luaL_checkinteger(L, 2), &r);
+		err = td_value_index(v, (uint64_t)tdl_check_integer(L, 2), &r);
 	else
-		err = td_value_member(v, luaL_checkstring(L, 2), &r);
+		err = td_value_member(v, tdl_check_string(L, 2), &r);
 	if (err)
 		return tdl_raise(L, err);
 	tdl_push_value(L, &r);
@@ -157,12 +157,10 @@ static int l_qualified_name(lua_State *L)
 {
 	Dwarf_Die *t = luaL_testudata(L, 1, TDL_VALUE_MT) ? &tdl_check_value(L, 1)->type : tdl_check_type(L, 1);
 	char *name = td_program_qualified_name(tdl_get(L)->prog, t);
-	if (name) {
-		lua_pushstring(L, name);
-		free(name);
-	} else {
-		lua_pushnil(L);
-	}
+	if (!name)
+		return tdl_absent(L, "%s has no qualified name", td_type_name(t) ? td_type_name(t) : "an unnamed type");
+	lua_pushstring(L, name);
+	free(name);
 	return 1;
 }
 
@@ -172,7 +170,7 @@ static int l_has(lua_State *L)
 	struct td_value *v = tdl_check_value(L, 1);
 	Dwarf_Die t;
 	uint64_t off;
-	lua_pushboolean(L, td_type_member(&v->type, luaL_checkstring(L, 2), &t, &off));
+	lua_pushboolean(L, td_type_member(&v->type, tdl_check_string(L, 2), &t, &off));
 	return 1;
 }
 
@@ -188,10 +186,9 @@ static int l_type_name(lua_State *L)
 {
 	Dwarf_Die *t = luaL_testudata(L, 1, TDL_VALUE_MT) ? &tdl_check_value(L, 1)->type : tdl_check_type(L, 1);
 	const char *name = td_type_name(t);
-	if (name)
-		lua_pushstring(L, name);
-	else
-		lua_pushnil(L);
+	if (!name)
+		return tdl_absent(L, "the type has no name");
+	lua_pushstring(L, name);
 	return 1;
 }
 
@@ -201,7 +198,7 @@ static int l_size(lua_State *L)
 	Dwarf_Die *t = luaL_testudata(L, 1, TDL_VALUE_MT) ? &tdl_check_value(L, 1)->type : tdl_check_type(L, 1);
 	uint64_t size;
 	if (!td_type_size(t, &size))
-		return luaL_error(L, "type %s has no known size", td_type_name(t) ? td_type_name(t) : "?");
+		return tdl_raise_kind(L, TDL_NOT_FOUND, "type %s has no known size", td_type_name(t) ? td_type_name(t) : "?");
 	lua_pushinteger(L, (lua_Integer)size);
 	return 1;
 }
@@ -212,9 +209,9 @@ static int l_offset(lua_State *L)
 	Dwarf_Die *t = tdl_check_type(L, 1);
 	Dwarf_Die ft;
 	uint64_t off;
-	if (!td_type_member(t, luaL_checkstring(L, 2), &ft, &off))
-		return luaL_error(L, "%s has no field %s", td_type_name(t) ? td_type_name(t) : "?",
-				  lua_tostring(L, 2));
+	if (!td_type_member(t, tdl_check_string(L, 2), &ft, &off))
+		return tdl_raise_kind(L, TDL_NOT_FOUND, "%s has no field %s", td_type_name(t) ? td_type_name(t) : "?",
+				      lua_tostring(L, 2));
 	lua_pushinteger(L, (lua_Integer)off);
 	tdl_push_type(L, &ft);
 	return 2;
@@ -225,7 +222,7 @@ static int l_pointee(lua_State *L)
 {
 	Dwarf_Die r;
 	if (!td_die_type(tdl_check_type(L, 1), &r))
-		return luaL_error(L, "not a typed pointer");
+		return tdl_raise_kind(L, TDL_NOT_FOUND, "not a typed pointer");
 	tdl_push_type(L, &r);
 	return 1;
 }
@@ -252,7 +249,7 @@ static int l_cast(lua_State *L)
 static int l_find_type(lua_State *L)
 {
 	Dwarf_Die die;
-	const char *path = luaL_checkstring(L, 1);
+	const char *path = tdl_check_string(L, 1);
 	struct td_program *prog = tdl_get(L)->prog;
 	if (td_program_find(prog, path, DW_TAG_structure_type, &die) ||
 	    td_program_find(prog, path, DW_TAG_union_type, &die) ||
@@ -260,8 +257,7 @@ static int l_find_type(lua_State *L)
 		tdl_push_type(L, &die);
 		return 1;
 	}
-	lua_pushnil(L);
-	return 1;
+	return tdl_absent(L, "no type %s", path);
 }
 
 /* td.each_type(namespace, prefix, fn(Type) -> stop?) */
@@ -283,8 +279,8 @@ static bool each_type_cb(Dwarf_Die *die, void *arg)
 
 static int l_each_type(lua_State *L)
 {
-	const char *ns = luaL_checkstring(L, 1), *prefix = luaL_checkstring(L, 2);
-	luaL_checktype(L, 3, LUA_TFUNCTION);
+	const char *ns = tdl_check_string(L, 1), *prefix = tdl_check_string(L, 2);
+	tdl_check_type_of(L, 3, LUA_TFUNCTION);
 	struct each_arg a = { L, 3 };
 	td_program_each_in_namespace(tdl_get(L)->prog, ns, DW_TAG_structure_type, prefix,
 				     each_type_cb, &a);
@@ -342,33 +338,27 @@ static bool each_function_cb(Dwarf_Die *die, void *arg)
 
 static int l_each_function(lua_State *L)
 {
-	const char *ns = luaL_checkstring(L, 1), *prefix = luaL_checkstring(L, 2);
-	luaL_checktype(L, 3, LUA_TFUNCTION);
+	const char *ns = tdl_check_string(L, 1), *prefix = tdl_check_string(L, 2);
+	tdl_check_type_of(L, 3, LUA_TFUNCTION);
 	struct each_fn_arg a = { L, 3, td_program_bias(tdl_get(L)->prog) };
 	td_program_each_in_namespace(tdl_get(L)->prog, ns, DW_TAG_subprogram, prefix,
 				     each_function_cb, &a);
 	return 0;
 }
 
-/* td.tls(path, tid) -> Value or nil, why */
+/* td.tls(path, tid) -> Value, or nil and a not_found error */
 static int l_tls(lua_State *L)
 {
 	struct td_lua *lua = tdl_get(L);
 	Dwarf_Die var, type;
-	if (!td_program_find_tls(lua->prog, luaL_checkstring(L, 1), &var) ||
-	    !td_die_type(&var, &type)) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "no thread-local %s", lua_tostring(L, 1));
-		return 2;
-	}
+	const char *path = tdl_check_string(L, 1);
+	pid_t tid = (pid_t)tdl_check_integer(L, 2);
+	if (!td_program_find_tls(lua->prog, path, &var) || !td_die_type(&var, &type))
+		return tdl_absent(L, "no thread-local %s", path);
 	uint64_t addr;
-	struct td_error *err = td_program_tls_address(lua->prog, &var, (pid_t)luaL_checkinteger(L, 2), &addr);
-	if (err) {
-		lua_pushnil(L);
-		lua_pushstring(L, err->message);
-		td_error_destroy(err);
-		return 2;
-	}
+	struct td_error *err = td_program_tls_address(lua->prog, &var, tid, &addr);
+	if (err)
+		return tdl_fail(L, err, TDL_NOT_FOUND);
 	struct td_value v;
 	td_value_init(&v, lua->prog, &type, addr);
 	tdl_push_value(L, &v);
@@ -379,62 +369,67 @@ static int l_tls(lua_State *L)
 static int l_find_tls(lua_State *L)
 {
 	Dwarf_Die var;
-	lua_pushboolean(L, td_program_find_tls(tdl_get(L)->prog, luaL_checkstring(L, 1), &var));
+	lua_pushboolean(L, td_program_find_tls(tdl_get(L)->prog, tdl_check_string(L, 1), &var));
 	return 1;
 }
 
-/* td.read(addr, size) -> unsigned integer (size 1, 2, 4, 8) */
+/* The size argument of td.read and td.try_read: 1, 2, 4 or 8 (default 8). */
+static size_t check_read_size(lua_State *L, int arg)
+{
+	lua_Integer size = tdl_opt_integer(L, arg, 8);
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		tdl_arg_error(L, arg, "size 1, 2, 4 or 8 expected, got %I", size);
+	return (size_t)size;
+}
+
+/* td.read(addr, size) -> unsigned integer (size 1, 2, 4, 8); raises a fault */
 static int l_read(lua_State *L)
 {
 	uint64_t x;
-	struct td_error *err = td_program_read_uint(tdl_get(L)->prog, tdl_check_addr(L, 1),
-						    (size_t)luaL_optinteger(L, 2, 8), &x);
+	uint64_t addr = tdl_check_addr(L, 1);
+	struct td_error *err = td_program_read_uint(tdl_get(L)->prog, addr, check_read_size(L, 2), &x);
 	if (err)
 		return tdl_raise(L, err);
 	lua_pushinteger(L, (lua_Integer)x);
 	return 1;
 }
 
-/* td.read_bytes(addr, len) -> string or nil (at most 4096 bytes: a name, a formatted field) */
+/* td.read_bytes(addr, len) -> string, or nil and a fault (at most 4096 bytes: a name, a formatted field) */
 static int l_read_bytes(lua_State *L)
 {
 	uint64_t addr = tdl_check_addr(L, 1);
-	lua_Integer len = luaL_checkinteger(L, 2);
+	lua_Integer len = tdl_check_integer(L, 2);
 	char buf[4096];
-	struct td_error *err = NULL;
-	if (len < 0 || len > (lua_Integer)sizeof(buf) ||
-	    (err = td_program_read(tdl_get(L)->prog, addr, buf, (size_t)len))) {
-		td_error_destroy(err);
-		lua_pushnil(L);
-		return 1;
-	}
+	if (len < 0 || len > (lua_Integer)sizeof(buf))
+		return tdl_arg_error(L, 2, "0 to %d bytes expected, got %I", (int)sizeof(buf), len);
+	struct td_error *err = td_program_read(tdl_get(L)->prog, addr, buf, (size_t)len);
+	if (err)
+		return tdl_fail(L, err, TDL_FAULT);
 	lua_pushlstring(L, buf, (size_t)len);
 	return 1;
 }
 
-/* td.try_read(addr, size) -> integer or nil */
+/* td.try_read(addr, size) -> integer, or nil and a fault */
 static int l_try_read(lua_State *L)
 {
 	uint64_t x;
-	struct td_error *err = td_program_read_uint(tdl_get(L)->prog, tdl_check_addr(L, 1),
-						    (size_t)luaL_optinteger(L, 2, 8), &x);
-	if (err) {
-		td_error_destroy(err);
-		lua_pushnil(L);
-	} else {
-		lua_pushinteger(L, (lua_Integer)x);
-	}
+	uint64_t addr = tdl_check_addr(L, 1);
+	struct td_error *err = td_program_read_uint(tdl_get(L)->prog, addr, check_read_size(L, 2), &x);
+	if (err)
+		return tdl_fail(L, err, TDL_FAULT);
+	lua_pushinteger(L, (lua_Integer)x);
 	return 1;
 }
 
-/* td.function_at(addr) -> {name=, T=Type, S=Type, ...template parameters} or nil */
+/* td.function_at(addr) -> {name=, T=Type, S=Type, ...template parameters}, or nil and not_found */
 static int l_function_at(lua_State *L)
 {
 	struct td_program *prog = tdl_get(L)->prog;
 	Dwarf_Die fn;
 	if (!td_program_function_at(prog, tdl_check_addr(L, 1), &fn)) {
-		lua_pushnil(L);
-		return 1;
+		char hex[32];
+		hex[td_json_hex(hex, tdl_check_addr(L, 1))] = '\0';
+		return tdl_absent(L, "no function at %s", hex);
 	}
 	lua_newtable(L);
 	char *sym = td_program_symbol_at(prog, tdl_check_addr(L, 1));
@@ -477,7 +472,7 @@ static bool template_param(Dwarf_Die *t, const char *name, Dwarf_Die *r)
 static int l_template(lua_State *L)
 {
 	Dwarf_Die *t = tdl_check_type(L, 1), r, part, variant, member, vt;
-	const char *name = luaL_checkstring(L, 2);
+	const char *name = tdl_check_string(L, 2);
 	bool found = template_param(t, name, &r);
 	if (!found && dwarf_child(t, &part) == 0) {
 		do {
@@ -490,10 +485,10 @@ static int l_template(lua_State *L)
 			} while (!found && dwarf_siblingof(&variant, &variant) == 0);
 		} while (!found && dwarf_siblingof(&part, &part) == 0);
 	}
-	if (found)
-		tdl_push_type(L, &r);
-	else
-		lua_pushnil(L);
+	if (!found)
+		return tdl_absent(L, "%s has no template parameter %s", td_type_name(t) ? td_type_name(t) : "the type",
+				  name);
+	tdl_push_type(L, &r);
 	return 1;
 }
 
@@ -512,18 +507,20 @@ static int l_same_type(lua_State *L)
 	return 1;
 }
 
-/* td.decl(v's variant payload Type) -> file, line of the declaration (for SuspendN: the .await) */
+/*
+ * td.decl(v's variant payload Type) -> file, line of the declaration (for
+ * SuspendN: the .await; line 0 if unknown), or nil and not_found
+ */
 static int l_decl(lua_State *L)
 {
 	Dwarf_Die *t = luaL_testudata(L, 1, TDL_VALUE_MT) ? &tdl_check_value(L, 1)->type : tdl_check_type(L, 1);
 	int line;
 	const char *file = dwarf_decl_file(t);
+	if (!file)
+		return tdl_absent(L, "%s has no declaration", td_type_name(t) ? td_type_name(t) : "the type");
 	if (dwarf_decl_line(t, &line) != 0)
 		line = 0;
-	if (file)
-		lua_pushstring(L, file);
-	else
-		lua_pushnil(L);
+	lua_pushstring(L, file);
 	lua_pushinteger(L, line);
 	return 2;
 }
@@ -571,10 +568,9 @@ static int l_fields(lua_State *L)
 static int l_type_by_id(lua_State *L)
 {
 	Dwarf_Die die;
-	if (!td_program_die_at(tdl_get(L)->prog, (uint64_t)luaL_checkinteger(L, 1), &die)) {
-		lua_pushnil(L);
-		return 1;
-	}
+	lua_Integer id = tdl_check_integer(L, 1);
+	if (!td_program_die_at(tdl_get(L)->prog, (uint64_t)id, &die))
+		return tdl_absent(L, "no type with id %I", id);
 	tdl_push_type(L, &die);
 	return 1;
 }
@@ -591,7 +587,8 @@ static int l_type_by_id(lua_State *L)
 static int l_strip_generics(lua_State *L)
 {
 	size_t len;
-	const char *name = luaL_checklstring(L, 1, &len);
+	const char *name = tdl_check_string(L, 1);
+	len = lua_rawlen(L, 1);
 	luaL_Buffer b;
 	char *out = luaL_buffinitsize(L, &b, len);
 	size_t n = 0;
@@ -632,12 +629,12 @@ static int l_strip_generics(lua_State *L)
  */
 static int l_hex(lua_State *L)
 {
-	uint64_t n = (uint64_t)luaL_checkinteger(L, 1);
-	size_t plen = 0;
-	const char *prefix = luaL_optlstring(L, 2, "", &plen);
+	uint64_t n = (uint64_t)tdl_check_integer(L, 1);
+	const char *prefix = lua_isnoneornil(L, 2) ? "" : tdl_check_string(L, 2);
+	size_t plen = strlen(prefix);
 	char buf[96];
 	if (plen > sizeof(buf) - 19)
-		return luaL_error(L, "td.hex: prefix too long");
+		return tdl_raise_kind(L, TDL_USAGE, "td.hex: prefix too long");
 	memcpy(buf, prefix, plen);
 	lua_pushlstring(L, buf, plen + td_json_hex(buf + plen, n));
 	return 1;
@@ -652,7 +649,7 @@ static int l_hex(lua_State *L)
  */
 static int l_ptr(lua_State *L)
 {
-	lua_pushlightuserdata(L, (void *)(uintptr_t)(uint64_t)luaL_checkinteger(L, 1));
+	lua_pushlightuserdata(L, (void *)(uintptr_t)(uint64_t)tdl_check_integer(L, 1));
 	return 1;
 }
 

@@ -5,11 +5,14 @@
 #include "lua/internal.h"
 #include "util/map.h"
 
-/* Reads an integer field of a spec table; def if absent. */
+/* Reads an integer field of a spec table; def if absent; a usage error if no integer. */
 lua_Integer tdl_spec_int(lua_State *L, int t, const char *key, lua_Integer def)
 {
 	lua_getfield(L, t, key);
-	lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+	int ok = 1;
+	lua_Integer v = lua_isnil(L, -1) ? def : lua_tointegerx(L, -1, &ok);
+	if (!ok)
+		tdl_raise_kind(L, TDL_USAGE, "bad spec: %s must be an integer, not %s", key, luaL_typename(L, -1));
 	lua_pop(L, 1);
 	return v;
 }
@@ -26,15 +29,14 @@ struct rel_addr {
 
 static void spec_rel(lua_State *L, int t, struct rel_addr *r)
 {
-	r->via = false;
 	r->last_table = r->last_off = 0;
 	lua_getfield(L, t, "via");
-	if (!lua_isnil(L, -1)) {
-		r->via = true;
-		r->via_off = (uint64_t)luaL_checkinteger(L, -1);
+	r->via = !lua_isnil(L, -1);
+	lua_pop(L, 1);
+	if (r->via) {
+		r->via_off = (uint64_t)tdl_spec_int(L, t, "via", 0);
 		r->via_field = (uint64_t)tdl_spec_int(L, t, "via_field", 0);
 	}
-	lua_pop(L, 1);
 	r->at = (uint64_t)tdl_spec_int(L, t, "at", 0);
 }
 
@@ -63,22 +65,23 @@ static struct td_error *rel_resolve(struct td_program *prog, uint64_t node, stru
 
 /*
  * td.walk_list{first=, next={...}, fields={name={...size=}}, max=}
- *   -> { node={...}, name={...}, ... }, error-or-nil
+ *   -> { node={...}, name={...}, ... } [, td.error]
  * Follows a singly linked list in C, reading the named fields of every node:
  * a walk of 100,000 nodes is one call, not one per field. Stops at a null
  * next, a node seen before (a cycle), max nodes, or an unreadable address
- * (then the second result says why).
+ * (then the columns so far and a fault error: a cycle is a fault at the node
+ * met twice). Out of memory is raised.
  */
 #define TD_WALK_MAX_FIELDS 16
 static int l_walk_list(lua_State *L)
 {
 	struct td_program *prog = tdl_get(L)->prog;
-	luaL_checktype(L, 1, LUA_TTABLE);
+	tdl_check_type_of(L, 1, LUA_TTABLE);
 	uint64_t node = (uint64_t)tdl_spec_int(L, 1, "first", 0);
 	lua_Integer max = tdl_spec_int(L, 1, "max", 10000000);
 	struct rel_addr next;
-	lua_getfield(L, 1, "next");
-	luaL_checktype(L, -1, LUA_TTABLE);
+	if (lua_getfield(L, 1, "next") != LUA_TTABLE)
+		return tdl_raise_kind(L, TDL_USAGE, "td.walk_list: next = {at = N} (or {via =, via_field =, at =}) is needed");
 	spec_rel(L, lua_gettop(L), &next);
 	lua_pop(L, 1);
 
@@ -93,9 +96,13 @@ static int l_walk_list(lua_State *L)
 		while (lua_next(L, fields)) {
 			/* (lua_tostring on a number key would change it under lua_next: "invalid key to 'next'") */
 			if (lua_type(L, -2) != LUA_TSTRING)
-				return luaL_error(L, "td.walk_list: fields are named: fields = {name = {at = N}, ...}");
+				return tdl_raise_kind(L, TDL_USAGE,
+						      "td.walk_list: fields are named: fields = {name = {at = N}, ...}");
 			if (nfields == TD_WALK_MAX_FIELDS)
-				return luaL_error(L, "td.walk_list: at most %d fields", TD_WALK_MAX_FIELDS);
+				return tdl_raise_kind(L, TDL_USAGE, "td.walk_list: at most %d fields", TD_WALK_MAX_FIELDS);
+			if (!lua_istable(L, -1))
+				return tdl_raise_kind(L, TDL_USAGE, "td.walk_list: field %s is not a table {at = N}",
+						      lua_tostring(L, -2));
 			names[nfields] = lua_tostring(L, -2);  /* kept alive by the spec table */
 			spec_rel(L, lua_gettop(L), &rel[nfields]);
 			sizes[nfields] = (size_t)tdl_spec_int(L, lua_gettop(L), "size", 8);
@@ -120,7 +127,7 @@ static int l_walk_list(lua_State *L)
 			break;
 		}
 		if (!added) {
-			err = td_error_format(TD_ERR_TARGET, "the list loops back to 0x%llx", (unsigned long long)node);
+			err = td_error_fault(node, "the list loops back to 0x%llx", (unsigned long long)node);
 			break;
 		}
 		if ((size_t)count == cap) {
@@ -150,6 +157,10 @@ static int l_walk_list(lua_State *L)
 	if (!vals && !err)
 		err = &td_enomem;
 	td_map_free(&seen);
+	if (err && err->kind == TD_ERR_NOMEM) {
+		free(vals);
+		return tdl_raise(L, err);
+	}
 	/* Result columns. */
 	lua_createtable(L, 0, nfields + 1);
 	int result = lua_gettop(L);
@@ -164,48 +175,57 @@ static int l_walk_list(lua_State *L)
 	free(vals);
 	lua_pushvalue(L, result);
 	if (err) {
-		lua_pushstring(L, err->message);
-		td_error_destroy(err);
+		tdl_fail(L, err, TDL_FAULT);   /* nil and the error: the error follows the columns */
+		lua_remove(L, -2);
 		return 2;
 	}
 	return 1;
 }
 
 /*
- * td.follow(addr, steps) -> addr or nil
+ * td.follow(addr, steps) -> addr, or nil and a fault error
  * A precomputed path through memory, in one call: each step >= 0 adds an
- * offset, -1 reads the pointer at the current address (nil if it is null or
- * unreadable). Plugins compute steps once per type (td.offset, td.pointee)
- * and follow them per instance without creating values.
+ * offset, -1 reads the pointer at the current address (a fault if it is
+ * unreadable, or null: then the error's address is 0). Plugins compute steps
+ * once per type (td.offset, td.pointee) and follow them per instance without
+ * creating values.
  */
-/* One step of a td.follow path: add an offset (>= 0), or read the pointer there (-1). */
-static bool follow_step(struct td_program *prog, uint64_t *addr, lua_Integer step)
+/*
+ * One step of a td.follow path: add an offset (>= 0), or read the pointer
+ * there (-1). False at a null pointer (*err NULL) or an unreadable one
+ * (*err says why).
+ */
+static bool follow_step(struct td_program *prog, uint64_t *addr, lua_Integer step, struct td_error **err)
 {
+	*err = NULL;
 	if (step >= 0) {
 		*addr += (uint64_t)step;
 		return true;
 	}
 	uint64_t p = 0;
-	struct td_error *err = td_program_read(prog, *addr, &p, sizeof(p));
-	bool ok = !err && p != 0;
-	td_error_destroy(err);
-	*addr = p;
+	*err = td_program_read(prog, *addr, &p, sizeof(p));
+	bool ok = !*err && p != 0;
+	if (ok)
+		*addr = p;
 	return ok;
 }
 
 static int l_follow(lua_State *L)
 {
 	uint64_t addr = tdl_check_addr(L, 1);
-	luaL_checktype(L, 2, LUA_TTABLE);
+	tdl_check_type_of(L, 2, LUA_TTABLE);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
 	struct td_program *prog = tdl_get(L)->prog;
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
 		lua_Integer step = lua_tointeger(L, -1);
 		lua_pop(L, 1);
-		if (!follow_step(prog, &addr, step)) {
-			lua_pushnil(L);
-			return 1;
+		struct td_error *err;
+		if (!follow_step(prog, &addr, step, &err)) {
+			if (err)
+				return tdl_fail(L, err, TDL_FAULT);
+			return tdl_fail(L, td_error_fault(0, "null pointer at 0x%llx (step %lld)",
+							   (unsigned long long)addr, (long long)i), TDL_FAULT);
 		}
 	}
 	lua_pushinteger(L, (lua_Integer)addr);
@@ -213,21 +233,23 @@ static int l_follow(lua_State *L)
 }
 
 /*
- * td.follow_many(addrs, steps [, keys, set]) -> { [k] = address reached }:
+ * td.follow_many(addrs, steps [, keys, set]) -> { [k] = address reached } [, td.error]:
  * td.follow for every address of a table (any keys; the result has the same
  * keys, and none where a pointer on the way is null or unreadable), in one
  * call: the plugin resolves 100,000 awaited futures to their locks or
  * channels while the target is stopped. With keys and set, only the k whose
- * set[keys[k]] is true (the tasks whose chain awaits one type).
+ * set[keys[k]] is true (the tasks whose chain awaits one type). A null
+ * pointer is no error; the first unreadable one is given as a fault after
+ * the table, and out of memory is raised.
  */
 static int l_follow_many(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
-	luaL_checktype(L, 2, LUA_TTABLE);
+	tdl_check_type_of(L, 1, LUA_TTABLE);
+	tdl_check_type_of(L, 2, LUA_TTABLE);
 	lua_Integer steps[64];
 	lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
 	if (n > 64)
-		return luaL_error(L, "td.follow_many: more than 64 steps");
+		return tdl_raise_kind(L, TDL_USAGE, "td.follow_many: more than 64 steps");
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, 2, i);
 		steps[i - 1] = lua_tointeger(L, -1);
@@ -235,10 +257,11 @@ static int l_follow_many(lua_State *L)
 	}
 	bool select = !lua_isnoneornil(L, 3);
 	if (select) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		luaL_checktype(L, 4, LUA_TTABLE);
+		tdl_check_type_of(L, 3, LUA_TTABLE);
+		tdl_check_type_of(L, 4, LUA_TTABLE);
 	}
 	struct td_program *prog = tdl_get(L)->prog;
+	struct td_error *first = NULL;   /* the first unreadable pointer */
 	lua_newtable(L);
 	int out = lua_gettop(L);
 	lua_pushnil(L);
@@ -251,14 +274,29 @@ static int l_follow_many(lua_State *L)
 			ok = lua_rawget(L, 4) != LUA_TNIL && lua_toboolean(L, -1);
 			lua_pop(L, 1);
 		}
-		for (lua_Integer i = 0; ok && i < n; i++)
-			ok = follow_step(prog, &addr, steps[i]);
+		for (lua_Integer i = 0; ok && i < n; i++) {
+			struct td_error *err;
+			ok = follow_step(prog, &addr, steps[i], &err);
+			if (err && err->kind == TD_ERR_NOMEM) {
+				td_error_destroy(first);
+				return tdl_raise(L, err);
+			}
+			if (err && !first)
+				first = err;
+			else
+				td_error_destroy(err);
+		}
 		lua_pop(L, 1);
 		if (ok) {
 			lua_pushvalue(L, -1);
 			lua_pushinteger(L, (lua_Integer)addr);
 			lua_rawset(L, out);
 		}
+	}
+	if (first) {
+		tdl_fail(L, first, TDL_FAULT);
+		lua_remove(L, -2);   /* (the nil before the error) */
+		return 2;
 	}
 	return 1;
 }

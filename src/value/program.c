@@ -510,8 +510,8 @@ struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *b
 	if (addr >= TD_SCRATCH_BASE) {
 		if (td_snapshot_read(prog->snap, addr, buf, len) == len)
 			return NULL;
-		return td_error_format(TD_ERR_TARGET, "cannot read %zu bytes at 0x%llx: past a value taskdbg made up",
-				       len, (unsigned long long)addr);
+		return td_error_fault(addr, "cannot read %zu bytes at 0x%llx: past a value taskdbg made up",
+				      len, (unsigned long long)addr);
 	}
 	while (done < len) {
 		uint64_t a = addr + done;
@@ -530,9 +530,9 @@ struct td_error *td_program_read(struct td_program *prog, uint64_t addr, void *b
 		done += n;
 	}
 	if (done < len)
-		return td_error_format(TD_ERR_TARGET, "cannot read %zu bytes at 0x%llx: not mapped in the %s",
-				       len, (unsigned long long)(addr + done),
-				       prog->snap->kind == TD_SNAPSHOT_CORE ? "core" : "process");
+		return td_error_fault(addr + done, "cannot read %zu bytes at 0x%llx: not mapped in the %s",
+				      len, (unsigned long long)(addr + done),
+				      prog->snap->kind == TD_SNAPSHOT_CORE ? "core" : "process");
 	return NULL;
 }
 
@@ -834,10 +834,10 @@ struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var,
 	unsigned op;
 	if (!location_constant(var, &op, &offset) ||
 	    (op != DW_OP_GNU_push_tls_address && op != DW_OP_form_tls_address))
-		return td_error_format(TD_ERR_TARGET, "%s is not a thread-local of the executable",
-				       dwarf_diename(var) ? dwarf_diename(var) : "variable");
+		return td_error_not_found("%s is not a thread-local of the executable",
+					  dwarf_diename(var) ? dwarf_diename(var) : "variable");
 	if (!prog->tls_block_size)
-		return td_error_format(TD_ERR_TARGET, "the executable has no TLS segment");
+		return td_error_not_found("the executable has no TLS segment");
 	for (size_t i = 0; i < prog->snap->nthreads; i++) {
 		if (prog->snap->threads[i].tid == tid) {
 			/* x86_64 variant II: the static TLS block ends at the thread pointer. */
@@ -845,7 +845,7 @@ struct td_error *td_program_tls_address(struct td_program *prog, Dwarf_Die *var,
 			return NULL;
 		}
 	}
-	return td_error_format(TD_ERR_TARGET, "no thread %d in the snapshot", (int)tid);
+	return td_error_not_found("no thread %d in the snapshot", (int)tid);
 }
 
 struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *var, uint64_t *ret)
@@ -853,8 +853,8 @@ struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *v
 	uint64_t addr;
 	unsigned op;
 	if (!location_constant(var, &op, &addr) || op != 0)
-		return td_error_format(TD_ERR_TARGET, "%s has no static address",
-				       dwarf_diename(var) ? dwarf_diename(var) : "variable");
+		return td_error_not_found("%s has no static address",
+					  dwarf_diename(var) ? dwarf_diename(var) : "variable");
 	*ret = addr + prog->bias;
 	return NULL;
 }

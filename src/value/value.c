@@ -91,12 +91,11 @@ struct td_error *td_value_member(const struct td_value *v, const char *name, str
 {
 	int tag = dwarf_tag((Dwarf_Die *)&v->type);
 	if (tag != DW_TAG_structure_type && tag != DW_TAG_union_type && tag != DW_TAG_class_type)
-		return td_error_format(TD_ERR_TARGET, "%s is not a struct: no field %s",
-				       type_label(v), name);
+		return td_error_not_found("%s is not a struct: no field %s", type_label(v), name);
 	Dwarf_Die type;
 	uint64_t off;
 	if (!td_type_member((Dwarf_Die *)&v->type, name, &type, &off))
-		return td_error_format(TD_ERR_TARGET, "%s has no field %s", type_label(v), name);
+		return td_error_not_found("%s has no field %s", type_label(v), name);
 	td_value_init(ret, v->prog, &type, v->address + off);
 	return NULL;
 }
@@ -106,7 +105,7 @@ struct td_error *td_value_pointer(const struct td_value *v, uint64_t *ret)
 	int tag = dwarf_tag((Dwarf_Die *)&v->type);
 	if (tag != DW_TAG_pointer_type && tag != DW_TAG_reference_type &&
 	    tag != DW_TAG_rvalue_reference_type)
-		return td_error_format(TD_ERR_TARGET, "%s is not a pointer", type_label(v));
+		return td_error_not_found("%s is not a pointer", type_label(v));
 	return td_program_read_uint(v->prog, v->address, 8, ret);
 }
 
@@ -118,10 +117,10 @@ struct td_error *td_value_deref(const struct td_value *v, struct td_value *ret)
 		return err;
 	Dwarf_Die pointee;
 	if (!td_die_type((Dwarf_Die *)&v->type, &pointee))
-		return td_error_format(TD_ERR_TARGET, "cannot follow a pointer to void");
+		return td_error_not_found("cannot follow a pointer to void");
 	if (p == 0)
-		return td_error_format(TD_ERR_TARGET, "null pointer to %s",
-				       dwarf_diename(&pointee) ? dwarf_diename(&pointee) : "value");
+		return td_error_fault(0, "null pointer to %s",
+				      dwarf_diename(&pointee) ? dwarf_diename(&pointee) : "value");
 	td_value_init(ret, v->prog, &pointee, p);
 	return NULL;
 }
@@ -130,7 +129,7 @@ struct td_error *td_value_uint(const struct td_value *v, uint64_t *ret)
 {
 	uint64_t size;
 	if (!td_type_size((Dwarf_Die *)&v->type, &size))
-		return td_error_format(TD_ERR_TARGET, "%s has no known size", type_label(v));
+		return td_error_not_found("%s has no known size", type_label(v));
 	return td_program_read_uint(v->prog, v->address, (size_t)size, ret);
 }
 
@@ -216,16 +215,16 @@ static struct td_error *decode_variant(const struct td_value *v, uint64_t value,
 		} while (dwarf_siblingof(&child, &child) == 0);
 	}
 	if (!found && !have_fallback)
-		return td_error_format(TD_ERR_TARGET, "%s: discriminant %llu matches no variant",
-				       type_label(v), (unsigned long long)value);
+		return td_error_fault(v->address, "%s: discriminant %llu matches no variant",
+				      type_label(v), (unsigned long long)value);
 	Dwarf_Die variant = found ? match : fallback, member;
 	if (dwarf_child(&variant, &member) != 0)
-		return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
+		return td_error_not_found("%s: empty variant", type_label(v));
 	while (dwarf_tag(&member) != DW_TAG_member)
 		if (dwarf_siblingof(&member, &member) != 0)
-			return td_error_format(TD_ERR_TARGET, "%s: empty variant", type_label(v));
+			return td_error_not_found("%s: empty variant", type_label(v));
 	if (!td_die_type(&member, &ret->payload_type) || !td_member_offset(&member, &ret->payload_offset))
-		return td_error_format(TD_ERR_TARGET, "%s: unreadable variant", type_label(v));
+		return td_error_not_found("%s: unreadable variant", type_label(v));
 	ret->member = member;
 	/* Generators name variants "0", "1", ...; their types say "Suspend0". */
 	const char *name = dwarf_diename(&member);
@@ -242,7 +241,7 @@ static struct td_error *enumerator(const struct td_value *v, struct td_value *re
 	uint64_t size, value;
 	struct td_error *err;
 	if (!td_type_size((Dwarf_Die *)&v->type, &size))
-		return td_error_format(TD_ERR_TARGET, "%s has no known size", type_label(v));
+		return td_error_not_found("%s has no known size", type_label(v));
 	if ((err = td_program_read_uint(v->prog, v->address, (size_t)size, &value)))
 		return err;
 	Dwarf_Die child;
@@ -262,8 +261,8 @@ static struct td_error *enumerator(const struct td_value *v, struct td_value *re
 			}
 		} while (dwarf_siblingof(&child, &child) == 0);
 	}
-	return td_error_format(TD_ERR_TARGET, "%s: value %llu is no enumerator", type_label(v),
-			       (unsigned long long)value);
+	return td_error_fault(v->address, "%s: value %llu is no enumerator", type_label(v),
+			      (unsigned long long)value);
 }
 
 struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret,
@@ -276,18 +275,18 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 	struct discr_memo *dm = td_program_memo_get(v->prog, TD_MEMO_DISCR, toff, 0);
 	Dwarf_Die part;
 	if (dm && dm->size == 0)
-		return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+		return td_error_not_found("%s is not an enum", type_label(v));
 	if (!dm) {
 		Dwarf_Die discr, discr_type;
 		Dwarf_Attribute attr;
 		if (!variant_part((Dwarf_Die *)&v->type, &part))
-			return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+			return td_error_not_found("%s is not an enum", type_label(v));
 		if (!dwarf_formref_die(dwarf_attr(&part, DW_AT_discr, &attr), &discr))
-			return td_error_format(TD_ERR_TARGET, "%s: variant part without discriminant", type_label(v));
+			return td_error_not_found("%s: variant part without discriminant", type_label(v));
 		struct discr_memo fresh;
 		if (!td_die_type(&discr, &discr_type) || !td_member_offset(&discr, &fresh.offset) ||
 		    !td_type_size(&discr_type, &fresh.size))
-			return td_error_format(TD_ERR_TARGET, "%s: unreadable discriminant", type_label(v));
+			return td_error_not_found("%s: unreadable discriminant", type_label(v));
 		dm = malloc(sizeof(*dm));
 		if (!dm)
 			return &td_enomem;
@@ -304,7 +303,7 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 	struct variant_memo *vm = td_program_memo_get(v->prog, TD_MEMO_VARIANT, toff, value);
 	if (!vm) {
 		if (!variant_part((Dwarf_Die *)&v->type, &part))
-			return td_error_format(TD_ERR_TARGET, "%s is not an enum", type_label(v));
+			return td_error_not_found("%s is not an enum", type_label(v));
 		struct variant_memo fresh;
 		if ((err = decode_variant(v, value, mask, &part, &fresh)))
 			return err;
@@ -325,11 +324,11 @@ struct td_error *td_value_variant(const struct td_value *v, struct td_value *ret
 struct td_error *td_value_index(const struct td_value *v, uint64_t i, struct td_value *ret)
 {
 	if (dwarf_tag((Dwarf_Die *)&v->type) != DW_TAG_array_type)
-		return td_error_format(TD_ERR_TARGET, "%s is not an array", type_label(v));
+		return td_error_not_found("%s is not an array", type_label(v));
 	Dwarf_Die elem;
 	uint64_t size;
 	if (!td_die_type((Dwarf_Die *)&v->type, &elem) || !td_type_size(&elem, &size))
-		return td_error_format(TD_ERR_TARGET, "array of unknown element size");
+		return td_error_not_found("array of unknown element size");
 	td_value_init(ret, v->prog, &elem, v->address + i * size);
 	return NULL;
 }

@@ -1,6 +1,8 @@
 """`taskdbg run`: Lua scripts against live processes and cores, in the sandbox."""
 import json
 
+import pytest
+
 from conftest import ROOT, Target, assert_untouched, gcore, run
 
 
@@ -34,12 +36,17 @@ def test_runtime_threads_script(rust_stacks, module_tmp):
         assert tasks[1:] == [3, 4] and tasks[0] in (1, 2), tasks
 
 
-def test_script_error_names_file_and_line(rust_stacks, tmp_path):
+@pytest.mark.parametrize("line,message", [
+    ("error('nope')", "nope"),
+    # a td.error reads as where the call was made and its message (docs/plugins.md, "Errors")
+    ("td.read(0x1000)", "cannot read 8 bytes at 0x1000: not mapped in the process"),
+])
+def test_script_error_names_file_and_line(rust_stacks, tmp_path, line, message):
     script = tmp_path / "bad.lua"
-    script.write_text("local x = 1\nerror('nope')\n")
+    script.write_text(f"local x = 1\n{line}\n")
     r = run("run", script, rust_stacks.pid)
     assert r.returncode == 2
-    assert f"script {script} failed: bad.lua:2: nope" in r.stderr
+    assert f"script {script} failed: bad.lua:2: {message}" in r.stderr, r.stderr
     assert_untouched(rust_stacks.pid)
 
 
