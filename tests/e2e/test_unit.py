@@ -1,30 +1,34 @@
 """The C unit tests (one module each, built by meson) run as part of the suite.
-test-future tests value/future on a core of a Rust fixture, once per tokio release."""
+test-future and test-chain test value/future and value/chain on a core of a
+Rust fixture, once per tokio release."""
 import subprocess
 
 import pytest
 
 from conftest import BUILD, Target, gcore
 
-UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file() and p.name != "test-future")
+ON_A_CORE = ["test-chain", "test-future"]
+UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*") if p.is_file() and p.name not in ON_A_CORE)
 
 
 def test_unit_tests_were_built():
     assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-source", "test-syscalls"]
-    assert (BUILD / "tests" / "test-future").is_file()
+    assert all((BUILD / "tests" / name).is_file() for name in ON_A_CORE)
 
 
 def test_future_module(rust_bin, tmp_path):
-    """The descent into futures (src/value/future.c) on futures of known
-    shapes, boxed in a static of future_values.rs, read from its core."""
+    """The descent into futures (src/value/future.c) and the await chains
+    built on it (src/value/chain.c) on futures of known shapes, boxed in a
+    static of future_values.rs, read from its core."""
     target = Target([rust_bin / "future_values"])
     try:
         core = gcore(target.pid, tmp_path)
     finally:
         target.stop()
-    r = subprocess.run([str(BUILD / "tests" / "test-future"), str(core), str(rust_bin / "future_values")],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    for name in ON_A_CORE:
+        r = subprocess.run([str(BUILD / "tests" / name), str(core), str(rust_bin / "future_values")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{name}: {r.stderr}"
 
 
 @pytest.mark.parametrize("exe", UNIT_TESTS, ids=lambda p: p.name)
