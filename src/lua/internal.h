@@ -27,6 +27,7 @@
 #include "snapshot/unwind.h"
 #include "target/syscalls.h"
 #include "util/timing.h"
+#include "value/chain.h"
 #include "value/future.h"
 #include "value/value.h"
 
@@ -40,8 +41,6 @@
 /* Depth of Lua tables converted to JSON. */
 #define TD_LUA_JSON_DEPTH 32
 
-struct chain_state;
-
 struct td_lua {
 	lua_State *L;
 	struct td_program *prog;
@@ -52,19 +51,19 @@ struct td_lua {
 	uint64_t deadline_ns;      /* CLOCK_MONOTONIC; 0: none */
 	bool fatal;                /* a budget or oom error was raised in this call (errors.c) */
 	unsigned limit_ms;         /* for the message */
-	struct chain_state *chain_cache;  /* td.await_chain's memo, per program */
-	size_t nchain;
-	int tree_depth;            /* children chains being built, nested */
-	char *per_task[8];         /* awaitee names (beginnings) whose chains are per task: td.per_task_awaitee */
+	/* The await-chain decoder (value/chain.h), made on first use; the Lua state's registry frees it. */
+	struct td_chain_decoder *chains;
+	/*
+	 * Unused since the decoder moved to value/chain.c (it owns its cache and
+	 * configuration); host.c's td_lua_destroy still frees them: to go with it.
+	 */
+	void *chain_cache;
+	char *per_task[8];
 	int nper_task;
-	char *mark_prefix;         /* td.mark_awaitee: an awaitee name (beginning) whose address each task reports */
-	uint64_t last_marked;      /* where the outermost marked awaitee of the last chain built is (tree depth 0) */
-	char *tag_prefix;          /* td.tag_awaitee: futures whose word at tag_path tags a chain level */
+	char *mark_prefix;
+	char *tag_prefix;
 	char *tag_path[8];
 	int ntag_path;
-	uint64_t last_tagged;      /* the outermost tagged future of the last chain built (tree depth 0) */
-	uint64_t untagged[512];    /* type DIE offsets that can hold no tagged future (direct-mapped) */
-	struct { uint64_t type, first, word; } tag_offsets[64];  /* per tagged type: its path's offsets */
 };
 
 extern const char TDL_VALUE_MT[];

@@ -89,7 +89,7 @@ struct td_error *td_program_static_address(struct td_program *prog, Dwarf_Die *v
 enum td_memo_kind {
 	TD_MEMO_DISCR = 1,      /* value.c: where an enum's discriminant is */
 	TD_MEMO_VARIANT,        /* value.c: what one discriminant value means (extra: the value) */
-	TD_MEMO_RUNNING,        /* lua/chains.c: where a task Stage's Running future is */
+	TD_MEMO_RUNNING,        /* value/chain.c: where a task Stage's Running future is */
 	TD_MEMO_HOLDS_ASYNC,    /* future.c: whether a type can hold an async body */
 	TD_MEMO_FIXED_PATH,     /* future.c: a way down to the async body that reads nothing */
 	TD_MEMO_TUPLE_REF,      /* future.c: whether a type can point at a select!/join! tuple */

@@ -7,8 +7,7 @@
 #include <dwarf.h>
 #include <stdlib.h>
 
-#include "check.h"
-#include "snapshot/snapshot.h"
+#include "future_values.h"
 #include "value/future.h"
 #include "value/program.h"
 #include "value/value.h"
@@ -37,38 +36,17 @@ static struct td_value probe_field(struct td_value *probe, const char *name)
 	return f;
 }
 
-static struct td_error *run_checks(struct td_snapshot *snap, void *arg)
+static void run_checks(struct td_program *prog, struct td_value *option, struct td_value *probe)
 {
-	(void)arg;
-	struct td_program *prog;
-	struct td_error *err = td_program_create(snap, &prog);
-	if (err)
-		return err;
-	Dwarf_Die var, type;
-	uint64_t addr;
-	CHECK(td_program_find(prog, "future_values::PROBE", DW_TAG_variable, &var));
-	CHECK(td_die_type(&var, &type));
-	CHECK((err = td_program_static_address(prog, &var, &addr)) == NULL);
-	td_error_destroy(err);
-	struct td_value option, some, probe;
-	td_value_init(&option, prog, &type, addr);
-	CHECK(td_type_has_discr(prog, &option.type));
-	const char *variant;
-	uint64_t discr;
-	CHECK((err = td_value_variant(&option, &some, &variant, &discr, NULL)) == NULL);
-	td_error_destroy(err);
-	CHECK_STR(variant, "Some");
-	CHECK((err = td_value_member(&some, "__0", &probe)) == NULL);
-	td_error_destroy(err);
-	CHECK(!td_type_has_discr(prog, &probe.type));
+	CHECK(!td_type_has_discr(prog, &probe->type));
 
 	/* An async fn's state machine: nothing to look into. */
-	struct td_value plain = probe_field(&probe, "plain");
+	struct td_value plain = probe_field(probe, "plain");
 	CHECK(td_future_is_async_body(&plain.type));
 	CHECK(!td_future_inner_async(&plain));
 
 	/* timeout(leaf(2).instrument(span)): the async body two wrappers down, the same way twice (memo). */
-	struct td_value wrapped = probe_field(&probe, "wrapped"), w1 = wrapped, w2 = wrapped, inst = wrapped;
+	struct td_value wrapped = probe_field(probe, "wrapped"), w1 = wrapped, w2 = wrapped, inst = wrapped;
 	CHECK(starts(name_of(&wrapped), "Timeout<"));
 	CHECK(!td_future_is_async_body(&wrapped.type));
 	CHECK(td_future_inner_async(&w1) && td_future_is_async_body(&w1.type));
@@ -80,7 +58,7 @@ static struct td_error *run_checks(struct td_snapshot *snap, void *arg)
 	CHECK(!td_future_never_holds(&wrapped, INSTRUMENTED, false));
 
 	/* A tokio Sleep: a leaf, no async body, no branches, no span. */
-	struct td_value sleep = probe_field(&probe, "sleep"), s1 = sleep;
+	struct td_value sleep = probe_field(probe, "sleep"), s1 = sleep;
 	CHECK_STR(name_of(&sleep), "Sleep");
 	CHECK(!td_future_inner_async(&s1) && s1.address == sleep.address);
 	CHECK(!td_future_may_have_children(&sleep));
@@ -88,7 +66,7 @@ static struct td_error *run_checks(struct td_snapshot *snap, void *arg)
 	CHECK(td_future_find(&s1, POLL_EVENTED, false, NULL, 0) < 0);
 
 	/* An async block owning a TcpStream: opaque unless asked to look past async bodies. */
-	struct td_value reading = probe_field(&probe, "reading"), r1 = reading, r2 = reading, path[32];
+	struct td_value reading = probe_field(probe, "reading"), r1 = reading, r2 = reading, path[32];
 	CHECK(td_future_is_async_body(&reading.type));
 	CHECK(td_future_find(&r1, POLL_EVENTED, false, path, 32) < 0 && r1.address == reading.address);
 	int n = td_future_find(&r2, POLL_EVENTED, true, path, 32);
@@ -97,7 +75,7 @@ static struct td_error *run_checks(struct td_snapshot *snap, void *arg)
 	CHECK(n >= 1 && path[0].address == reading.address);
 
 	/* An async block borrowing one (&mut TcpStream): found through the reference. */
-	struct td_value borrowing = probe_field(&probe, "borrowing"), b1 = borrowing;
+	struct td_value borrowing = probe_field(probe, "borrowing"), b1 = borrowing;
 	n = td_future_find(&b1, POLL_EVENTED, true, path, 32);
 	CHECK(n >= 2 && starts(name_of(&b1), "PollEvented<"));
 	bool through_ref = false;
@@ -107,24 +85,9 @@ static struct td_error *run_checks(struct td_snapshot *snap, void *arg)
 	CHECK(through_ref);
 	CHECK(b1.address < borrowing.address || b1.address >= borrowing.address + 4096);  /* not inside the box */
 
-	td_program_destroy(prog);
-	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: test-future CORE EXE (a core of the Rust fixture future_values)\n");
-		return 2;
-	}
-	struct td_snapshot_options opts = { .exe = argv[2], .while_stopped = run_checks };
-	struct td_snapshot *snap;
-	struct td_error *err = td_snapshot_open_core(argv[1], &opts, &snap);
-	if (err) {
-		fprintf(stderr, "test-future: %s\n", err->message);
-		td_error_destroy(err);
-		return 2;
-	}
-	td_snapshot_destroy(snap);
-	return CHECK_DONE();
+	return main_on_core(argc, argv, "test-future", run_checks);
 }
