@@ -125,14 +125,7 @@ void td_lua_destroy(struct td_lua *lua)
 	if (!lua)
 		return;
 	lua_close(lua->L);
-	free(lua->chain_cache);
 	free(lua->plugin_path);
-	for (int i = 0; i < lua->nper_task; i++)
-		free(lua->per_task[i]);
-	free(lua->mark_prefix);
-	for (int i = 0; i < lua->ntag_path; i++)
-		free(lua->tag_path[i]);
-	free(lua->tag_prefix);
 	if (lua->owns_prog)
 		td_program_destroy(lua->prog);
 	free(lua);

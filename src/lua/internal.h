@@ -53,17 +53,6 @@ struct td_lua {
 	unsigned limit_ms;         /* for the message */
 	/* The await-chain decoder (value/chain.h), made on first use; the Lua state's registry frees it. */
 	struct td_chain_decoder *chains;
-	/*
-	 * Unused since the decoder moved to value/chain.c (it owns its cache and
-	 * configuration); host.c's td_lua_destroy still frees them: to go with it.
-	 */
-	void *chain_cache;
-	char *per_task[8];
-	int nper_task;
-	char *mark_prefix;
-	char *tag_prefix;
-	char *tag_path[8];
-	int ntag_path;
 };
 
 extern const char TDL_VALUE_MT[];
