@@ -1731,7 +1731,7 @@ function M.finish()
     local site = sites[key]
     if not site then
       local file, line = td.macro_site(aw.type, aw.state)
-      site = { file or aw.file, line or aw.line }
+      site = file and { file, line } or { aw.file, aw.line }
       sites[key] = site
     end
     return site[1], site[2]

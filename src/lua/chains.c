@@ -139,7 +139,11 @@ static void push_chain(lua_State *L, const struct td_chain *c)
 		}
 		lua_rawseti(L, -2, i + 1);
 	}
-	set_str(L, "error", c->error);
+	/* Decoding stopped (the levels above are right): a td.error, not a string. */
+	if (c->error) {
+		tdl_push_error(L, TDL_FAULT, NULL, c->error);
+		lua_setfield(L, -2, "error");
+	}
 	if (c->shared) {
 		set_true(L, "shared", true);
 		lua_pushlstring(L, c->key, c->key_len);
@@ -176,10 +180,11 @@ static int l_await_chain(lua_State *L)
 }
 
 /*
- * td.await_chain_at(StageType, addr) -> chain, or nil and the variant name
+ * td.await_chain_at(StageType, addr) -> chain, or nil and a td.error
  * A task's Stage<T> enum at addr: if Running, the chain of its future (the
  * payload's first field); one call per task, no values created on the way.
- * Never raises: an unreadable stage gives nil and the reason.
+ * A Stage that is not Running (Finished, Consumed) or cannot be read gives
+ * nil and an error of kind not_found naming the variant, or the reason.
  */
 static int l_await_chain_at(lua_State *L)
 {
@@ -192,9 +197,7 @@ static int l_await_chain_at(lua_State *L)
 		push_chain(L, c);
 		return 1;
 	}
-	lua_pushnil(L);
-	lua_pushstring(L, reason);
-	return 2;
+	return tdl_absent(L, "%s", reason);
 }
 
 /*
@@ -210,16 +213,16 @@ static int l_await_chain_at(lua_State *L)
  */
 static int l_await_chains(lua_State *L)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
+	tdl_check_type_of(L, 1, LUA_TTABLE);
 	int nodes = 2, vtables = 3, states = 4, stage_fn = 5;
 	lua_getfield(L, 1, "nodes");
 	lua_getfield(L, 1, "vtables");
 	lua_getfield(L, 1, "states");
 	lua_getfield(L, 1, "stage");
-	luaL_checktype(L, nodes, LUA_TTABLE);
-	luaL_checktype(L, vtables, LUA_TTABLE);
-	luaL_checktype(L, states, LUA_TTABLE);
-	luaL_checktype(L, stage_fn, LUA_TFUNCTION);
+	tdl_check_type_of(L, nodes, LUA_TTABLE);
+	tdl_check_type_of(L, vtables, LUA_TTABLE);
+	tdl_check_type_of(L, states, LUA_TTABLE);
+	tdl_check_type_of(L, stage_fn, LUA_TFUNCTION);
 	struct td_chain_column col;
 	td_chain_column_init(&col, decoder(L), (uint64_t)tdl_spec_int(L, 1, "skip_mask", 0),
 			     (long)tdl_spec_int(L, 1, "tagged_max", 0), (long)tdl_spec_int(L, 1, "marked_max", 0));
@@ -246,7 +249,7 @@ static int l_await_chains(lua_State *L)
 			lua_pushinteger(L, (lua_Integer)word[1]);
 			lua_call(L, 1, 2);
 			Dwarf_Die *type = luaL_testudata(L, -2, TDL_TYPE_MT);
-			td_chain_column_stage(&col, word[1], type, type ? (uint64_t)luaL_checkinteger(L, -1) : 0);
+			td_chain_column_stage(&col, word[1], type, type ? (uint64_t)tdl_check_integer(L, -1) : 0);
 			lua_pop(L, 2);
 		}
 		if (err)
@@ -279,9 +282,9 @@ static int l_macro_site(lua_State *L)
 {
 	const char *file;
 	int line;
-	if (!td_chain_macro_site(tdl_get(L)->prog, (uint64_t)luaL_checkinteger(L, 1), luaL_checkstring(L, 2), &file,
-				 &line))
-		return 0;
+	const char *state = tdl_check_string(L, 2);
+	if (!td_chain_macro_site(tdl_get(L)->prog, (uint64_t)tdl_check_integer(L, 1), state, &file, &line))
+		return tdl_absent(L, "no macro call found around state %s", state);
 	lua_pushstring(L, file);
 	lua_pushinteger(L, line);
 	return 2;
@@ -297,9 +300,10 @@ static int l_macro_site(lua_State *L)
 static int l_find_inside(lua_State *L)
 {
 	struct td_value v = *tdl_check_value(L, 1), path[TD_FIND_PATH];
-	int n = td_future_find(&v, luaL_checkstring(L, 2), lua_toboolean(L, 3), path, TD_FIND_PATH);
+	const char *prefix = tdl_check_string(L, 2);
+	int n = td_future_find(&v, prefix, lua_toboolean(L, 3), path, TD_FIND_PATH);
 	if (n < 0)
-		return 0;
+		return tdl_absent(L, "no %s inside the future", prefix);
 	tdl_push_value(L, &v);
 	lua_createtable(L, n, 0);
 	for (int i = 0; i < n; i++) {
@@ -309,17 +313,16 @@ static int l_find_inside(lua_State *L)
 	return 2;
 }
 
-/* A configuration call's error: "td.NAME: why" (out of memory as it is). */
+/* A configuration call's error: a usage error "td.NAME: why" (out of memory as it is). */
 static int config_done(lua_State *L, struct td_error *err, const char *name)
 {
 	if (!err)
 		return 0;
-	if (err->kind == TD_ERR_USAGE && name)
-		lua_pushfstring(L, "td.%s: %s", name, err->message);
-	else
-		lua_pushstring(L, err->message);
+	if (err->kind != TD_ERR_USAGE || !name)
+		return tdl_raise(L, err);
+	lua_pushfstring(L, "td.%s: %s", name, err->message);
 	td_error_destroy(err);
-	return lua_error(L);
+	return tdl_raise_kind(L, TDL_USAGE, "%s", lua_tostring(L, -1));
 }
 
 /*
@@ -329,7 +332,7 @@ static int config_done(lua_State *L, struct td_error *err, const char *name)
  */
 static int l_per_task_awaitee(lua_State *L)
 {
-	return config_done(L, td_chain_decoder_per_task(decoder(L), luaL_checkstring(L, 1)), NULL);
+	return config_done(L, td_chain_decoder_per_task(decoder(L), tdl_check_string(L, 1)), NULL);
 }
 
 /*
@@ -339,7 +342,7 @@ static int l_per_task_awaitee(lua_State *L)
  */
 static int l_mark_awaitee(lua_State *L)
 {
-	return config_done(L, td_chain_decoder_mark(decoder(L), luaL_checkstring(L, 1)), "mark_awaitee");
+	return config_done(L, td_chain_decoder_mark(decoder(L), tdl_check_string(L, 1)), "mark_awaitee");
 }
 
 /*
@@ -350,12 +353,12 @@ static int l_mark_awaitee(lua_State *L)
  */
 static int l_tag_awaitee(lua_State *L)
 {
-	const char *prefix = luaL_checkstring(L, 1), *path[9];
-	luaL_checktype(L, 2, LUA_TTABLE);
+	const char *prefix = tdl_check_string(L, 1), *path[9];
+	tdl_check_type_of(L, 2, LUA_TTABLE);
 	int n = (int)lua_rawlen(L, 2);
 	for (int i = 0; i < n && i < 9; i++) {
 		lua_rawgeti(L, 2, i + 1);
-		path[i] = luaL_checkstring(L, -1);   /* kept alive by the table */
+		path[i] = tdl_check_string(L, -1);   /* kept alive by the table */
 		lua_pop(L, 1);
 	}
 	return config_done(L, td_chain_decoder_tag(decoder(L), prefix, path, n), "tag_awaitee");
