@@ -1,7 +1,8 @@
 /*
  * The Lua VM a plugin, detector or script runs in: its sandbox (safe
  * libraries and `td`), its budgets (memory, instructions, wall-clock time), and
- * the one protected call every entry into Lua goes through (tdl_pcall).
+ * the one protected call every entry into Lua goes through (tdl_pcall), and
+ * running a user's script (taskdbg run) in it.
  */
 #include "lua/internal.h"
 
@@ -284,3 +285,32 @@ const luaL_Reg tdl_host_functions[] = {
 	{ "target_clock_ms", l_target_clock_ms },
 	{ NULL, NULL },
 };
+
+/* `taskdbg run`: a user script in the sandbox (lua/binding.h). */
+struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **args, int nargs,
+				   bool target_stopped, struct json_object **ret)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	struct td_error *err = tdl_load_chunk(L, path, "script");
+	if (err)
+		return err;
+	tdl_push_sandbox(L);
+	lua_createtable(L, nargs, 0);
+	for (int i = 0; i < nargs; i++) {
+		lua_pushstring(L, args[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "args");
+	lua_setupvalue(L, -2, 1);
+	if (tdl_pcall(lua, 0, 1, target_stopped ? TD_LUA_STOPPED_MS : TD_LUA_OTHER_MS) != LUA_OK) {
+		err = td_error_format(TD_ERR_TARGET, "script %s failed: %s", path, lua_tostring(L, -1));
+		lua_settop(L, base);
+		return err;
+	}
+	if (lua_istable(L, -1))
+		tdl_keep_alive(L, -1);
+	*ret = lua_istable(L, -1) ? tdl_to_json(L, -1, 0) : NULL;
+	lua_settop(L, base);
+	return NULL;
+}

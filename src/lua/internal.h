@@ -104,6 +104,11 @@ void tdl_push_module_env(lua_State *L, const char *dir);
  */
 struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *const *files, size_t nfiles,
 				   int ctx);
+/* Lua files on disk (files.c). */
+struct td_error *tdl_load_chunk(lua_State *L, const char *path, const char *what);
+bool tdl_readable(const char *path);
+void tdl_own_dir(char *buf, size_t size);
+struct td_error *tdl_detector_files(const char *dir, char ***ret, size_t *nret);
 /* tdl_run_detectors on every detector file of dir (unit tests run synthetic models so). */
 struct td_error *tdl_diagnose_ctx(struct td_lua *lua, const char *dir, int ctx);
 /* The directory part of path, pushed. */
