@@ -15,6 +15,13 @@
 -- caches of DWARF facts, valid for the whole run; what one stop read is in
 -- M.stop (below), handed to the modules that need it.
 
+-- Errors (docs/plugins.md "Errors"): reads that may fail are wrapped in
+-- td.try (a fault or a missing field costs that one answer); a pcall is
+-- kept only around the plugin's own probes of a layout it may not know (a
+-- resource builder, a list walk, a socket's layout), where any error must
+-- cost that one thing, not the walk. Budget and out of memory end the call
+-- either way.
+
 local M = { name = "tokio" }
 
 -- What taskdbg's C side and the detectors need to know of tokio, declared
@@ -116,8 +123,8 @@ function M.current_tasks()
   for _, t in ipairs(td.threads()) do
     local ctx = discovery.context(t.tid)
     if ctx then
-      local ok, id = pcall(discovery.current_task_id, ctx)
-      if ok and id then out[#out + 1] = { tid = t.tid, task = id } end
+      local id = td.try(discovery.current_task_id, ctx)
+      if id then out[#out + 1] = { tid = t.tid, task = id } end
     end
   end
   return setmetatable(out, { __array = true })
@@ -166,8 +173,7 @@ end
 function M.explain(message, entry)
   if message:find("budget exhausted") or message:find("not enough memory") then return nil end
   local what = message:gsub("^[%w_./-]+%.lua:%d+: ", "")
-  local ok, release = pcall(discovery.tokio_release)
-  release = ok and release
+  local release = td.try(discovery.tokio_release)
   return string.format(
     "cannot read the tokio runtime in this program (%s): %s.\n" ..
     "This is a limitation of taskdbg, not a fault of the program: please report it, with the tokio version.\n" ..

@@ -29,8 +29,8 @@ end
 -- Bytes of the captured variables (a generator's Unresumed fields) of the
 -- future at addr, read as if it were laid out like `copy` (same type).
 local function upvars_equal(t, copy, addr)
-  local ok, payload, name = pcall(td.variant, td.value(t, copy))
-  if not ok or name ~= "Unresumed" then return nil end
+  local payload, name = td.try(td.variant, td.value(t, copy))
+  if not payload or name ~= "Unresumed" then return nil end
   local base = td.addr(payload) - copy
   local any = false
   for _, f in ipairs(td.fields(payload)) do
@@ -62,13 +62,13 @@ local MAX_PIN_SCAN = 1 << 20
 -- enums) points at readable memory, and there is at least one. Stack bytes
 -- that only happen to hold a suspend point's discriminant rarely pass.
 local function plausible_state(t, a)
-  local ok, payload = pcall(function() return td.variant(td.value(t, a)) end)
-  if not ok or not payload then return false end
+  local payload = td.try(function() return td.variant(td.value(t, a)) end)
+  if not payload then return false end
   local checked, budget = 0, 256
   local function sane(ptr) return ptr and ptr ~= 0 and td.try_read(ptr) ~= nil end
   local function walk(v, depth)
-    local okf, fields = pcall(td.fields, v)
-    if not okf or depth > 4 then return true end
+    local fields = td.try(td.fields, v)
+    if not fields or depth > 4 then return true end
     local base = td.addr(v)
     for _, f in ipairs(fields) do
       budget = budget - 1
@@ -78,8 +78,8 @@ local function plausible_state(t, a)
         checked = checked + 1
         if not sane(td.try_read(at)) then return false end
       elseif f.name ~= "<variants>" and name ~= "" and not name:find("^Option<") then
-        local okc, child = pcall(function() return v[f.name] end)
-        if okc and child and not td.is_enum(child) and not walk(child, depth + 1) then return false end
+        local child = td.try(function() return v[f.name] end)
+        if child and not td.is_enum(child) and not walk(child, depth + 1) then return false end
       end
     end
     return true
@@ -115,8 +115,8 @@ local function pinned_futures(stop, tid)
   end
   -- The future at a, if its whole chain is suspended.
   local function suspended(t, a)
-    local ok, chain, leaf = pcall(td.await_chain, td.value(t, a))
-    if not (ok and chain and #chain > 0 and not chain.error) then return nil end
+    local chain, leaf = td.try(td.await_chain, td.value(t, a))
+    if not (chain and #chain > 0 and not chain.error) then return nil end
     for _, level in ipairs(chain) do
       if not level.state:find("^Suspend") then return nil end
     end
@@ -126,11 +126,11 @@ local function pinned_futures(stop, tid)
   -- The async body a located Pin<&mut F> or Pin<Box<F>> variable points to:
   -- its type and address.
   local function through_pin(v)
-    local ok, t = pcall(function()
+    local t = td.try(function()
       local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
       return td.pointee(select(2, td.offset(v.type, field)))
     end)
-    if not (ok and t and (td.type_name(t) or ""):find("^{async_")) then return nil end
+    if not (t and (td.type_name(t) or ""):find("^{async_")) then return nil end
     local a = td.try_read(v.addr)
     if a and a ~= 0 then return t, a end
   end
@@ -160,8 +160,8 @@ local function pinned_futures(stop, tid)
       -- as a Pin<&mut dyn Future>: td.await_chain names the future through
       -- the trait object's vtable, whose data pointer is where it is pinned.
       if block_on_types[td.qualified_name(v.type)] then
-        local ok, chain = pcall(td.await_chain, td.value(v.type, v.addr))
-        local t = ok and chain and chain[1] and td.type_by_id(chain[1].type)
+        local chain = td.try(td.await_chain, td.value(v.type, v.addr))
+        local t = chain and chain[1] and td.type_by_id(chain[1].type)
         local a = t and td.try_read(v.addr)
         if a and a ~= 0 then add_at(v, t, a) end
       end
@@ -288,14 +288,14 @@ local function follow_run_until(p, tid, late)
   local first = p.chain[1]
   local t = first and first.awaiting and td.type_by_id(first.awaiting)
   if not t or not (td.type_name(t) or ""):find("^RunUntil<") then return end
-  local got, ru = pcall(function() return td.variant(td.value(p.type, p.address)).__awaitee end)
-  if not got then return end
-  local found, owned, key = pcall(function()
+  local ru = td.try(function() return td.variant(td.value(p.type, p.address)).__awaitee end)
+  if not ru then return end
+  local owned, key = td.try(function()
     local ctx = td.deref(td.deref(ru.local_set).context.ptr.pointer).value
     local shared = arc_data(ctx.shared)
     return td.has(shared, "local_state") and shared.local_state.owned or ctx.owned, td.addr(shared)
   end)
-  if found and owned and late and not late.by_handle[key] then
+  if owned and late and not late.by_handle[key] then
     local rt = late.new_runtime("local_set", owned, key)
     rt.workers[1] = tid
     local walked, why = pcall(late.walk_runtime, rt)

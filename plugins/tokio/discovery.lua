@@ -45,12 +45,11 @@ end
 local function context(tid)
   local storage = td.tls("tokio::runtime::context::CONTEXT", tid)
   if not storage then return nil end
-  local ok, ctx = pcall(function()
+  return (td.try(function()
     local _, state = td.variant(peel(storage.state))
     if state ~= "Alive" then return nil end
     return peel(td.has(storage, "value") and storage.value or storage.val)
-  end)
-  return ok and ctx or nil
+  end))
 end
 D.context = context
 
@@ -104,13 +103,13 @@ local function in_scheduler_loop(tid, flavor)
     -- pointer to the scheduler's Context) is set while the loop runs.
     -- Read from tokio's source; untested here (only 1.24 is packaged).
     local ctx = context(tid)
-    local ok, p = pcall(function() return td.uint(peel(ctx.scheduler.inner)) end)
-    return ctx ~= nil and ok and p ~= 0
+    local p = ctx and td.try(function() return td.uint(peel(ctx.scheduler.inner)) end)
+    return p ~= nil and p ~= 0
   end
-  local ok, p = pcall(function()
+  local p = td.try(function()
     return td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
   end)
-  return ok and p ~= 0
+  return p ~= nil and p ~= 0
 end
 
 -- The runtimes threads are in (through CONTEXT) and the LocalSets being
@@ -130,23 +129,23 @@ function D.find_runtimes()
   for _, t in ipairs(td.threads()) do
     local ctx = context(t.tid)
     if ctx then
-      local ok, handle, flavor = pcall(scheduler_handle, ctx)
-      if ok and handle then
+      local handle, flavor = td.try(scheduler_handle, ctx)
+      if handle then
         local key = td.addr(handle)
         local rt = by_handle[key] or new_runtime(flavor, handle.shared.owned, key)
         thread_runtime[t.tid] = rt
         if in_scheduler_loop(t.tid, flavor) then rt.workers[#rt.workers + 1] = t.tid end
       end
-      local okid, id = pcall(current_task_id, ctx)
-      if okid and id then running_on[id] = t.tid end
+      local id = td.try(current_task_id, ctx)
+      if id then running_on[id] = t.tid end
     end
   end
   -- A LocalSet keeps its tasks in a list of its own, reachable while it is
   -- being polled (the common hang: a local task blocking its thread) through
   -- task::local::CURRENT on that thread.
   for _, t in ipairs(td.threads()) do
-    local ok, owned, key = pcall(local_set_owned, t.tid)
-    if ok and owned then
+    local owned, key = td.try(local_set_owned, t.tid)
+    if owned then
       local rt = by_handle[key] or new_runtime("local_set", owned, key)
       rt.workers[#rt.workers + 1] = t.tid
     end
@@ -162,14 +161,14 @@ local function scheduler_tick(tid)
   for _, root in ipairs(TICK_ROOTS) do
     local storage = root.type and td.tls(root.tls, tid)
     if storage then
-      local ok, tick = pcall(function()
+      local tick = td.try(function()
         local p = td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
         if p == 0 then return nil end
         local core = some(peel(td.value(root.type, p).core))
         if not core then return nil end
         return td.uint(td.deref(core).tick)
       end)
-      if ok and tick then return tick end
+      if tick then return tick end
     end
   end
   -- tokio >= 1.29: those thread-locals are gone; CONTEXT.scheduler is a
@@ -178,15 +177,14 @@ local function scheduler_tick(tid)
   -- Read from tokio's source; untested here (only 1.24 is packaged). The
   -- type is resolved in prepare(), like TICK_ROOTS'.
   if not SCHEDULER_CONTEXT.type then return nil end
-  local ok, tick = pcall(function()
+  return (td.try(function()
     local ctx = context(tid)
     local p = ctx and td.uint(peel(ctx.scheduler.inner))
     if not p or p == 0 then return nil end
     local payload = td.variant(td.value(SCHEDULER_CONTEXT.type, p))
     local core = some(peel(peel(payload).core))
     return core and td.uint(td.deref(core).tick)
-  end)
-  return ok and tick or nil
+  end))
 end
 
 -- For diagnose's sample s: the runtimes, and per thread the task it polls

@@ -93,7 +93,7 @@ local function timespec_offsets(t)
     local o, ft = td.offset(t, next_field)
     off, t = off + o, ft
   end
-  error("no timespec in " .. tostring(td.type_name(t)))
+  error(td.error("not_found", "no timespec in " .. tostring(td.type_name(t))))
 end
 
 -- { pattern on the type path (generics removed), builder(type) -> function(addr) -> resource }
@@ -105,10 +105,10 @@ local RESOURCE_TYPES = {
       -- (>= 1.53, whose timer entry keeps none). The first path found wins.
       local steps, it
       for _, path in ipairs({ { "deadline" }, { "inner", "deadline" }, { "entry", "deadline" } }) do
-        local ok, s, x = pcall(recipe, t, path)
-        if ok then steps, it = s, x; break end
+        local s, x = td.try(recipe, t, path)
+        if s then steps, it = s, x; break end
       end
-      if not steps then error("no deadline in " .. type_path(t)) end
+      if not steps then error(td.error("not_found", "no deadline in " .. type_path(t))) end
       local sec, nsec = timespec_offsets(it)
       return function(a)
         local d = td.follow(a, steps)
@@ -277,7 +277,7 @@ resolver_for = function(type_id)
       for _, f in ipairs(td.fields(t)) do
         if (f.size or 0) > 0 and f.name ~= "<variants>" then sized[#sized + 1] = f end
       end
-      if #sized == 1 and not pcall(td.pointee, t) then
+      if #sized == 1 and not td.try(td.pointee, t) then
         builders[type_id] = false   -- while being worked out (recursive types)
         local off, ft = td.offset(t, sized[1].name)
         local inner = resolver_for(td.id(ft))
@@ -316,8 +316,8 @@ local function timeout_of(chain, a)
         d = false
         local t = td.type_by_id(id)
         if t and td.strip_generics(type_path(t)) == TIMEOUT then
-          local ok, off, dt = pcall(td.offset, t, "delay")
-          if ok and off then d = { off, td.id(dt) } end
+          local off, dt = td.try(td.offset, t, "delay")
+          if off then d = { off, td.id(dt) } end
         end
         timeout_delays[id] = d
       end
@@ -415,8 +415,8 @@ local function mark_disabled(level)
   if off == nil then
     off = false
     local t = td.type_by_id(level.awaiting)
-    local ok, f_off, ft = pcall(td.offset, t, "f")
-    if ok then
+    local f_off, ft = td.try(td.offset, t, "f")
+    if f_off then
       for _, name in ipairs({ "_ref__disabled", "disabled" }) do
         if has_field(ft, name) then
           local o, mt = td.offset(ft, name)
@@ -575,8 +575,8 @@ end
 function R.prewarm(polls)
   local seen = {}
   for _, f in pairs(polls) do
-    local ok, leaves = pcall(td.prewarm, f.T, PREWARM_PREFIXES)
-    for _, id in ipairs(ok and leaves or EMPTY) do
+    local leaves = td.try(td.prewarm, f.T, PREWARM_PREFIXES)
+    for _, id in ipairs(leaves or EMPTY) do
       if not seen[id] then seen[id] = true; pcall(resolver_for, id) end
     end
   end

@@ -28,8 +28,8 @@ K.POLL_EVENTED = POLL_EVENTED
 local function int_field_offset(t, name, depth)
   depth = depth or 0
   for _, f in ipairs(td.fields(t)) do
-    local ok, off, ft = pcall(td.offset, t, f.name)
-    if ok and f.type ~= "*" and not (f.type or ""):find("^[&*]") and not pcall(td.pointee, ft) then
+    local off, ft = td.try(td.offset, t, f.name)
+    if off and f.type ~= "*" and not (f.type or ""):find("^[&*]") and not td.try(td.pointee, ft) then
       if f.name == name and f.size == 4 then return off end
       if depth < 10 then
         local o = int_field_offset(ft, name, depth + 1)
@@ -55,8 +55,7 @@ local function socket_addr_text(v)
 end
 
 local function addr_text(v)
-  local ok, text = pcall(socket_addr_text, v)
-  return ok and text or nil
+  return (td.try(socket_addr_text, v))
 end
 
 local socket_facts = {}   -- PollEvented type id -> { fd =, shared = steps, reader =, writer =, vtable = }
@@ -68,16 +67,16 @@ local function socket_layout(pe)
   f = false
   local ok = pcall(function()
     local _, io_t = td.offset(pe, "io")
-    local e = assert(td.template(io_t, "T"))
-    local io_off = td.offset(pe, "io") + assert(int_field_offset(e, "fd"))
+    local e = td.template(io_t, "T") or error(td.error("not_found", "no T in " .. tostring(td.type_name(io_t))))
+    local io_off = td.offset(pe, "io") + (int_field_offset(e, "fd") or error(td.error("not_found", "no fd field")))
     -- The ScheduledIo: a slab::Ref's Value (tokio < 1.35), else an Arc.
     local shared, sio
     for _, path in ipairs({ { { "registration", "shared", "value", "*", "value" } },
                             { { "registration", "shared" }, ARC } }) do
-      local ok2, steps, t = pcall(recipe, pe, table.unpack(path))
-      if ok2 and has_field(t, "waiters") then shared, sio = steps, t; break end
+      local steps, t = td.try(recipe, pe, table.unpack(path))
+      if steps and has_field(t, "waiters") then shared, sio = steps, t; break end
     end
-    local wo, wt = td.offset(assert(sio), "waiters")
+    local wo, wt = td.offset(sio or error(td.error("not_found", "no ScheduledIo")), "waiters")
     -- Mutex<Waiters>: through the lock's wrappers to the data.
     local waiters = peel(td.value(wt, 0))
     local base = wo + td.addr(waiters)
@@ -85,7 +84,7 @@ local function socket_layout(pe)
     local ro, opt = td.offset(waiters, "reader")
     local wr = td.offset(waiters, "writer")
     -- Option<Waker>: None is a null vtable pointer (the niche).
-    local waker = assert(td.template(opt, "T"))
+    local waker = td.template(opt, "T") or error(td.error("not_found", "no T in " .. tostring(td.type_name(opt))))
     local vo = 0
     for _ = 1, 4 do
       if has_field(waker, "vtable") then vo = vo + td.offset(waker, "vtable"); break end

@@ -31,8 +31,8 @@ local function string_text(v, max)
     for _, f in ipairs(td.fields(x)) do
       if (f.type or ""):find("^%*") then return td.pointer(x[f.name]) end
       if depth < 6 and f.type ~= "*" and (f.size or 0) > 0 then
-        local ok, p = pcall(ptr_of, x[f.name], depth + 1)
-        if ok and p then return p end
+        local p = td.try(ptr_of, x[f.name], depth + 1)
+        if p then return p end
       end
     end
     return nil
@@ -132,8 +132,8 @@ function S.span_name(meta)
   if name == nil then
     name = false
     local mt = td.find_type("tracing_core::metadata::Metadata")
-    local ok, off = pcall(td.offset, mt, "name")
-    if mt and ok then
+    local off = mt and td.try(td.offset, mt, "name")
+    if off then
       local p, n = td.try_read(meta + off), td.try_read(meta + off + 8)
       name = p and n and n > 0 and n < 256 and td.read_bytes(p, n) or false
     end

@@ -72,10 +72,12 @@ local function resolve_layout()
   local vt = td.find_type("tokio::runtime::task::raw::Vtable")
   local trailer = td.find_type("tokio::runtime::task::core::Trailer")
   local header = td.find_type("tokio::runtime::task::core::Header")
-  assert(vt and trailer and header, "tokio's task types are not in the debug info")
+  if not (vt and trailer and header) then
+    error(td.error("not_found", "tokio's task types are not in the debug info"))
+  end
   local owned_off, pointers = td.offset(trailer, "owned")
   local inner_off, inner = 0, pointers
-  if not pcall(function() inner_off, inner = td.offset(pointers, "next") end) then
+  if not td.try(function() inner_off, inner = td.offset(pointers, "next"); return true end) then
     -- Pointers { inner: UnsafeCell<PointersInner { prev, next }> }
     inner_off, inner = td.offset(pointers, "inner")
     local off2, t2 = td.offset(inner, "value")
@@ -151,7 +153,7 @@ local function vtable_info(addr)
       -- Cell { header, core: Core { scheduler, task_id, stage: CoreStage { stage } } }
       local core_off, core_t = td.offset(info.cell, "core")
       local stage_off, stage_t = td.offset(core_t, "stage")
-      if pcall(td.offset, stage_t, "stage") then
+      if td.try(td.offset, stage_t, "stage") then
         local inner_off, inner_t = td.offset(stage_t, "stage")
         stage_off, stage_t = stage_off + inner_off, inner_t
       end

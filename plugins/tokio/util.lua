@@ -77,9 +77,9 @@ function U.recipe(t, ...)
         steps[#steps + 1] = acc
         steps[#steps + 1] = -1
         acc = 0
-        t = assert(td.pointee(t), "not a pointer")
+        t = td.pointee(t)
       elseif step == "?" then
-        t = assert(td.template(t, "T"), "not an Option")
+        t = td.template(t, "T") or error(td.error("not_found", "not an Option: " .. U.type_path(t)))
       else
         local off, ft = td.offset(t, step)
         acc, t = acc + off, ft
@@ -90,7 +90,7 @@ function U.recipe(t, ...)
   return steps, t
 end
 
-function U.has_field(t, name) return (pcall(td.offset, t, name)) end
+function U.has_field(t, name) return td.try(td.offset, t, name) ~= nil end
 
 local hex = td.hex
 U.hex, U.ptr = hex, td.ptr
