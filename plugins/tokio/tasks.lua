@@ -101,37 +101,44 @@ local function resolve_layout()
   return layout
 end
 
+-- layout[key], made by build() the first time (a scan of the debug info).
+local function once(key, build)
+  local v = layout[key]
+  if v == nil then v = build(); layout[key] = v end
+  return v
+end
+
+-- By future type, then by scheduler: a future spawned through a Handle has
+-- a Cell for each scheduler flavor in the binary, and only the vtable's
+-- poll<T, S> tells which one a task is.
 local function cell_types()
-  if layout.cells then return layout.cells end
-  -- By future type, then by scheduler: a future spawned through a Handle
-  -- has a Cell for each scheduler flavor in the binary, and only the vtable's
-  -- poll<T, S> tells which one a task is.
-  local cells = {}
-  td.each_type("tokio::runtime::task::core", "Cell<", function(t)
-    local T, S = td.template(t, "T"), td.template(t, "S")
-    if T then
-      local by_s = cells[td.id(T)] or {}
-      cells[td.id(T)] = by_s
-      by_s[S and type_path(S) or "?"] = t
-      by_s.any = by_s.any or t
-    end
-    return false
+  return once("cells", function()
+    local cells = {}
+    td.each_type("tokio::runtime::task::core", "Cell<", function(t)
+      local T, S = td.template(t, "T"), td.template(t, "S")
+      if T then
+        local by_s = cells[td.id(T)] or {}
+        cells[td.id(T)] = by_s
+        by_s[S and type_path(S) or "?"] = t
+        by_s.any = by_s.any or t
+      end
+      return false
+    end)
+    return cells
   end)
-  layout.cells = cells
-  return cells
 end
 
 -- Every instance of raw::poll<T, S> by address: a vtable's poll pointer names
 -- its task's future type T and scheduler S.
 local function poll_functions()
-  if layout.polls then return layout.polls end
-  local polls = {}
-  td.each_function("tokio::runtime::task::raw", "poll", function(f)
-    if f.T then polls[f.address] = f end
-    return false
+  return once("polls", function()
+    local polls = {}
+    td.each_function("tokio::runtime::task::raw", "poll", function(f)
+      if f.T then polls[f.address] = f end
+      return false
+    end)
+    return polls
   end)
-  layout.polls = polls
-  return polls
 end
 
 -- What a task's vtable tells: its future's Cell type, once per vtable.
@@ -240,26 +247,22 @@ end
 -- state) points at, read while stopped.
 local function follow_join_handles(lists)
   local targets = {}
+  -- The task header a JoinHandle of type `type` at addr points to, kept in rec[key].
+  local function follow(type, addr, rec, key)
+    if type and is_join_handle(type) then
+      local header = td.try_read(addr)
+      if header and header ~= 0 then
+        rec[key] = header
+        targets[header] = true
+      end
+    end
+  end
   for _, list in ipairs(lists) do
     for _, chain in pairs(list.chains) do
       -- A shared chain has no JoinHandle and holds nothing, by construction.
       if not chain.shared then for _, level in ipairs(chain) do
-        if level.awaiting and is_join_handle(level.awaiting) then
-          local header = td.try_read(level.awaiting_addr)
-          if header and header ~= 0 then
-            level.awaiting_header = header
-            targets[header] = true
-          end
-        end
-        for _, held in ipairs(level.holds or {}) do
-          if is_join_handle(held.type) then
-            local header = td.try_read(held.addr)
-            if header and header ~= 0 then
-              held.header = header
-              targets[header] = true
-            end
-          end
-        end
+        follow(level.awaiting, level.awaiting_addr, level, "awaiting_header")
+        for _, held in ipairs(level.holds or {}) do follow(held.type, held.addr, held, "header") end
       end end
     end
   end
