@@ -72,7 +72,7 @@ int td_cmd_bt(int argc, char **argv)
 	if (code != -1)
 		return code;
 	/* Optional: without a plugin there are stacks all the same. */
-	struct td_error *err = td_session_find_plugins(&s);
+	struct td_error *err = td_session_find_plugins(&s, true);
 	if (!err)
 		err = td_session_open(&s, bt_before_stop, NULL, &s);
 	if (!err)

@@ -180,7 +180,7 @@ int td_cmd_diagnose(int argc, char **argv)
 	struct json_object *threads = NULL, *opts = NULL, *findings = NULL;
 	bool live = false;
 	code = TD_EXIT_OK;
-	struct td_error *err = td_session_find_plugins(&s);
+	struct td_error *err = td_session_find_plugins(&s, false);
 	if (!err)
 		err = td_lua_find_detectors(&detectors);
 	if (!err)

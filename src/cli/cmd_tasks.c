@@ -77,7 +77,7 @@ int td_cmd_tasks(int argc, char **argv)
 	int code = td_session_parse(&s, argc, argv, options, tasks_help, 1, tasks_option, &text, NULL);
 	if (code != -1)
 		return code;
-	struct td_error *err = td_session_find_plugins(&s);
+	struct td_error *err = td_session_find_plugins(&s, false);
 	if (!err)
 		err = td_session_open(&s, prepare_before_stop, walk_while_stopped, &s);
 	/*

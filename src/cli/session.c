@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "config.h"
 #include "lua/binding.h"
 #include "model/threads.h"
 
@@ -39,9 +40,15 @@ int td_session_parse(struct td_session *s, int argc, char **argv, const struct o
 	return -1;
 }
 
-struct td_error *td_session_find_plugins(struct td_session *s)
+struct td_error *td_session_find_plugins(struct td_session *s, bool optional)
 {
-	return td_lua_find_plugins(s->plugins, &s->plugin_paths, &s->nplugins);
+	struct td_error *err = td_lua_find_plugins(s->plugins, &s->plugin_paths, &s->nplugins);
+	if (err || s->nplugins > 0 || optional)
+		return err;
+	/* None at all is a broken install, not a program without a runtime. */
+	return td_error_format(TD_ERR_TARGET,
+		"no runtime plugins found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s and the source tree)\n"
+		"Install taskdbg (`ninja -C build install`) or pass --plugins DIR.", TD_PLUGIN_DIR);
 }
 
 struct td_error *td_session_runtime(struct td_session *s, struct td_snapshot *snap, const char *prepare)

@@ -60,8 +60,11 @@ int td_session_parse(struct td_session *s, int argc, char **argv, const struct o
 		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
 		     void *ctx, int *first);
 
-/* Every runtime plugin on the search path (none is no error: no runtime is known then). */
-struct td_error *td_session_find_plugins(struct td_session *s);
+/*
+ * Every runtime plugin on the search path. None at all is an error (a broken
+ * install) unless optional (bt: stacks need no plugin).
+ */
+struct td_error *td_session_find_plugins(struct td_session *s, bool optional);
 
 /*
  * Before the stop: the plugin whose runtime is in the program (or the

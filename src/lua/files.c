@@ -124,7 +124,8 @@ struct td_error *td_lua_find_plugins(const char *extra_dir, char ***paths_ret, s
 		td_lua_free_paths(names, n);
 		return &td_enomem;
 	}
-	qsort(names, n, sizeof(*names), compare_names);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), compare_names);   /* names is NULL when none was found */
 	*paths_ret = names;
 	*n_ret = n;
 	return NULL;
@@ -151,7 +152,8 @@ struct td_error *tdl_detector_files(const char *dir, char ***ret, size_t *nret)
 	if (!opened)
 		return td_error_format(TD_ERR_TARGET, "cannot open the detectors directory %s: %s",
 				       dir, strerror(errno));
-	qsort(names, n, sizeof(*names), compare_names);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), compare_names);
 	*ret = names;
 	*nret = n;
 	return NULL;

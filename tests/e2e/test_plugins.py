@@ -3,8 +3,11 @@ the C fixture fixture-threads, found by its detect(), with no change to
 src/ or detectors/. Its declarations give the threads their roles (bt) and
 its resources their classes (diagnose finds the toy tasks' lock cycle)."""
 import json
+import os
+import shutil
+import subprocess
 
-from conftest import assert_untouched, run
+from conftest import TASKDBG, assert_untouched, run
 
 TOY = """
 -- A made-up runtime: every thread of the program is one of its workers, and
@@ -80,3 +83,22 @@ def test_plugin_requires_its_modules(c_threads, tmp_path):
     (tmp_path / "toy.lua").write_text(TOY.replace('flavor = "toy"', 'flavor = require("toy.names").flavor'))
     doc = json.loads(run("tasks", "--json", "--plugins", tmp_path, c_threads.pid).stdout)
     assert doc["runtimes"][0]["flavor"] == "toy-from-module"
+
+
+def test_no_plugins_installed(c_threads, tmp_path):
+    """A taskdbg that finds no plugin at all is a broken install: tasks says so
+    (exit 2) rather than "no runtime"; bt needs none and goes on."""
+    exe = tmp_path / "taskdbg"
+    shutil.copy(TASKDBG, exe)
+    r = run_exe(exe, "tasks", c_threads.pid)
+    assert r.returncode == 2
+    assert r.stderr.startswith("taskdbg: no runtime plugins found (looked in --plugins, $TASKDBG_PLUGIN_PATH, ")
+    assert "pass --plugins DIR" in r.stderr
+    assert run_exe(exe, "bt", c_threads.pid).returncode == 0
+    assert_untouched(c_threads.pid)
+
+
+def run_exe(exe, *args):
+    """A copy of taskdbg, outside the source tree, with no plugin path."""
+    env = {k: v for k, v in os.environ.items() if k != "TASKDBG_PLUGIN_PATH"}
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=60, env=env)
