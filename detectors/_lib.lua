@@ -204,7 +204,7 @@ function advice(ix, what, fallback)
 end
 
 -- A function name without < and >: "a::B::f" and the v0 "<a::B>::f" alike.
-local plain_cache = setmetatable({}, { __mode = "k" })
+local plain_cache = {}   -- per distinct function name: a few thousand strings at most
 local function plain(s)
   local p = plain_cache[s]
   if not p then p = s:gsub("[<>]", ""); plain_cache[s] = p end

@@ -96,6 +96,19 @@ local function timespec_offsets(t)
   error(td.error("not_found", "no timespec in " .. tostring(td.type_name(t))))
 end
 
+-- An mpsc channel end (either side): its Chan, through the Arc.
+local function mpsc_builder(t, side)
+  local steps, ct = recipe(t, { "chan", "inner" }, ARC)
+  return chan_builder(steps, ct, side)
+end
+
+-- A guard or permit: through the path (recipe's) to its lock, whose field
+-- sem_field is the batch semaphore the lock's waiters queue on.
+local function guard_builder(t, kind, sem_field, ...)
+  local steps, lt = recipe(t, ...)
+  return sem_builder(steps, kind, td.offset(lt, sem_field))
+end
+
 -- { pattern on the type path (generics removed), builder(type) -> function(addr) -> resource }
 local RESOURCE_TYPES = {
   -- Not a resource but a wait all the same: when a Sleep fires.
@@ -119,26 +132,18 @@ local RESOURCE_TYPES = {
       return sem_builder(recipe(t, { "semaphore", "*" }), nil) end },
   { "^tokio::sync::oneshot::Receiver$", function(t) return oneshot_builder(t, "rx") end },
   { "^tokio::sync::oneshot::Sender$", function(t) return oneshot_builder(t, "tx") end },
-  { "^tokio::sync::mpsc::.*Receiver$", function(t)
-      local steps, ct = recipe(t, { "chan", "inner" }, ARC)
-      return chan_builder(steps, ct, "rx") end },
-  { "^tokio::sync::mpsc::.*Sender$", function(t)
-      local steps, ct = recipe(t, { "chan", "inner" }, ARC)
-      return chan_builder(steps, ct, "tx") end },
+  { "^tokio::sync::mpsc::.*Receiver$", function(t) return mpsc_builder(t, "rx") end },
+  { "^tokio::sync::mpsc::.*Sender$", function(t) return mpsc_builder(t, "tx") end },
   { "^tokio::sync::mutex::MutexGuard$", function(t)
-      local steps, mt = recipe(t, { "lock", "*" })
-      return sem_builder(steps, "tokio::sync::Mutex", td.offset(mt, "s")) end },
+      return guard_builder(t, "tokio::sync::Mutex", "s", { "lock", "*" }) end },
   { "^tokio::sync::mutex::OwnedMutexGuard$", function(t)
-      local steps, mt = recipe(t, { "lock" }, ARC)
-      return sem_builder(steps, "tokio::sync::Mutex", td.offset(mt, "s")) end },
+      return guard_builder(t, "tokio::sync::Mutex", "s", { "lock" }, ARC) end },
   { "^tokio::sync::rwlock::.*RwLock.*Guard$", function(t)
       return sem_builder(recipe(t, { "s", "*" }), "tokio::sync::RwLock") end },
   { "^tokio::sync::semaphore::SemaphorePermit$", function(t)
-      local steps, st = recipe(t, { "sem", "*" })
-      return sem_builder(steps, "tokio::sync::Semaphore", td.offset(st, "ll_sem")) end },
+      return guard_builder(t, "tokio::sync::Semaphore", "ll_sem", { "sem", "*" }) end },
   { "^tokio::sync::semaphore::OwnedSemaphorePermit$", function(t)
-      local steps, st = recipe(t, { "sem" }, ARC)
-      return sem_builder(steps, "tokio::sync::Semaphore", td.offset(st, "ll_sem")) end },
+      return guard_builder(t, "tokio::sync::Semaphore", "ll_sem", { "sem" }, ARC) end },
   { "^std::sync::.*MutexGuard$", function(t)
       -- std::sync::Mutex { inner: sys Mutex { futex }, poison, data }
       local steps, mt = recipe(t, { "lock", "*" })
