@@ -54,6 +54,11 @@ void td_cli_exit_early(int code);
 /* Signal handlers that detach from a live target on every way out. */
 void td_cli_install_signal_handlers(void);
 
+/* "500ms", "2s", "1.5s", "250us", "1m"; a bare number is seconds. False if malformed. */
+bool td_cli_parse_duration_ms(const char *s, double *ms);
+
+int td_cmd_attach(int argc, char **argv);
+int td_cmd_core(int argc, char **argv);
 int td_cmd_bt(int argc, char **argv);
 int td_cmd_diagnose(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);

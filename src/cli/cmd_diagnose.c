@@ -81,29 +81,6 @@ static struct td_error *first_stop(struct td_snapshot *snap, void *arg)
 					      : walk_while_stopped(snap, arg);
 }
 
-/* "500ms", "2s", "1.5s", "250us"; a bare number is seconds. Returns false if malformed. */
-static bool parse_duration_ms(const char *s, double *ms)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return false;
-	double scale;
-	if (!strcmp(end, "ms"))
-		scale = 1;
-	else if (!strcmp(end, "s") || !*end)
-		scale = 1000;
-	else if (!strcmp(end, "us"))
-		scale = 0.001;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		scale = 60000;
-	else
-		return false;
-	*ms = v * scale;
-	return *ms <= 24.0 * 3600 * 1000;
-}
-
 static void sleep_until(uint64_t deadline_ns)
 {
 	for (;;) {
@@ -154,7 +131,7 @@ static int diagnose_option(struct td_session *s, int c, const char *arg, void *c
 {
 	struct diagnose_job *job = ctx;
 	double *dst = c == 'w' ? &job->window_ms : c == 'g' ? &job->greedy_ms : c == 'i' ? &job->interval_ms : NULL;
-	if (dst && !parse_duration_ms(arg, dst))
+	if (dst && !td_cli_parse_duration_ms(arg, dst))
 		return td_cli_usage(s->command, "bad duration '%s' (write e.g. 500ms or 2s)", arg);
 	return -1;
 }

@@ -1,58 +1,31 @@
-/* taskdbg run SCRIPT.lua TARGET [ARG...]: a Lua diagnosis script against a target. */
+/* taskdbg run SCRIPT.lua TARGET [ARG...]: a user's Lua script against a target (docs/lua-api.md). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/session.h"
+#include "interactive/hold.h"
 #include "lua/binding.h"
-#include "value/program.h"
+#include "util/interrupt.h"
 
 static const char run_help[] =
-	"usage: taskdbg run [--exe PATH] SCRIPT.lua TARGET [ARG...]\n"
+	"usage: taskdbg run [--exe PATH] [--plugins DIR] SCRIPT.lua TARGET [ARG...]\n"
 	"\n"
-	"Run a Lua script against TARGET, in the same sandbox as runtime plugins (see\n"
-	"docs/plugins.md): the `td` table reads the target; `args` holds the ARGs. The\n"
-	"script runs while a live target is stopped, so it gets 2 s (60 s on a core).\n"
-	"If it returns a table, that table is printed as JSON.\n";
-
-struct run_job {
-	const char *script;
-	char **args;
-	int nargs;
-	char *output;   /* the script's result as JSON text, or NULL */
-};
-
-static struct td_error *run_while_stopped(struct td_snapshot *snap, void *arg)
-{
-	struct run_job *job = arg;
-	struct td_program *prog;
-	struct td_error *err = td_program_create(snap, &prog);
-	if (err)
-		return err;
-	struct td_lua *lua;
-	if (!(err = td_lua_create(prog, &lua))) {
-		struct json_object *result = NULL;
-		err = td_lua_run_script(lua, job->script, job->args, job->nargs,
-					snap->kind == TD_SNAPSHOT_LIVE, &result);
-		/* As text before the Lua state goes: the JSON borrows its strings. */
-		if (result) {
-			job->output = strdup(json_object_to_json_string_ext(result,
-				JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-			json_object_put(result);
-		}
-		td_lua_destroy(lua);
-	}
-	td_program_destroy(prog);
-	return err;
-}
+	"Run a Lua script against TARGET (a process id or a core file) with the API of\n"
+	"docs/lua-api.md: the `taskdbg` table (snapshots, threads, tasks, await trees,\n"
+	"resources, diagnose, JSON, dump) and `td` (typed reads), plus Lua's io and os.\n"
+	"One snapshot is taken before the script starts; a live target runs while the\n"
+	"script does, and taskdbg.refresh() takes another. `arg` holds the ARGs.\n"
+	"Exit status: the integer the script returns (false: 1; nothing: 0); a table it\n"
+	"returns is printed as JSON. Ctrl-C ends the script.\n"
+	"\n"
+	TD_SESSION_HELP;
 
 int td_cmd_run(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "exe", required_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },
+		TD_SESSION_OPTIONS,
 		{ 0 },
 	};
 	struct td_session s = { .command = "run" };
@@ -62,11 +35,18 @@ int td_cmd_run(int argc, char **argv)
 		return code;
 	if (argc - first < 2)
 		return td_cli_usage("run", "SCRIPT.lua and TARGET are needed");
-	struct run_job job = { argv[first], argv + first + 2, argc - first - 2, NULL };
-	s.target = argv[first + 1];
-	struct td_error *err = td_session_open(&s, NULL, run_while_stopped, &job);
-	if (!err && job.output)
-		puts(job.output);
-	free(job.output);
-	return td_session_end(&s, err, TD_EXIT_OK);
+	const char *script = argv[first];
+	struct td_hold h;
+	struct td_error *err = td_hold_open(&h, argv[first + 1], s.exe, s.plugins, 60, 0);
+	int status = 0;
+	if (!err) {
+		td_interruptible = 1;
+		err = td_lua_session_script(h.s.lua, script, argv + first + 2, argc - first - 2, &status);
+		td_interruptible = 0;
+	}
+	fflush(stdout);
+	td_hold_close(&h);
+	if (err)
+		return td_cli_fail(err);
+	return status;
 }

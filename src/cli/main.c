@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@ static const char main_help[] =
 	"TARGET is a process id (all digits) or the path of a core file.\n"
 	"\n"
 	"commands:\n"
+	"  attach    interactive session on a live process (PID)\n"
+	"  core      interactive session on a core file (CORE [EXE])\n"
 	"  bt        every thread's stack, then exit\n"
 	"  tasks     every async task: state, future, await chain\n"
 	"  diagnose  run every detector, print findings\n"
@@ -100,12 +103,27 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 	return td_snapshot_open_core(target, &opts, ret);
 }
 
-/* The interactive sessions CLI.md names, not built yet: say so, and what works instead. */
-static int not_built(const char *command)
+/* "500ms", "2s", "1.5s", "250us"; a bare number is seconds. Returns false if malformed. */
+bool td_cli_parse_duration_ms(const char *s, double *ms)
 {
-	fprintf(stderr, "taskdbg: the interactive `%s` session is not built yet; "
-		"`taskdbg bt|tasks|diagnose|run TARGET` work today.\n", command);
-	return TD_EXIT_FAILED;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return false;
+	double scale;
+	if (!strcmp(end, "ms"))
+		scale = 1;
+	else if (!strcmp(end, "s") || !*end)
+		scale = 1000;
+	else if (!strcmp(end, "us"))
+		scale = 0.001;
+	else if (!strcmp(end, "m") || !strcmp(end, "min"))
+		scale = 60000;
+	else
+		return false;
+	*ms = v * scale;
+	return *ms <= 24.0 * 3600 * 1000;
 }
 
 int main(int argc, char **argv)
@@ -132,8 +150,10 @@ int main(int argc, char **argv)
 		return td_cmd_tasks(argc - 1, argv + 1);
 	if (!strcmp(cmd, "diagnose"))
 		return td_cmd_diagnose(argc - 1, argv + 1);
-	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
-		return not_built(cmd);
+	if (!strcmp(cmd, "attach"))
+		return td_cmd_attach(argc - 1, argv + 1);
+	if (!strcmp(cmd, "core"))
+		return td_cmd_core(argc - 1, argv + 1);
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
 }
 

@@ -75,6 +75,14 @@ int td_session_end(struct td_session *s, struct td_error *err, int code)
 {
 	if (!err)
 		td_cli_exit_early(code);
+	td_session_free(s);
+	if (err)
+		return td_cli_fail(err);
+	return fflush(stdout) == 0 ? code : TD_EXIT_FAILED;
+}
+
+void td_session_free(struct td_session *s)
+{
 	json_object_put(s->result);  /* before the Lua state whose strings it borrows */
 	td_lua_destroy(s->lua);
 	td_thread_list_destroy(s->threads);
@@ -82,7 +90,4 @@ int td_session_end(struct td_session *s, struct td_error *err, int code)
 	td_runtime_frames_free(&s->frames);
 	td_lua_free_paths(s->plugin_paths, s->nplugins);
 	*s = (struct td_session){ 0 };
-	if (err)
-		return td_cli_fail(err);
-	return fflush(stdout) == 0 ? code : TD_EXIT_FAILED;
 }

@@ -88,4 +88,7 @@ struct td_error *td_session_threads(struct td_session *s);
  */
 int td_session_end(struct td_session *s, struct td_error *err, int code);
 
+/* Frees everything the session holds, in the right order (td_session_end's part). */
+void td_session_free(struct td_session *s);
+
 #endif

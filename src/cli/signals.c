@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "target/live.h"
+#include "util/interrupt.h"
 
 static const int fatal_signals[] = {
 	SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE,
@@ -17,8 +18,17 @@ static const int fatal_signals[] = {
 
 static void on_fatal_signal(int sig)
 {
+	if (sig == SIGINT && td_interruptible) {
+		/* An interactive session: Ctrl-C ends the command, not taskdbg. */
+		td_interrupted = 1;
+		return;
+	}
 	td_live_emergency_detach();
-	/* SA_RESETHAND restored the default action: die of the same signal. */
+	/* Die of the same signal (SA_RESETHAND did this already, except for SIGINT's handler). */
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(sig, &dfl, NULL);
 	raise(sig);
 }
 
@@ -35,4 +45,7 @@ void td_cli_install_signal_handlers(void)
 	sigfillset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
 		sigaction(fatal_signals[i], &sa, NULL);
+	/* SIGINT stays installed: a session's Ctrl-C comes back for the next command. */
+	sa.sa_flags = SA_ONSTACK;
+	sigaction(SIGINT, &sa, NULL);
 }

@@ -8,6 +8,7 @@
 #define TD_LUA_BINDING_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -110,5 +111,58 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 
 /* The detectors directory: $TASKDBG_DETECTORS, the install dir, the source tree. */
 struct td_error *td_lua_find_detectors(char **dir_ret);
+
+/*
+ * Sessions (`taskdbg attach`/`core`, `taskdbg run`): a user's Lua, outside
+ * the sandbox (io, os; no budget, Ctrl-C ends it), with the `taskdbg` table of
+ * docs/lua-api.md. Its target comes through these operations, which the
+ * session (src/interactive) implements.
+ */
+struct td_lua_session_ops {
+	void *ctx;
+	/* A new snapshot of a live target (stop, sample, walk), then td_lua_session_snapshot. */
+	struct td_error *(*refresh)(void *ctx);
+	/* diagnose's sampling: every interval_ms over window_ms, then a walk (refresh). */
+	struct td_error *(*watch)(void *ctx, double window_ms, double interval_ms);
+	/* The current snapshot's threads as `bt --json` THREAD objects (the caller frees). */
+	struct td_error *(*threads)(void *ctx, struct json_object **ret);
+	/* Writes a core of a live target (taskdbg dump); NULL for a core. */
+	struct td_error *(*dump)(void *ctx, const char *path, struct json_object **ret);
+	/* The target and the session: {kind, pid, exe, comm, core, snapshots, ...} (caller frees). */
+	struct json_object *(*target)(void *ctx);
+	const char *detectors;   /* the detectors' directory */
+};
+
+/* Makes lua a session's: the taskdbg table, the user environment, the REPL's commands. ops outlives it. */
+struct td_error *td_lua_session_open(struct td_lua *lua, const struct td_lua_session_ops *ops);
+
+/* After a snapshot: the plugin's finish kept as the model, and the history told (api.lua). */
+struct td_error *td_lua_session_snapshot(struct td_lua *lua);
+
+/* Runs one command line of the REPL (commands.lua); *quit when it ends the session. */
+struct td_error *td_lua_session_command(struct td_lua *lua, const char *line, bool *quit);
+
+/* Completions of word in line (commands, options, ids), NULL-terminated, malloc'd; or NULL. */
+char **td_lua_session_complete(struct td_lua *lua, const char *line, const char *word);
+
+/*
+ * Where the session's output (print, taskdbg.write) goes: out (NULL:
+ * stdout); flush (or NULL) shows what was written so far (taskdbg.flush).
+ */
+void td_lua_session_output(struct td_lua *lua, FILE *out, void (*flush)(void));
+
+/* Sets a flag of the taskdbg table (color, interactive). */
+void td_lua_session_set(struct td_lua *lua, const char *key, bool value);
+
+/* The prompt (malloc'd), or NULL. */
+char *td_lua_session_prompt(struct td_lua *lua);
+
+/*
+ * Runs a user's script (taskdbg run, source): `arg`/`args` its arguments;
+ * *status what it returns (an integer; false is 1); a returned table is
+ * printed as JSON.
+ */
+struct td_error *td_lua_session_script(struct td_lua *lua, const char *path, char **args, int nargs,
+				       int *status);
 
 #endif

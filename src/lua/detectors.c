@@ -60,26 +60,28 @@ struct td_error *tdl_run_detectors(struct td_lua *lua, const char *dir, char *co
 	return NULL;
 }
 
-struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
-				 struct json_object *options, struct json_object **ret)
+/*
+ * The context every detector gets, from the values at the stack indices
+ * given: the runtime model, the samples (a table), the threads (CLI THREAD
+ * objects) and the options, with what the plugin adds (thread_holds,
+ * blocking_pools) and declares (runtime). Runs the detectors of dir; leaves
+ * the findings on top of the stack.
+ */
+struct td_error *tdl_diagnose_with(struct td_lua *lua, const char *dir, int model, int samples, int threads,
+				   int options)
 {
 	lua_State *L = lua->L;
-	int base = lua_gettop(L);
-	struct td_error *err = NULL;
-	/* The context every detector gets: the runtime model, samples, threads, options. */
+	model = lua_absindex(L, model);
+	samples = lua_absindex(L, samples);
+	threads = lua_absindex(L, threads);
+	options = lua_absindex(L, options);
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
-	if (!lua_istable(L, -1)) {
-		err = td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
-		goto out;
-	}
+	if (!lua_istable(L, -1))
+		return td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
 	int plugin = lua_gettop(L);
-	lua_createtable(L, 0, 5);
+	lua_createtable(L, 0, 8);
 	int ctx = lua_gettop(L);
-	lua_getfield(L, plugin, "finish");
-	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
-		err = tdl_plugin_failure(lua, "finish");
-		goto out;
-	}
+	lua_pushvalue(L, model);
 	lua_setfield(L, ctx, "model");
 	/*
 	 * Optional, each a table for the detectors (an empty one if the plugin
@@ -90,25 +92,19 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 	for (int i = 0; extras[i]; i++) {
 		lua_getfield(L, plugin, extras[i]);
 		if (lua_isfunction(L, -1)) {
-			if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
-				err = tdl_plugin_failure(lua, extras[i]);
-				goto out;
-			}
+			if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK)
+				return tdl_plugin_failure(lua, extras[i]);
 		} else {
 			lua_pop(L, 1);
 			lua_newtable(L);
 		}
 		lua_setfield(L, ctx, extras[i]);
 	}
-	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
-	if (lua_isnil(L, -1)) {
-		lua_pop(L, 1);
-		lua_newtable(L);
-	}
+	lua_pushvalue(L, samples);
 	lua_setfield(L, ctx, "samples");
-	tdl_push_json(L, threads, 0);
+	lua_pushvalue(L, threads);
 	lua_setfield(L, ctx, "threads");
-	tdl_push_json(L, options, 0);
+	lua_pushvalue(L, options);
 	lua_setfield(L, ctx, "options");
 	/* What the plugin declares of its runtime: frames, resource classes, advice. */
 	lua_createtable(L, 0, 4);
@@ -118,7 +114,39 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		lua_setfield(L, -2, declared[i]);
 	}
 	lua_setfield(L, ctx, "runtime");
-	if ((err = tdl_diagnose_ctx(lua, dir, ctx)))
+	struct td_error *err = tdl_diagnose_ctx(lua, dir, ctx);
+	if (err)
+		return err;
+	lua_replace(L, plugin);
+	lua_settop(L, plugin);
+	return NULL;
+}
+
+struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
+				 struct json_object *options, struct json_object **ret)
+{
+	lua_State *L = lua->L;
+	int base = lua_gettop(L);
+	struct td_error *err = NULL;
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (!lua_istable(L, -1)) {
+		err = td_error_format(TD_ERR_INTERNAL, "no plugin loaded");
+		goto out;
+	}
+	lua_getfield(L, -1, "finish");
+	if (tdl_pcall(lua, 0, 1, TD_LUA_OTHER_MS) != LUA_OK) {
+		err = tdl_plugin_failure(lua, "finish");
+		goto out;
+	}
+	int model = lua_gettop(L);
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	tdl_push_json(L, threads, 0);
+	tdl_push_json(L, options, 0);
+	if ((err = tdl_diagnose_with(lua, dir, model, model + 1, model + 2, model + 3)))
 		goto out;
 	tdl_keep_alive(L, -1);
 	*ret = tdl_to_json(L, -1, 0);

@@ -6,12 +6,12 @@
  */
 #include "lua/internal.h"
 
-/* Starts the budgets of one call. */
+/* Starts the budgets of one call (TD_LUA_UNLIMITED: none, a user's own code). */
 static void tdl_budget_start(struct td_lua *lua, unsigned limit_ms)
 {
 	lua->instructions = 0;
 	lua->limit_ms = limit_ms;
-	lua->deadline_ns = td_now_ns() + (uint64_t)limit_ms * 1000000u;
+	lua->deadline_ns = limit_ms == TD_LUA_UNLIMITED ? 0 : td_now_ns() + (uint64_t)limit_ms * 1000000u;
 }
 
 static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -43,6 +43,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	struct td_lua *lua = tdl_get(L);
+	if (td_interrupt_pending())
+		tdl_raise_kind(L, TDL_BUDGET, "interrupted");
+	if (lua->limit_ms == TD_LUA_UNLIMITED)
+		return;
 	lua->instructions += TD_LUA_HOOK_EVERY;
 	if (lua->instructions > TD_LUA_INSTRUCTIONS_MAX)
 		tdl_raise_kind(L, TDL_BUDGET, "instruction budget exhausted (a loop that never ends?)");
@@ -209,6 +213,14 @@ int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms)
 	int handler = lua_gettop(L) - nargs;   /* where the function is: the handler goes below it */
 	lua_pushcfunction(L, tdl_traceback);
 	lua_insert(L, handler);
+	/*
+	 * A call from inside another (a session script's taskdbg.refresh() runs
+	 * the plugin in a stop) has its own budget; the outer one resumes after.
+	 */
+	unsigned long long instructions = lua->instructions;
+	unsigned outer_limit = lua->limit_ms;
+	uint64_t outer_deadline = lua->deadline_ns;
+	bool outer_fatal = lua->fatal;
 	tdl_budget_start(lua, limit_ms);
 	tdl_fatal_reset(lua);
 	int status = lua_pcall(L, nargs, nresults, handler);
@@ -219,6 +231,10 @@ int tdl_pcall(struct td_lua *lua, int nargs, int nresults, unsigned limit_ms)
 		lua_settop(L, handler);
 		status = LUA_ERRRUN;
 	}
+	lua->instructions = instructions;
+	lua->limit_ms = outer_limit;
+	lua->deadline_ns = outer_deadline;
+	lua->fatal = outer_fatal;
 	return status;
 }
 

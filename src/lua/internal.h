@@ -26,6 +26,7 @@
 #include "debuginfo/locals.h"
 #include "snapshot/unwind.h"
 #include "target/syscalls.h"
+#include "util/interrupt.h"
 #include "util/timing.h"
 #include "value/chain.h"
 #include "value/future.h"
@@ -38,6 +39,8 @@
 /* Wall-clock limits: a call made while the target is stopped, and any other. */
 #define TD_LUA_STOPPED_MS 2000
 #define TD_LUA_OTHER_MS 60000
+/* No limit: a user's own script or session command (Ctrl-C ends it). */
+#define TD_LUA_UNLIMITED 0
 /* Depth of Lua tables converted to JSON. */
 #define TD_LUA_JSON_DEPTH 32
 
@@ -109,6 +112,9 @@ struct td_error *tdl_load_chunk(lua_State *L, const char *path, const char *what
 bool tdl_readable(const char *path);
 void tdl_own_dir(char *buf, size_t size);
 struct td_error *tdl_detector_files(const char *dir, char ***ret, size_t *nret);
+/* Detectors on a context made of the values at these stack indices; the findings left on top. */
+struct td_error *tdl_diagnose_with(struct td_lua *lua, const char *dir, int model, int samples, int threads,
+				   int options);
 /* tdl_run_detectors on every detector file of dir (unit tests run synthetic models so). */
 struct td_error *tdl_diagnose_ctx(struct td_lua *lua, const char *dir, int ctx);
 /* The directory part of path, pushed. */

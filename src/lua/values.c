@@ -365,6 +365,24 @@ static int l_tls(lua_State *L)
 	return 1;
 }
 
+/* td.global(path) -> the static variable a::b::NAME as a value, or nil, err (not_found) */
+static int l_global(lua_State *L)
+{
+	struct td_lua *lua = tdl_get(L);
+	Dwarf_Die var, type;
+	const char *path = tdl_check_string(L, 1);
+	if (!td_program_find(lua->prog, path, DW_TAG_variable, &var) || !td_die_type(&var, &type))
+		return tdl_absent(L, "no static variable %s", path);
+	uint64_t addr;
+	struct td_error *err = td_program_static_address(lua->prog, &var, &addr);
+	if (err)
+		return tdl_fail(L, err, TDL_NOT_FOUND);
+	struct td_value v;
+	td_value_init(&v, lua->prog, &type, addr);
+	tdl_push_value(L, &v);
+	return 1;
+}
+
 /* td.find_tls(path) -> true if the thread-local exists (resolves it ahead of td.tls) */
 static int l_find_tls(lua_State *L)
 {
@@ -698,6 +716,7 @@ const luaL_Reg tdl_values_functions[] = {
 	{ "find_type", l_find_type },
 	{ "each_type", l_each_type },
 	{ "tls", l_tls },
+	{ "global", l_global },
 	{ "read", l_read },
 	{ "try_read", l_try_read },
 	{ "read_bytes", l_read_bytes },

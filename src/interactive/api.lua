@@ -1,0 +1,285 @@
+-- The Lua half of the `taskdbg` table (docs/lua-api.md): what a session's
+-- commands, `lua`, `source` and `taskdbg run` scripts use. The C half
+-- (src/lua/session.c) gives snapshots, threads, the runtime plugin's model,
+-- the detectors, JSON and dump; this file gives tasks, resources and the
+-- history of snapshots. Compiled into taskdbg (src/interactive/embed.sh).
+local T = taskdbg
+local lib = {}
+
+local EMPTY = {}
+
+-- ---- snapshots and the history ----
+
+-- The history: one summary per snapshot kept (at most target.keep), and per
+-- task what it did at each snapshot where it changed.
+local hist = {
+  seq = 0,        -- snapshots taken
+  snaps = {},     -- { {seq=, t=, stopped_ms=, tasks=, moved=}, ... } oldest first
+  now = {},       -- task id -> { key=, since= (seq of its last change), log = { {seq=, t=, state=, at=}... } }
+}
+local cache = {}  -- per snapshot: threads, tasks, resources
+
+-- Where a task is suspended, for a person: the innermost .await of its chain.
+local function at_of(t)
+  local bt = t.backtrace or EMPTY
+  local last = bt[#bt]
+  if not last then return "-" end
+  -- the innermost level of the program's own code, else the innermost
+  local own
+  for i = #bt, 1, -1 do
+    if bt[i].own then own = bt[i]; break end
+  end
+  local l = own or last
+  return string.format("%s:%s", l.file or "?", l.line or 0)
+end
+lib.at_of = at_of
+
+-- Whether a task moved between two snapshots: its state, any level of its
+-- chain (state and line), the children of a join or select, or the deadline
+-- of what it waits on differ.
+local function key_of(t)
+  local parts = { t.state or "?" }
+  local function chain(bt)
+    for _, l in ipairs(bt or EMPTY) do
+      parts[#parts + 1] = (l.name or "?") .. "@" .. (l.state or "?") .. ":" .. (l.line or 0)
+      for _, c in ipairs(l.children or EMPTY) do parts[#parts + 1] = "("; chain(c); parts[#parts + 1] = ")" end
+    end
+  end
+  chain(t.backtrace)
+  local w = t.waiting_on
+  if type(w) == "table" and w.deadline_ms then parts[#parts + 1] = "d" .. tostring(w.deadline_ms) end
+  if t.progress then parts[#parts + 1] = "p" .. tostring(t.progress) end
+  return table.concat(parts, " ")
+end
+
+local function all_tasks(model)
+  local out = {}
+  for _, rt in ipairs((model and model.runtimes) or EMPTY) do
+    for _, t in ipairs(rt.tasks or EMPTY) do
+      t.runtime = rt.id
+      out[#out + 1] = t
+    end
+  end
+  return out
+end
+
+-- Called by C after each snapshot (td_lua_session_snapshot).
+function lib._record()
+  local target = T._target()
+  local keep = target.keep or 60
+  hist.seq = hist.seq + 1
+  cache = {}
+  local seq, t = hist.seq, T.time()
+  local tasks = all_tasks(T._model())
+  cache.tasks = tasks
+  local now, moved = {}, 0
+  for _, task in ipairs(tasks) do
+    local key = key_of(task)
+    local before = hist.now[task.id]
+    local rec = before
+    if not before or before.key ~= key then
+      rec = { key = key, since = seq, log = before and before.log or {} }
+      rec.log[#rec.log + 1] = { seq = seq, t = t, state = task.state, at = at_of(task) }
+      if before then moved = moved + 1 end
+    end
+    rec.name = task.name
+    rec.first = rec.first or seq
+    -- the log keeps changes within the history only
+    while #rec.log > 1 and rec.log[2].seq <= seq - keep do table.remove(rec.log, 1) end
+    now[task.id] = rec
+  end
+  hist.now = now
+  local snaps = hist.snaps
+  snaps[#snaps + 1] = { seq = seq, t = t, stopped_ms = target.stopped_ms, tasks = #tasks, moved = moved }
+  while #snaps > keep do table.remove(snaps, 1) end
+  -- diagnose's samples: those of the snapshots kept (and of a window's sampling)
+  local samples = T._samples()
+  local horizon = (snaps[1].t - t) * 1000   -- ms, <= 0
+  local cut = 0
+  local newest = samples[#samples] and samples[#samples].t
+  for i, s in ipairs(samples) do
+    if newest and s.t - newest < horizon - 1 then cut = i else break end
+  end
+  if cut > 0 then
+    local kept = {}
+    for i = cut + 1, #samples do kept[#kept + 1] = samples[i] end
+    T._set_samples(kept)
+  end
+end
+
+--- taskdbg.snapshot() -> {seq, t, stopped_ms, tasks, moved}: the latest snapshot.
+function T.snapshot()
+  return hist.snaps[#hist.snaps]
+end
+
+--- taskdbg.target() -> {kind="live"|"core", pid, exe, comm, snapshots, interval_ms, keep, ...}
+function T.target() return T._target() end
+
+--- taskdbg.threads() -> the threads of the latest snapshot, as `bt --json` gives them.
+function T.threads()
+  cache.threads = cache.threads or T._threads()
+  return cache.threads
+end
+
+function T.thread(tid)
+  for _, th in ipairs(T.threads()) do if th.tid == tid then return th end end
+  return nil
+end
+
+--- taskdbg.runtimes() -> the runtime plugin's model: runtimes with their tasks (tasks --json's RUNTIME).
+function T.runtimes()
+  local m = T._model()
+  return (m and m.runtimes) or {}
+end
+
+--- taskdbg.runtime_info() -> {name=, frames=, resources=, advice=}: what the plugin declares.
+function T.runtime_info() return T._runtime() end
+
+--- Why there are no tasks (no runtime found), or nil.
+function T.no_runtime()
+  local m = T._model()
+  return m and m.none_found or nil
+end
+
+--- taskdbg.tasks() -> every task of every runtime (TASK objects, with .runtime).
+function T.tasks()
+  cache.tasks = cache.tasks or all_tasks(T._model())
+  return cache.tasks
+end
+
+--- taskdbg.task(id) -> one TASK, or nil.
+function T.task(id)
+  id = tonumber(id)
+  for _, t in ipairs(T.tasks()) do if t.id == id then return t end end
+  return nil
+end
+
+--- taskdbg.await_point(task) -> "file:line" of the innermost .await of the program's own code.
+T.await_point = at_of
+
+--- taskdbg.resources() -> locks, semaphores, channels, join handles: who holds, who waits.
+-- { {key=, kind=, address=, holders={ {task=id, name=, as=} | {thread=tid, name=} }, waiters={ {task=id, name=} } }, ... }
+function T.resources()
+  if cache.resources then return cache.resources end
+  local by_key, list = {}, {}
+  local function get(r)
+    if type(r) ~= "table" then return nil end
+    local key = r.key or (r.kind and r.address and (r.kind .. "@" .. tostring(r.address)))
+    if not key then return nil end
+    local e = by_key[key]
+    if not e then
+      e = { key = key, kind = r.kind, address = r.address, holders = {}, waiters = {}, info = r }
+      by_key[key] = e
+      list[#list + 1] = e
+    end
+    return e
+  end
+  for _, t in ipairs(T.tasks()) do
+    local w = get(t.waiting_on)
+    if w then w.waiters[#w.waiters + 1] = { task = t.id, name = t.name, at = at_of(t) } end
+    -- what the branches of a join/select wait on
+    local function children(bt)
+      for _, l in ipairs(bt or EMPTY) do
+        for _, c in ipairs(l.children or EMPTY) do
+          local last = c[#c]
+          local cw = last and get(last.waiting_on)
+          if cw and cw ~= w then cw.waiters[#cw.waiters + 1] = { task = t.id, name = t.name, at = at_of(t) } end
+          children(c)
+        end
+      end
+    end
+    children(t.backtrace)
+    for _, h in ipairs(t.holds or EMPTY) do
+      local e = get(h.resource)
+      if e then e.holders[#e.holders + 1] = { task = t.id, name = t.name, as = h.name, type = h.type } end
+    end
+    -- a JoinHandle awaited: the task joined is what it waits for
+    if t.waiting_on and type(t.waiting_on.tasks) == "table" and w then
+      w.joins = t.waiting_on.tasks
+    end
+  end
+  table.sort(list, function(a, b)
+    if (#a.waiters > 0) ~= (#b.waiters > 0) then return #a.waiters > 0 end
+    return tostring(a.key) < tostring(b.key)
+  end)
+  cache.resources = list
+  return list
+end
+
+--- taskdbg.history([task_id]) -> the snapshots kept, or one task's changes across them.
+function T.history(id)
+  if id == nil then return hist.snaps end
+  local rec = hist.now[tonumber(id)]
+  if not rec then return nil end
+  return rec.log
+end
+
+--- taskdbg.stuck() -> {[id]=true}: tasks that did not move across the whole history
+--- (same state, same await points; needs two snapshots or more), and the span in seconds.
+function T.stuck()
+  local snaps = hist.snaps
+  local out = {}
+  if #snaps < 2 then return out, 0 end
+  local first = snaps[1].seq
+  for id, rec in pairs(hist.now) do
+    if rec.since <= first and rec.first <= first then out[id] = true end
+  end
+  return out, snaps[#snaps].t - snaps[1].t
+end
+
+--- taskdbg.unmoved(id) -> seconds since the task last changed (0 if it just did).
+function T.unmoved(id)
+  local rec = hist.now[tonumber(id)]
+  if not rec then return nil end
+  for _, s in ipairs(hist.snaps) do
+    if s.seq == rec.since then return hist.snaps[#hist.snaps].t - s.t end
+  end
+  return hist.snaps[#hist.snaps].t - hist.snaps[1].t
+end
+
+--- taskdbg.diagnose{window=seconds, greedy_threshold_ms=, interval_ms=} -> findings (diagnose --json's FINDING).
+-- On a live target, the history's samples serve when they cover the window;
+-- otherwise the target is sampled for the window now (as `taskdbg diagnose`).
+function T.diagnose(opts)
+  opts = opts or {}
+  local target = T._target()
+  local window_ms = (opts.window or 1) * 1000
+  local interval_ms = opts.interval_ms or 25
+  local live = target.kind == "live"
+  local used = "snapshot"
+  if live then
+    local samples = T._samples()
+    local span = #samples >= 2 and (samples[#samples].t - samples[1].t) or 0
+    if span + 1 >= window_ms and target.age_ms < 2 * (target.interval_ms or 1000) + 100 then
+      -- the history covers it: the samples of the window, and a fresh stop
+      T.refresh()
+      samples = T._samples()
+      local newest = samples[#samples].t
+      local kept = {}
+      for _, s in ipairs(samples) do if newest - s.t <= window_ms + 1 then kept[#kept + 1] = s end end
+      used = string.format("history (%d snapshots)", #kept)
+      lib.last_diagnose_samples = kept
+    else
+      T._watch(window_ms, interval_ms)
+      used = "sampled now"
+    end
+    cache = {}
+  end
+  local samples = T._samples()
+  if lib.last_diagnose_samples then
+    samples, lib.last_diagnose_samples = lib.last_diagnose_samples, nil
+  elseif live and #samples > 0 then
+    -- the window's samples only (the history may hold older ones)
+    local newest, kept = samples[#samples].t, {}
+    for _, s in ipairs(samples) do if newest - s.t <= window_ms + interval_ms then kept[#kept + 1] = s end end
+    samples = kept
+  end
+  local options = {
+    live = live, window_ms = live and window_ms or 0, interval_ms = interval_ms,
+    greedy_threshold_ms = opts.greedy_threshold_ms or 100,
+  }
+  local result = T._diagnose(T._model(), samples, T.threads(), options)
+  return result.findings or {}, used, #samples
+end
+
+return lib
