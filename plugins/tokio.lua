@@ -143,9 +143,12 @@ function M.walk(s)
   return tasks.walk(s or new_stop())
 end
 
+-- What the host asks of the model (docs/plugins.md, "Options"): progress.
+M.options = {}
+
 -- After the target runs again: the model.
 function M.finish()
-  return model.finish(stop())
+  return model.finish(stop(), M.options)
 end
 
 -- diagnose, at every stop of its window: each thread's task and scheduler

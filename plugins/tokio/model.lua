@@ -28,8 +28,11 @@ end
 
 -- After the target runs again: names, from DWARF alone, once per type.
 -- stop: the plugin's M.stop (stop.result: the walk's model in the making).
-function F.finish(stop)
+-- options: what the host asks for (M.options): progress, a digest of each
+-- task's future (a session tells a task that moved from one that did not).
+function F.finish(stop, options)
   local result, now_ms = stop.result, stop.now_ms
+  local want_progress = options and options.progress
   local full_by_id, short_by_id = {}, {}
   local function names_of_id(id)
     local full = full_by_id[id]
@@ -243,6 +246,12 @@ function F.finish(stop)
         if span then tasks[n].span = span end
         local fields = list.span_fields and list.span_fields[i]
         if fields then tasks[n].span_fields = fields end
+        if want_progress then
+          local info = vtables[vtable[i]]
+          if info and info.stage_offset and info.stage_size then
+            tasks[n].progress = td.try(td.digest, node[i] + info.stage_offset, info.stage_size)
+          end
+        end
         local limit = list.timeouts and list.timeouts[i]
         if limit then tasks[n].timeout = resource_record(limit, nil, now_ms) end
         -- An idle task's wakers: its references less its runtime's (one) and

@@ -167,6 +167,7 @@ local function vtable_info(addr)
       local v = peel(td.value(stage_t, 0))   -- UnsafeCell<Stage<T>> -> Stage<T>
       info.stage_offset = core_off + stage_off + td.addr(v)
       info.stage_type = td.type_of(v)
+      info.stage_size = td.try(td.size, info.stage_type)
     end
     info.scheduler = fn.S
   end

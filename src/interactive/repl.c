@@ -288,29 +288,60 @@ static int run_terminal(struct td_hold *h)
 
 /* ---- standard input that is no terminal ---- */
 
+/*
+ * Lines from a pipe or a file. The background snapshots go on while no line
+ * has come (a script that sleeps between commands gets its history), so the
+ * input is read with read(2) into our own buffer, not through stdio's.
+ */
 static int run_stream(struct td_hold *h)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	bool eof = false;
 	for (;;) {
-		tick(h);
-		errno = 0;
-		n = getline(&line, &cap, stdin);
-		if (n < 0) {
-			if (errno == EINTR && td_interrupted) {
-				td_interrupted = 0;
-				clearerr(stdin);
-				continue;
-			}
+		char *nl = len ? memchr(buf, '\n', len) : NULL;
+		if (!nl && eof && len == 0)
 			break;
+		if (nl || eof) {
+			size_t n = nl ? (size_t)(nl - buf) : len;
+			char *line = strndup(buf, n);
+			size_t used = nl ? n + 1 : len;
+			memmove(buf, buf + used, len - used);
+			len -= used;
+			bool go_on = line && run_line(h, line, false);
+			free(line);
+			if (!go_on)
+				break;
+			tick(h);
+			continue;
 		}
-		if (n > 0 && line[n - 1] == '\n')
-			line[n - 1] = '\0';
-		if (!run_line(h, line, false))
-			break;
+		long due = td_hold_due_ms(h);
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		int r = poll(&pfd, 1, due < 0 ? -1 : (int)due);
+		if (r < 0 && errno == EINTR) {
+			td_interrupted = 0;
+			continue;
+		}
+		if (r == 0) {
+			tick(h);
+			continue;
+		}
+		if (cap - len < 4096) {
+			char *grown = realloc(buf, cap + 65536);
+			if (!grown)
+				break;
+			buf = grown;
+			cap += 65536;
+		}
+		ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			eof = true;
+		else
+			len += (size_t)n;
 	}
-	free(line);
+	free(buf);
 	return TD_EXIT_OK;
 }
 

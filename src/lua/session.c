@@ -398,6 +398,13 @@ struct td_error *td_lua_session_open(struct td_lua *lua, const struct td_lua_ses
 	lua_newtable(L);
 	luaL_setfuncs(L, session_functions, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, API_KEY);
+	/* A session tells tasks that moved from those that did not: the plugin's progress option. */
+	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.plugin");
+	if (lua_istable(L, -1) && lua_getfield(L, -1, "options") == LUA_TTABLE) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "progress");
+	}
+	lua_settop(L, base);
 	push_user_env(L);
 	int env = lua_gettop(L);
 	lua_pushvalue(L, env);

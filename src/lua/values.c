@@ -427,6 +427,32 @@ static int l_read_bytes(lua_State *L)
 	return 1;
 }
 
+/*
+ * td.digest(addr, len) -> a 64-bit hash (FNV-1a) of len bytes (up to 1 MiB),
+ * or nil and a fault: whether memory changed between snapshots (a session's
+ * "did this task move") without keeping the bytes.
+ */
+static int l_digest(lua_State *L)
+{
+	uint64_t addr = tdl_check_addr(L, 1);
+	lua_Integer len = tdl_check_integer(L, 2);
+	if (len < 0 || len > (1 << 20))
+		return tdl_arg_error(L, 2, "0 to 1048576 bytes expected, got %I", len);
+	uint64_t h = 0xcbf29ce484222325ull;
+	unsigned char buf[4096];
+	for (lua_Integer done = 0; done < len; ) {
+		size_t n = (size_t)(len - done) < sizeof(buf) ? (size_t)(len - done) : sizeof(buf);
+		struct td_error *err = td_program_read(tdl_get(L)->prog, addr + (uint64_t)done, buf, n);
+		if (err)
+			return tdl_fail(L, err, TDL_FAULT);
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ buf[i]) * 0x100000001b3ull;
+		done += (lua_Integer)n;
+	}
+	lua_pushinteger(L, (lua_Integer)h);
+	return 1;
+}
+
 /* td.try_read(addr, size) -> integer, or nil and a fault */
 static int l_try_read(lua_State *L)
 {
@@ -720,6 +746,7 @@ const luaL_Reg tdl_values_functions[] = {
 	{ "read", l_read },
 	{ "try_read", l_try_read },
 	{ "read_bytes", l_read_bytes },
+	{ "digest", l_digest },
 	{ "function_at", l_function_at },
 	{ "template", l_template },
 	{ "same_type", l_same_type },
