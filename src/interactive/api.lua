@@ -117,7 +117,18 @@ function T.target() return T._target() end
 
 --- taskdbg.threads() -> the threads of the latest snapshot, as `bt --json` gives them.
 function T.threads()
-  cache.threads = cache.threads or T._threads()
+  if not cache.threads then
+    local threads = T._threads()
+    -- the task each worker polls, from the runtime's model
+    local on = {}
+    for _, t in ipairs(T.tasks()) do
+      if type(t.running_on) == "number" then on[t.running_on] = t.id end
+    end
+    for _, th in ipairs(threads) do
+      if on[th.tid] then th.task = on[th.tid] end
+    end
+    cache.threads = threads
+  end
   return cache.threads
 end
 
@@ -145,6 +156,18 @@ end
 function T.tasks()
   cache.tasks = cache.tasks or all_tasks(T._model())
   return cache.tasks
+end
+
+--- taskdbg.block_on() -> the futures threads of the program drive with block_on (BLOCK_ON objects, with .runtime).
+function T.block_on()
+  local out = {}
+  for _, rt in ipairs(T.runtimes()) do
+    for _, b in ipairs(rt.block_on or EMPTY) do
+      b.runtime = rt.id
+      out[#out + 1] = b
+    end
+  end
+  return out
 end
 
 --- taskdbg.task(id) -> one TASK, or nil.

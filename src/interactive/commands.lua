@@ -236,6 +236,13 @@ command("tasks", {
     else
       for _, t in ipairs(list) do out(task_line(t), "\n") end
     end
+    if not o.stuck and #o.with == 0 and #o.without == 0 then
+      for _, b in ipairs(T.block_on()) do
+        local w = b.state ~= "running" and waits_text(b.waiting_on)
+        outf("%6s  %-9s %s  %s%s\n", "-", state(b.state or "?"), bold(b.name or "?"),
+          dim(T.await_point(b)), (w and ("  waiting on " .. w) or "") .. string.format("  (block_on, thread %d)", b.thread))
+      end
+    end
     local total = #T.tasks()
     if o.stuck then
       outf("%d of %d tasks stuck over the last %.1f s (%d snapshots)\n", #list, total, span, #T.history())
