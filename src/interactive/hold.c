@@ -46,12 +46,18 @@ static void note_stop(struct td_hold *h)
 		h->max_stopped_ns = h->last_stopped_ns;
 }
 
-/* After a stop with a walk: the stacks are new, the model and the history too. */
+/*
+ * After a stop with a walk: the stacks are new, the model and the history
+ * too. The next background snapshot is due an interval after this work ends,
+ * so that two never come back to back when the model takes long to make.
+ */
 static struct td_error *after_walk(struct td_hold *h)
 {
 	td_thread_list_destroy(h->s.threads);
 	h->s.threads = NULL;
-	return td_lua_session_snapshot(h->s.lua);
+	struct td_error *err = td_lua_session_snapshot(h->s.lua);
+	h->last_ns = td_now_ns();
+	return err;
 }
 
 struct td_error *td_hold_refresh(struct td_hold *h)
