@@ -260,6 +260,77 @@ function T.unmoved(id)
   return hist.snaps[#hist.snaps].t - hist.snaps[1].t
 end
 
+-- ---- typed values ----
+
+-- How a base type's bytes read (string.unpack formats), by DWARF name.
+local BASE = {
+  u8 = "<I1", u16 = "<I2", u32 = "<I4", u64 = "<I8", usize = "<I8",
+  i8 = "<i1", i16 = "<i2", i32 = "<i4", i64 = "<i8", isize = "<i8",
+  f32 = "<f", f64 = "<d", bool = "<I1", char = "<I4",
+  ["unsigned char"] = "<I1", ["unsigned short"] = "<I2", ["unsigned int"] = "<I4",
+  ["unsigned long"] = "<I8", ["long unsigned int"] = "<I8", ["short unsigned int"] = "<I2",
+  ["signed char"] = "<i1", short = "<i2", int = "<i4", long = "<i8", ["long int"] = "<i8",
+  ["long long int"] = "<i8", ["long long unsigned int"] = "<I8", float = "<f", double = "<d",
+  _Bool = "<I1",
+}
+
+--- taskdbg.format_value(v [, depth]) -> text: a typed value as a person reads it
+--- ({field: value, ...}, enums as Variant(...), pointers in hex), `depth` levels deep (default 4;
+--- a struct of one field, as UnsafeCell or AtomicU32, costs none).
+function T.format_value(v, depth)
+  depth = depth or 4
+  local function fmt(x, d)
+    local name = td.type_name(x) or "?"
+    local size = td.try(td.size, x)
+    local base = BASE[name]
+    if base and size and size <= 8 then
+      local bytes = td.try(td.read_bytes, td.addr(x), size)
+      if not bytes then return "<unreadable>" end
+      local n = string.unpack(base, bytes)
+      if name == "bool" or name == "_Bool" then return tostring(n ~= 0) end
+      if name == "char" and n < 0x110000 then return string.format("'%s'", utf8.char(n)) end
+      return tostring(n)
+    end
+    if td.is_enum(x) then
+      local payload, variant = td.try(td.variant, x)
+      if not payload then return name .. "::<unknown variant>" end
+      local fields = td.fields(payload)
+      if #fields == 0 or d <= 0 then return variant end
+      return variant .. fmt(payload, d)
+    end
+    if name:find("^%*") or name:find("^&") then
+      local p = td.try(td.pointer, x)
+      return p and string.format("0x%x", p) or "<unreadable>"
+    end
+    local fields = td.fields(x)
+    if #fields == 0 then
+      if size and size <= 8 and size > 0 then
+        local n = td.try(td.uint, x)
+        return n and string.format("0x%x", n) or "<unreadable>"
+      end
+      return "{}"
+    end
+    -- a wrapper of one field (UnsafeCell, Atomic, Cell...) costs no depth
+    local sized = {}
+    for _, f in ipairs(fields) do if f.size ~= 0 and f.name ~= "<variants>" then sized[#sized + 1] = f end end
+    if #sized == 1 then
+      local ok, child = pcall(function() return x[sized[1].name] end)
+      if ok and child then return "{" .. sized[1].name .. ": " .. fmt(child, d) .. "}" end
+    end
+    if d <= 0 then return "{...}" end
+    local parts = {}
+    for i, f in ipairs(fields) do
+      if i > 24 then parts[#parts + 1] = "..."; break end
+      if f.size ~= 0 and f.name ~= "<variants>" then
+        local ok, child = pcall(function() return x[f.name] end)
+        parts[#parts + 1] = f.name .. ": " .. (ok and child and fmt(child, d - 1) or "?")
+      end
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return fmt(v, depth)
+end
+
 --- taskdbg.diagnose{window=seconds, greedy_threshold_ms=, interval_ms=} -> findings (diagnose --json's FINDING).
 -- On a live target, the history's samples serve when they cover the window;
 -- otherwise the target is sampled for the window now (as `taskdbg diagnose`).

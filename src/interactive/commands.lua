@@ -481,11 +481,11 @@ command("watch", {
 
 -- ---- values, Lua, dump, leaving ----
 
-local function show_value(v, depth)
-  depth = depth or 0
-  if td.type_of and type(v) == "userdata" then
-    local ok, text = pcall(tostring, v)
-    return ok and text or "?"
+local function show_value(v)
+  if type(v) == "userdata" and getmetatable(v) == nil then return tostring(v) end
+  if type(v) == "userdata" then
+    local ok, text = pcall(T.format_value, v)
+    return ok and text or tostring(v)
   end
   if type(v) == "table" then return T.json(v, true) end
   return tostring(v)
@@ -532,9 +532,10 @@ command("print", {
       if not x then usage_error("no global " .. name .. (err and (": " .. tostring(err.message or err)) or "")) end
       v = path_into(x, path)
     end
-    if type(v) == "userdata" and td.type_of then
-      local ok, ty = pcall(function() return td.type_name(v) end)
-      if ok and ty then outf("(%s) ", ty) end
+    if type(v) == "userdata" then
+      local ok, ty = pcall(td.type_name, v)
+      local at = pcall(td.addr, v) and td.addr(v)
+      if ok and ty then outf("(%s%s) ", ty, at and string.format(" at 0x%x", at) or "") end
     end
     out(show_value(v), "\n")
   end,

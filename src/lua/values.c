@@ -5,6 +5,8 @@
  */
 #include "lua/internal.h"
 
+#include <inttypes.h>
+
 const char TDL_VALUE_MT[] = "taskdbg.Value";
 /* td.null: a value for tables that stands for JSON null (Lua tables cannot hold nil). */
 char tdl_null_sentinel;
@@ -60,7 +62,9 @@ int tdl_value_tostring(lua_State *L)
 {
 	struct td_value *v = tdl_check_value(L, 1);
 	const char *name = td_type_name(&v->type);
-	lua_pushfstring(L, "<%s at 0x%I>", name ? name : "value", (lua_Integer)v->address);
+	char addr[24];
+	snprintf(addr, sizeof(addr), "0x%" PRIx64, v->address);
+	lua_pushfstring(L, "<%s at %s>", name ? name : "value", addr);
 	return 1;
 }
 
