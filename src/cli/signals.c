@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -16,6 +17,16 @@ static const int fatal_signals[] = {
 	SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS,
 };
 
+/* The terminal as a session found it: readline changes its modes while it reads a line. */
+static struct termios saved_terminal;
+static volatile sig_atomic_t terminal_saved;
+
+void td_cli_save_terminal(void)
+{
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_terminal) == 0)
+		terminal_saved = 1;
+}
+
 static void on_fatal_signal(int sig)
 {
 	if (sig == SIGINT && td_interruptible) {
@@ -24,6 +35,9 @@ static void on_fatal_signal(int sig)
 		return;
 	}
 	td_live_emergency_detach();
+	/* A session killed at its prompt leaves the terminal as it found it (tcsetattr is async-signal-safe). */
+	if (terminal_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_terminal);
 	/* Die of the same signal (SA_RESETHAND did this already, except for SIGINT's handler). */
 	struct sigaction dfl;
 	memset(&dfl, 0, sizeof(dfl));

@@ -352,6 +352,8 @@ int td_repl_run(struct td_hold *h)
 	const char *no_color = getenv("NO_COLOR");
 	td_lua_session_set(h->s.lua, "color", terminal && !(no_color && no_color[0]));
 	td_lua_session_set(h->s.lua, "interactive", terminal);
+	if (terminal)
+		td_cli_save_terminal();
 	td_interruptible = 1;
 	int code = terminal ? run_terminal(h) : run_stream(h);
 	td_interruptible = 0;
