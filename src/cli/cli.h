@@ -56,6 +56,7 @@ void td_cli_install_signal_handlers(void);
 
 int td_cmd_bt(int argc, char **argv);
 int td_cmd_diagnose(int argc, char **argv);
+int td_cmd_dump(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
 int td_cmd_tasks(int argc, char **argv);
 

@@ -20,6 +20,7 @@ static const char main_help[] =
 	"  tasks     every async task: state, future, await chain\n"
 	"  diagnose  run every detector, print findings\n"
 	"  run       run a Lua diagnosis script against TARGET\n"
+	"  dump      write an ELF core of a live process: taskdbg dump PID FILE\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
@@ -104,7 +105,7 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 static int not_built(const char *command)
 {
 	fprintf(stderr, "taskdbg: the interactive `%s` session is not built yet; "
-		"`taskdbg bt|tasks|diagnose|run TARGET` work today.\n", command);
+		"`taskdbg bt|tasks|diagnose|run TARGET` and `taskdbg dump PID FILE` work today.\n", command);
 	return TD_EXIT_FAILED;
 }
 
@@ -132,6 +133,8 @@ int main(int argc, char **argv)
 		return td_cmd_tasks(argc - 1, argv + 1);
 	if (!strcmp(cmd, "diagnose"))
 		return td_cmd_diagnose(argc - 1, argv + 1);
+	if (!strcmp(cmd, "dump"))
+		return td_cmd_dump(argc - 1, argv + 1);
 	if (!strcmp(cmd, "attach") || !strcmp(cmd, "core"))
 		return not_built(cmd);
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
