@@ -605,6 +605,9 @@ static struct td_error *create_file(struct dump *d)
 {
 	/* Never blocks on a FIFO; a core is truncated only once it is known to be a regular file. */
 	d->fd = open(d->path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+	if (d->fd < 0 && errno == ENXIO)  /* a FIFO nobody reads, a socket */
+		return td_error_format(TD_ERR_TARGET, "%s is not a regular file\n"
+				       "Give the path of a new file (or of an old core to replace).", d->path);
 	if (d->fd < 0)
 		return td_error_format(TD_ERR_TARGET, "cannot create %s: %s\n"
 				       "Give a FILE in a directory that exists and that you can write to.",
