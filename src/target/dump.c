@@ -458,6 +458,10 @@ static struct td_error *stop_and_copy(struct dump *d, uint64_t *stopped_ns)
 	struct td_error *err = td_live_stop(d->pid, &live);
 	if (!err)
 		err = copy_threads(d, live);
+	if (!err && d->nthreads == 0)
+		err = td_error_format(TD_ERR_TARGET,
+			"no thread of process %d stopped (all in uninterruptible sleep): nothing was dumped\n"
+			"Try again when it is not blocked in the kernel (disk, NFS, FUSE).", (int)d->pid);
 	if (!err && !d->chunked) {
 		for (size_t i = 0; i < d->nsegs; i++)
 			if (d->segs[i].filesz)
