@@ -201,7 +201,7 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("taskdbg ")
     # The help lists only commands that work; the interactive sessions say they are not built.
     commands = [line.split()[0] for line in run("--help").stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
-    assert commands == ["bt", "tasks", "diagnose", "run"]
+    assert commands == ["bt", "tasks", "diagnose", "run", "dump"]
     for cmd in ("attach", "core"):
         r = run(cmd, "1")
         assert r.returncode == 2 and f"the interactive `{cmd}` session is not built yet" in r.stderr
