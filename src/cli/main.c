@@ -23,6 +23,7 @@ static const char main_help[] =
 	"  tasks     every async task: state, future, await chain\n"
 	"  diagnose  run every detector, print findings\n"
 	"  run       run a Lua diagnosis script against TARGET\n"
+	"  dump      write an ELF core of a live process: taskdbg dump PID FILE\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
@@ -154,6 +155,8 @@ int main(int argc, char **argv)
 		return td_cmd_attach(argc - 1, argv + 1);
 	if (!strcmp(cmd, "core"))
 		return td_cmd_core(argc - 1, argv + 1);
+	if (!strcmp(cmd, "dump"))
+		return td_cmd_dump(argc - 1, argv + 1);
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
 }
 

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "report/bt.h"
+#include "target/dump.h"
 #include "util/clock.h"
 #include "util/interrupt.h"
 
@@ -131,6 +132,24 @@ static struct td_error *op_threads(void *ctx, struct json_object **ret)
 	return NULL;
 }
 
+/* `dump FILE`: a core of the live target, from a stop of its own (target/dump.c). */
+static struct td_error *op_dump(void *ctx, const char *path, struct json_object **ret)
+{
+	struct td_hold *h = ctx;
+	struct td_dump_stats stats;
+	struct td_error *err = td_dump_core(h->s.snap->pid, path, &stats);
+	if (err)
+		return err;
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "path", json_object_new_string(path));
+	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)stats.bytes));
+	json_object_object_add(o, "threads", json_object_new_int64((int64_t)stats.threads));
+	json_object_object_add(o, "stopped_ms", json_object_new_double((double)stats.stopped_ns / 1e6));
+	json_object_object_add(o, "ms", json_object_new_double((double)stats.wall_ns / 1e6));
+	*ret = o;
+	return NULL;
+}
+
 static struct json_object *op_target(void *ctx)
 {
 	struct td_hold *h = ctx;
@@ -168,6 +187,8 @@ struct td_error *td_hold_open(struct td_hold *h, const char *target, const char 
 	if (err)
 		return err;
 	h->live = h->s.snap->kind == TD_SNAPSHOT_LIVE;
+	if (h->live)
+		h->ops.dump = op_dump;
 	note_stop(h);
 	if (!(err = td_lua_session_open(h->s.lua, &h->ops)))
 		err = after_walk(h);

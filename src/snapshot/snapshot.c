@@ -271,20 +271,8 @@ struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_optio
 	if (!proc_tid)
 		proc_tid = pid;
 	snap->mem_pid = proc_tid;
-	char exe_link[64], exe[4096];
-	snprintf(exe_link, sizeof(exe_link), "/proc/%d/exe", (int)proc_tid);
-	ssize_t len = readlink(exe_link, exe, sizeof(exe) - 1);
-	if (len < 0) {
-		err = errno == EACCES || errno == EPERM
-			? td_error_format(TD_ERR_TARGET,
-				"permission denied to inspect process %d (%s, owned by uid %u)\n"
-				"Run taskdbg as the same user as the process, or as root.",
-				(int)pid, status.name, (unsigned)status.uid)
-			: td_error_format(TD_ERR_TARGET, "cannot read %s: %s", exe_link, strerror(errno));
+	if ((err = td_proc_exe(pid, proc_tid, &status, &snap->exe)))
 		goto fail;
-	}
-	exe[len] = '\0';
-	snap->exe = strdup(exe);
 	td_timing_mark("proc checks");
 	if ((err = td_modules_report_live(proc_tid, &snap->dwfl)))
 		goto fail;

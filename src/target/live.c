@@ -310,6 +310,18 @@ struct td_error *td_live_get_regs(struct td_live *live, size_t index,
 	return NULL;
 }
 
+struct td_error *td_live_get_regset(struct td_live *live, size_t index, unsigned type,
+				    void *buf, size_t *len)
+{
+	struct td_live_thread *t = &live->threads[index];
+	struct iovec io = { buf, *len };
+	if (ptrace(PTRACE_GETREGSET, t->tid, (void *)(uintptr_t)type, &io) < 0)
+		return td_error_format(TD_ERR_TARGET, "cannot read register set %u of thread %d: %s",
+				       type, (int)t->tid, strerror(errno));
+	*len = io.iov_len;
+	return NULL;
+}
+
 void td_live_detach(struct td_live *live)
 {
 	if (!live)

@@ -49,6 +49,14 @@ struct td_error *td_live_stop(pid_t pid, struct td_live **ret);
 struct td_error *td_live_get_regs(struct td_live *live, size_t index,
 				  struct user_regs_struct *ret);
 
+/*
+ * A register set of a stopped thread by its note type (NT_PRFPREG,
+ * NT_X86_XSTATE, ...: PTRACE_GETREGSET): at most *len bytes into buf, *len
+ * set to the size the kernel gave.
+ */
+struct td_error *td_live_get_regset(struct td_live *live, size_t index, unsigned type,
+				    void *buf, size_t *len);
+
 /* Detaches every thread, re-injecting the signals it caught. Idempotent. */
 void td_live_detach(struct td_live *live);
 

@@ -74,6 +74,14 @@ bool td_proc_read_status(pid_t pid, pid_t tid, struct td_proc_status *ret)
 			st.tracer_pid = (pid_t)atoi(line + 11);
 		else if (!strncmp(line, "Uid:\t", 5))
 			st.uid = (uid_t)strtoul(line + 5, NULL, 10);
+		else if (!strncmp(line, "Gid:\t", 5))
+			st.gid = (gid_t)strtoul(line + 5, NULL, 10);
+		else if (!strncmp(line, "PPid:\t", 6))
+			st.ppid = (pid_t)atoi(line + 6);
+		else if (!strncmp(line, "NSpgid:\t", 8))
+			st.pgrp = (pid_t)atoi(line + 8);
+		else if (!strncmp(line, "NSsid:\t", 7))
+			st.sid = (pid_t)atoi(line + 7);
 	}
 	*ret = st;
 	return true;
@@ -192,42 +200,141 @@ static int compare_mapping(const void *a, const void *b)
 	return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-struct td_error *td_proc_read_maps(pid_t pid, struct td_mapping **ret, size_t *count_ret)
+/*
+ * Calls each() for every mapping line of /proc/PID/maps (or smaps, whose
+ * other lines go to each() with m NULL), at most TD_MAX_MAPPINGS of them.
+ * path points into the line (NULL for an anonymous mapping). each() returns
+ * false to stop on an allocation failure, reported as ENOMEM.
+ */
+static struct td_error *for_each_mapping(pid_t pid, const char *file,
+					 bool (*each)(void *ctx, const struct td_mapping *m, const char *line),
+					 void *ctx)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return td_error_format(TD_ERR_TARGET, "cannot read %s: %s\n"
 				       "Run taskdbg as the process's user or as root.",
 				       path, strerror(errno));
-	size_t count = 0, cap = 256;
-	struct td_mapping *maps = malloc(cap * sizeof(*maps));
+	size_t count = 0;
+	bool ok = true;
 	char line[4096 + 256];
-	while (maps && fgets(line, sizeof(line), f) && count < TD_MAX_MAPPINGS) {
-		unsigned long long lo, hi;
+	while (ok && fgets(line, sizeof(line), f) && count < TD_MAX_MAPPINGS) {
+		unsigned long long lo, hi, offset, inode;
 		char perms[8];
-		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3)
+		int name_at = 0;
+		line[strcspn(line, "\n")] = '\0';
+		if (sscanf(line, "%llx-%llx %7s %llx %*x:%*x %llu %n", &lo, &hi, perms, &offset,
+			   &inode, &name_at) < 5 || name_at == 0) {
+			ok = each(ctx, NULL, line);
 			continue;
-		if (count == cap) {
-			struct td_mapping *grown = realloc(maps, 2 * cap * sizeof(*maps));
-			if (!grown) {
-				free(maps);
-				maps = NULL;
-				break;
-			}
-			maps = grown;
-			cap *= 2;
 		}
-		maps[count++] = (struct td_mapping){ lo, hi, perms[0] == 'r' };
+		struct td_mapping m = {
+			.lo = lo, .hi = hi, .offset = offset, .inode = inode,
+			.readable = perms[0] == 'r', .writable = perms[1] == 'w',
+			.executable = perms[2] == 'x', .shared = perms[3] == 's',
+		};
+		ok = each(ctx, &m, line[name_at] ? line + name_at : NULL);
+		count++;
 	}
 	fclose(f);
-	if (!maps)
-		return &td_enomem;
-	qsort(maps, count, sizeof(*maps), compare_mapping);
-	*ret = maps;
-	*count_ret = count;
+	return ok ? NULL : &td_enomem;
+}
+
+struct maps_list {
+	struct td_mapping *maps;
+	size_t count, cap;
+};
+
+static bool maps_list_add(struct maps_list *list, const struct td_mapping *m)
+{
+	if (list->count == list->cap) {
+		size_t cap = list->cap ? 2 * list->cap : 256;
+		struct td_mapping *grown = realloc(list->maps, cap * sizeof(*grown));
+		if (!grown)
+			return false;
+		list->maps = grown;
+		list->cap = cap;
+	}
+	list->maps[list->count++] = *m;
+	return true;
+}
+
+static bool add_mapping(void *ctx, const struct td_mapping *m, const char *path)
+{
+	return !m || maps_list_add(ctx, m);
+}
+
+struct td_error *td_proc_read_maps(pid_t pid, struct td_mapping **ret, size_t *count_ret)
+{
+	struct maps_list list = {0};
+	struct td_error *err = for_each_mapping(pid, "maps", add_mapping, &list);
+	if (err) {
+		free(list.maps);
+		return err;
+	}
+	qsort(list.maps, list.count, sizeof(*list.maps), compare_mapping);
+	*ret = list.maps;
+	*count_ret = list.count;
 	return NULL;
+}
+
+struct full_maps {
+	struct maps_list list;
+	struct td_mapping_detail *details;
+	size_t cap;
+};
+
+static bool add_mapping_detail(void *ctx, const struct td_mapping *m, const char *line)
+{
+	struct full_maps *full = ctx;
+	if (!m) {
+		/* smaps: "Anonymous:   12 kB" belongs to the mapping above it. */
+		unsigned long long kb;
+		if (full->list.count && sscanf(line, "Anonymous: %llu kB", &kb) == 1)
+			full->details[full->list.count - 1].anonymous = kb * 1024;
+		return true;
+	}
+	if (full->list.count == full->cap) {
+		size_t cap = full->cap ? 2 * full->cap : 256;
+		struct td_mapping_detail *grown = realloc(full->details, cap * sizeof(*grown));
+		if (!grown)
+			return false;
+		full->details = grown;
+		full->cap = cap;
+	}
+	char *path = line ? strdup(line) : NULL;
+	if ((line && !path) || !maps_list_add(&full->list, m)) {
+		free(path);
+		return false;
+	}
+	full->details[full->list.count - 1] = (struct td_mapping_detail){ .path = path };
+	return true;
+}
+
+struct td_error *td_proc_read_maps_detailed(pid_t pid, struct td_mapping **ret,
+					    struct td_mapping_detail **details_ret, size_t *count_ret)
+{
+	struct full_maps full = {0};
+	/* smaps is sorted by address already, like maps: the two arrays stay in step. */
+	struct td_error *err = for_each_mapping(pid, "smaps", add_mapping_detail, &full);
+	if (err) {
+		td_mapping_details_free(full.details, full.list.count);
+		free(full.list.maps);
+		return err;
+	}
+	*ret = full.list.maps;
+	*details_ret = full.details;
+	*count_ret = full.list.count;
+	return NULL;
+}
+
+void td_mapping_details_free(struct td_mapping_detail *details, size_t count)
+{
+	for (size_t i = 0; details && i < count; i++)
+		free(details[i].path);
+	free(details);
 }
 
 const struct td_mapping *td_mapping_find(const struct td_mapping *maps, size_t count,
@@ -244,6 +351,67 @@ const struct td_mapping *td_mapping_find(const struct td_mapping *maps, size_t c
 			return &maps[mid];
 	}
 	return NULL;
+}
+
+struct td_error *td_proc_read_file(pid_t pid, const char *name, size_t max, char **ret,
+				   size_t *len_ret)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return td_error_format(TD_ERR_TARGET, "cannot read %s: %s", path, strerror(errno));
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap + 1);
+	while (buf && len < max) {
+		if (len == cap) {
+			char *grown = realloc(buf, 2 * cap + 1);
+			if (!grown) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = grown;
+			cap *= 2;
+		}
+		size_t want = cap - len < max - len ? cap - len : max - len;
+		ssize_t n = read(fd, buf + len, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+			free(buf);
+			close(fd);
+			return td_error_format(TD_ERR_TARGET, "cannot read %s: %s", path, strerror(saved));
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!buf)
+		return &td_enomem;
+	buf[len] = '\0';
+	*ret = buf;
+	*len_ret = len;
+	return NULL;
+}
+
+struct td_error *td_proc_exe(pid_t pid, pid_t proc_tid, const struct td_proc_status *st, char **ret)
+{
+	char link[64], exe[4096];
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)proc_tid);
+	ssize_t len = readlink(link, exe, sizeof(exe) - 1);
+	if (len < 0)
+		return errno == EACCES || errno == EPERM
+			? td_error_format(TD_ERR_TARGET,
+				"permission denied to inspect process %d (%s, owned by uid %u)\n"
+				"Run taskdbg as the same user as the process, or as root.",
+				(int)pid, st->name, (unsigned)st->uid)
+			: td_error_format(TD_ERR_TARGET, "cannot read %s: %s", link, strerror(errno));
+	exe[len] = '\0';
+	*ret = strdup(exe);
+	return *ret ? NULL : &td_enomem;
 }
 
 uint64_t td_proc_entry_point(pid_t pid)
