@@ -236,7 +236,7 @@ command("tasks", {
     else
       for _, t in ipairs(list) do out(task_line(t), "\n") end
     end
-    if not o.stuck and #o.with == 0 and #o.without == 0 then
+    if not o.stuck and not o.group and #o.with == 0 and #o.without == 0 then
       for _, b in ipairs(T.block_on()) do
         local w = b.state ~= "running" and waits_text(b.waiting_on)
         outf("%6s  %-9s %s  %s%s\n", "-", state(b.state or "?"), bold(b.name or "?"),

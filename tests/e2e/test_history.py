@@ -82,7 +82,7 @@ def test_diagnose_uses_the_history(stuck):
     s.send("diagnose", "quit")
     out, _ = s.finish()
     m = re.search(r"^\(window 1\.0 s: history \((\d+) snapshots\), (\d+) samples\)$", out, re.M)
-    assert m and int(m.group(1)) >= 15, out
+    assert m and int(m.group(1)) >= 5 and m.group(1) == m.group(2), out
     assert ("[1] deadlock: tasks 3 `session_stuck::debit_then_credit`, 4 "
             "`session_stuck::credit_then_debit` wait for each other (tokio::sync::Mutex)") in out
     assert "[2]" not in out   # the movers are healthy
@@ -93,7 +93,7 @@ def test_stuck_needs_a_history(stuck, module_tmp):
     """A core is one snapshot: -stuck says what it needs instead of listing every task."""
     core = gcore(stuck.pid, module_tmp)
     s = Session("core", core)
-    s.send("tasks -stuck", "tasks -with state idle -group fn", "quit")
+    s.send("tasks -stuck", "tasks -group fn", "quit")
     out, err = s.finish()
     assert "taskdbg: -stuck needs two snapshots or more in the history" in err
     assert re.findall(r"^fn (\S+): 1 task$", out, re.M) == [
