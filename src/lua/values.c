@@ -350,6 +350,17 @@ static int l_each_function(lua_State *L)
 	return 0;
 }
 
+/* A variable of type found at addr (err: where it is could not be worked out), pushed as a value. */
+static int push_variable(lua_State *L, Dwarf_Die *type, struct td_error *err, uint64_t addr)
+{
+	if (err)
+		return tdl_fail(L, err, TDL_NOT_FOUND);
+	struct td_value v;
+	td_value_init(&v, tdl_get(L)->prog, type, addr);
+	tdl_push_value(L, &v);
+	return 1;
+}
+
 /* td.tls(path, tid) -> Value, or nil and a not_found error */
 static int l_tls(lua_State *L)
 {
@@ -360,13 +371,7 @@ static int l_tls(lua_State *L)
 	if (!td_program_find_tls(lua->prog, path, &var) || !td_die_type(&var, &type))
 		return tdl_absent(L, "no thread-local %s", path);
 	uint64_t addr;
-	struct td_error *err = td_program_tls_address(lua->prog, &var, tid, &addr);
-	if (err)
-		return tdl_fail(L, err, TDL_NOT_FOUND);
-	struct td_value v;
-	td_value_init(&v, lua->prog, &type, addr);
-	tdl_push_value(L, &v);
-	return 1;
+	return push_variable(L, &type, td_program_tls_address(lua->prog, &var, tid, &addr), addr);
 }
 
 /* td.global(path) -> the static variable a::b::NAME as a value, or nil, err (not_found) */
@@ -378,13 +383,7 @@ static int l_global(lua_State *L)
 	if (!td_program_find(lua->prog, path, DW_TAG_variable, &var) || !td_die_type(&var, &type))
 		return tdl_absent(L, "no static variable %s", path);
 	uint64_t addr;
-	struct td_error *err = td_program_static_address(lua->prog, &var, &addr);
-	if (err)
-		return tdl_fail(L, err, TDL_NOT_FOUND);
-	struct td_value v;
-	td_value_init(&v, lua->prog, &type, addr);
-	tdl_push_value(L, &v);
-	return 1;
+	return push_variable(L, &type, td_program_static_address(lua->prog, &var, &addr), addr);
 }
 
 /* td.find_tls(path) -> true if the thread-local exists (resolves it ahead of td.tls) */
