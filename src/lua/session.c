@@ -547,9 +547,10 @@ struct td_error *td_lua_session_script(struct td_lua *lua, const char *path, cha
 	lua_setfield(L, -3, "arg");
 	lua_setfield(L, -2, "args");
 	tdl_push_dir_of(L, path);
-	tdl_push_require(L, lua_tostring(L, -1));
-	lua_setfield(L, -3, "require");
-	lua_pop(L, 1);
+	lua_getfield(L, LUA_REGISTRYINDEX, ENV_KEY);
+	tdl_push_user_require(L, lua_tostring(L, -2), -1);
+	lua_setfield(L, -4, "require");
+	lua_pop(L, 2);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -2, "_G");
 	lua_setupvalue(L, -2, 1);

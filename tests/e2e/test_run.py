@@ -144,10 +144,15 @@ def test_error_is_exit_2_with_file_and_line(rust_stacks, tmp_path):
 
 
 def test_io_os_arg_and_require(rust_stacks, tmp_path):
-    (tmp_path / "helper.lua").write_text("return { twice = function(n) return 2 * n end }\n")
+    # a module of the script's directory has what the script has (io, os, taskdbg)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.lua").write_text(
+        "assert(io.open and os.getenv and taskdbg.tasks and td.null)\n"
+        "return { twice = function(n) return 2 * n end }\n")
     out = tmp_path / "out.txt"
     path = script(tmp_path, """
-local helper = require("helper")
+local helper = require("lib.helper")
+assert(require("lib.helper") == helper)
 local f = assert(io.open(arg[1], "w"))
 f:write(string.format("%s %d %s\\n", os.getenv("TD_TEST_WORD"), helper.twice(#arg), arg[2]))
 f:close()
