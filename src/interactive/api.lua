@@ -132,9 +132,18 @@ function T.threads()
   return cache.threads
 end
 
+--- taskdbg.thread(tid) -> one THREAD of the latest snapshot, or nil.
 function T.thread(tid)
+  tid = tonumber(tid)
   for _, th in ipairs(T.threads()) do if th.tid == tid then return th end end
   return nil
+end
+
+--- taskdbg.frames(tid) -> the frames of a thread (innermost first, as `bt --json`), or nil, "no thread TID".
+function T.frames(tid)
+  local th = T.thread(tid)
+  if not th then return nil, string.format("no thread %s", tostring(tid)) end
+  return th.frames
 end
 
 --- taskdbg.runtimes() -> the runtime plugin's model: runtimes with their tasks (tasks --json's RUNTIME).
@@ -181,7 +190,7 @@ end
 T.await_point = at_of
 
 --- taskdbg.resources() -> locks, semaphores, channels, join handles: who holds, who waits.
--- { {key=, kind=, address=, holders={ {task=id, name=, as=} | {thread=tid, name=} }, waiters={ {task=id, name=} } }, ... }
+-- { {key=, kind=, address=, info=, holders={ {task=id, name=, as=, type=} }, waiters={ {task=id, name=, at=} }, joins= }, ... }
 function T.resources()
   if cache.resources then return cache.resources end
   local by_key, list = {}, {}
@@ -237,17 +246,23 @@ function T.history(id)
   return rec.log
 end
 
---- taskdbg.stuck() -> {[id]=true}: tasks that did not move across the whole history
---- (same state, same await points; needs two snapshots or more), and the span in seconds.
-function T.stuck()
+--- taskdbg.stuck([n]) -> {[id]=true}: tasks that did not move across the last n
+--- snapshots (default: the whole history; same state, same await points; needs two
+--- snapshots or more), and the span those snapshots cover in seconds.
+function T.stuck(n)
+  if n ~= nil and (math.type(n) ~= "integer" or n < 2) then
+    error(string.format("taskdbg.stuck: n is a number of snapshots, 2 or more (got %s)", tostring(n)), 2)
+  end
   local snaps = hist.snaps
   local out = {}
-  if #snaps < 2 then return out, 0 end
-  local first = snaps[1].seq
+  local count = n and math.min(n, #snaps) or #snaps
+  if count < 2 or (n and #snaps < n) then return out, 0 end
+  local from = snaps[#snaps - count + 1]
+  local first = from.seq
   for id, rec in pairs(hist.now) do
     if rec.since <= first and rec.first <= first then out[id] = true end
   end
-  return out, snaps[#snaps].t - snaps[1].t
+  return out, snaps[#snaps].t - from.t
 end
 
 --- taskdbg.unmoved(id) -> seconds since the task last changed (0 if it just did).
@@ -334,8 +349,23 @@ end
 --- taskdbg.diagnose{window=seconds, greedy_threshold_ms=, interval_ms=} -> findings (diagnose --json's FINDING).
 -- On a live target, the history's samples serve when they cover the window;
 -- otherwise the target is sampled for the window now (as `taskdbg diagnose`).
+local DIAGNOSE_OPTIONS = { window = true, interval_ms = true, greedy_threshold_ms = true }
+
 function T.diagnose(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("taskdbg.diagnose: options are a table: taskdbg.diagnose{window = 1}", 2)
+  end
   opts = opts or {}
+  for k, v in pairs(opts) do
+    if not DIAGNOSE_OPTIONS[k] then
+      error(string.format("taskdbg.diagnose: unknown option '%s' (window, interval_ms, greedy_threshold_ms)",
+        tostring(k)), 2)
+    end
+    if type(v) ~= "number" or v ~= v or (k == "window" and v < 0) or (k ~= "window" and v <= 0) then
+      error(string.format("taskdbg.diagnose: %s is a %s number (got %s)", k,
+        k == "window" and "non-negative" or "positive", tostring(v)), 2)
+    end
+  end
   local target = T._target()
   local window_ms = (opts.window or 1) * 1000
   local interval_ms = opts.interval_ms or 25
@@ -374,6 +404,20 @@ function T.diagnose(opts)
   }
   local result = T._diagnose(T._model(), samples, T.threads(), options)
   return result.findings or {}, used, #samples
+end
+
+--- taskdbg.write_json(path, value [, pretty]) -> true, or nil, message: value as JSON (taskdbg.json) into a file.
+function T.write_json(path, value, pretty)
+  if type(path) ~= "string" then
+    error("taskdbg.write_json: the path is a string: taskdbg.write_json(path, value)", 2)
+  end
+  local text = T.json(value, pretty)
+  local f, why = io.open(path, "w")
+  if not f then return nil, why end
+  local ok, werr = f:write(text, "\n")
+  local closed, cerr = f:close()
+  if not ok or not closed then return nil, string.format("%s: %s", path, werr or cerr) end
+  return true
 end
 
 return lib

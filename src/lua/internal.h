@@ -98,6 +98,8 @@ extern const luaL_Reg tdl_protected_calls[];
 void tdl_push_sandbox(lua_State *L);
 /* require(NAME), loading DIR/NAME.lua only (lua/require.c), pushed. */
 void tdl_push_require(lua_State *L, const char *dir);
+/* require for a user's script: modules from dir, each in a copy of the environment at env. */
+void tdl_push_user_require(lua_State *L, const char *dir, int env);
 /* A sandbox whose require loads from dir, pushed. */
 void tdl_push_module_env(lua_State *L, const char *dir);
 /*

@@ -26,7 +26,37 @@ static bool valid_name(const char *name)
 	return word;
 }
 
-/* require(NAME): upvalues are DIR and the table of the modules loaded from it. */
+static int l_require(lua_State *L);
+
+/*
+ * The environment of a module being loaded: the sandbox, or for a user's
+ * script (a third upvalue: its environment) a copy of that environment, so a
+ * script's modules have io, os and taskdbg as the script has.
+ */
+static void push_env_for_module(lua_State *L, const char *dir)
+{
+	if (!lua_istable(L, lua_upvalueindex(3))) {
+		tdl_push_module_env(L, dir);
+		return;
+	}
+	lua_newtable(L);
+	int env = lua_gettop(L);
+	lua_pushvalue(L, lua_upvalueindex(3));
+	for (lua_pushnil(L); lua_next(L, -2); ) {
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+		lua_settable(L, env);
+	}
+	lua_pop(L, 1);
+	for (int i = 1; i <= 3; i++)
+		lua_pushvalue(L, lua_upvalueindex(i));
+	lua_pushcclosure(L, l_require, 3);
+	lua_setfield(L, env, "require");
+	lua_pushvalue(L, env);
+	lua_setfield(L, env, "_G");
+}
+
+/* require(NAME): upvalues are DIR, the table of the modules loaded from it (and a user's environment). */
 static int l_require(lua_State *L)
 {
 	const char *name = luaL_checkstring(L, 1);
@@ -55,7 +85,7 @@ static int l_require(lua_State *L)
 		return luaL_error(L, "require('%s'): no module %s", name, path);
 	if (tdl_load_text_file(L, path) != LUA_OK)
 		return lua_error(L);
-	tdl_push_module_env(L, dir);
+	push_env_for_module(L, dir);
 	lua_setupvalue(L, -2, 1);
 	lua_pushboolean(L, false);   /* loading: a cycle back to it is an error */
 	lua_setfield(L, lua_upvalueindex(2), name);
@@ -77,6 +107,17 @@ void tdl_push_require(lua_State *L, const char *dir)
 	luaL_getsubtable(L, -1, dir);
 	lua_remove(L, -2);
 	lua_pushcclosure(L, l_require, 2);
+}
+
+void tdl_push_user_require(lua_State *L, const char *dir, int env)
+{
+	env = lua_absindex(L, env);
+	lua_pushstring(L, dir);
+	luaL_getsubtable(L, LUA_REGISTRYINDEX, "taskdbg.user_modules");
+	luaL_getsubtable(L, -1, dir);
+	lua_remove(L, -2);
+	lua_pushvalue(L, env);
+	lua_pushcclosure(L, l_require, 3);
 }
 
 void tdl_push_module_env(lua_State *L, const char *dir)

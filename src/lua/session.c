@@ -93,8 +93,14 @@ static int l_dump(lua_State *L)
 {
 	const struct td_lua_session_ops *ops = ops_of(L);
 	const char *path = tdl_check_string(L, 1);
-	if (!ops->dump)
-		return raise_error(L, td_error_format(TD_ERR_USAGE, "dump needs a live process"));
+	if (!ops->dump) {
+		struct json_object *t = ops->target(ops->ctx), *kind = NULL;
+		bool core = json_object_object_get_ex(t, "kind", &kind) &&
+			    strcmp(json_object_get_string(kind), "core") == 0;
+		json_object_put(t);
+		return raise_error(L, td_error_format(TD_ERR_USAGE, core ? "dump needs a live process: this is a core"
+								    : "dump needs a build of taskdbg with `taskdbg dump`"));
+	}
 	struct json_object *o = NULL;
 	struct td_error *err = ops->dump(ops->ctx, path, &o);
 	return push_json_result(L, err, o);
@@ -184,7 +190,7 @@ static int l_json(lua_State *L)
 	return 1;
 }
 
-/* taskdbg.parse_json(text) -> a Lua value (null as td.null), or nil, message */
+/* taskdbg.parse_json(text) -> a Lua value (null as nil: a key left out), or nil, message */
 static int l_parse_json(lua_State *L)
 {
 	const char *text = tdl_check_string(L, 1);
@@ -548,9 +554,10 @@ struct td_error *td_lua_session_script(struct td_lua *lua, const char *path, cha
 	lua_setfield(L, -3, "arg");
 	lua_setfield(L, -2, "args");
 	tdl_push_dir_of(L, path);
-	tdl_push_require(L, lua_tostring(L, -1));
-	lua_setfield(L, -3, "require");
-	lua_pop(L, 1);
+	lua_getfield(L, LUA_REGISTRYINDEX, ENV_KEY);
+	tdl_push_user_require(L, lua_tostring(L, -2), -1);
+	lua_setfield(L, -4, "require");
+	lua_pop(L, 2);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -2, "_G");
 	lua_setupvalue(L, -2, 1);
@@ -559,15 +566,30 @@ struct td_error *td_lua_session_script(struct td_lua *lua, const char *path, cha
 		lua_settop(L, base);
 		return err;
 	}
-	/* Its status: a number it returns; a table is printed as JSON (the old `run`). */
-	if (lua_isinteger(L, -1)) {
-		*status = (int)lua_tointeger(L, -1);
+	/*
+	 * Its status: an integer 0-255 it returns (false: 1; nothing or true: 0);
+	 * a table is printed as JSON (the old `run`). Anything else is a mistake.
+	 */
+	lua_Integer n;
+	int isint = 0;
+	if (lua_type(L, -1) == LUA_TNUMBER) {
+		n = lua_tointegerx(L, -1, &isint);
+		if (!isint || n < 0 || n > 255) {
+			err = td_error_format(TD_ERR_TARGET, "script %s returned %s: an exit status is an integer from 0 to 255",
+					      path, luaL_tolstring(L, -1, NULL));
+			lua_settop(L, base);
+			return err;
+		}
+		*status = (int)n;
 	} else if (lua_istable(L, -1)) {
 		if (!td_json_write_lua(stdout, L, lua_gettop(L), TD_LUA_JSON_DEPTH, &tdl_null_sentinel))
 			err = &td_enomem;
 		putchar('\n');
 	} else if (lua_isboolean(L, -1)) {
 		*status = lua_toboolean(L, -1) ? 0 : 1;
+	} else if (!lua_isnil(L, -1)) {
+		err = td_error_format(TD_ERR_TARGET, "script %s returned a %s: return an exit status (0-255), "
+				      "true, false, nil or a table (printed as JSON)", path, luaL_typename(L, -1));
 	}
 	lua_settop(L, base);
 	return err;
