@@ -370,8 +370,9 @@ static int l_tls(lua_State *L)
 	pid_t tid = (pid_t)tdl_check_integer(L, 2);
 	if (!td_program_find_tls(lua->prog, path, &var) || !td_die_type(&var, &type))
 		return tdl_absent(L, "no thread-local %s", path);
-	uint64_t addr;
-	return push_variable(L, &type, td_program_tls_address(lua->prog, &var, tid, &addr), addr);
+	uint64_t addr = 0;
+	struct td_error *err = td_program_tls_address(lua->prog, &var, tid, &addr);
+	return push_variable(L, &type, err, addr);
 }
 
 /* td.global(path) -> the static variable a::b::NAME as a value, or nil, err (not_found) */
@@ -382,8 +383,9 @@ static int l_global(lua_State *L)
 	const char *path = tdl_check_string(L, 1);
 	if (!td_program_find(lua->prog, path, DW_TAG_variable, &var) || !td_die_type(&var, &type))
 		return tdl_absent(L, "no static variable %s", path);
-	uint64_t addr;
-	return push_variable(L, &type, td_program_static_address(lua->prog, &var, &addr), addr);
+	uint64_t addr = 0;
+	struct td_error *err = td_program_static_address(lua->prog, &var, &addr);
+	return push_variable(L, &type, err, addr);
 }
 
 /* td.find_tls(path) -> true if the thread-local exists (resolves it ahead of td.tls) */
