@@ -153,7 +153,9 @@ end
 
 local function task_line(t)
   local w = t.state ~= "running" and waits_text(t.waiting_on)
-  return string.format("%6d  %-9s %s  %s%s", t.id, state(t.state or "?"), bold(t.name or "?"),
+  -- padded outside the colour: %-9s would count the escape codes as columns
+  local st = t.state or "?"
+  return string.format("%6d  %s%s %s  %s%s", t.id, state(st), string.rep(" ", 9 - #st), bold(t.name or "?"),
     dim(T.await_point(t)), w and ("  waiting on " .. w) or "")
 end
 
@@ -599,7 +601,8 @@ function C.prompt()
     local base = (t.core or "core"):match("([^/]+)$")
     return string.format("taskdbg %s> ", base)
   end
-  return string.format("taskdbg %d (%s)> ", t.pid, t.comm or "?")
+  -- target().name: the process's comm (api.lua passes td_report_target_json's fields)
+  return string.format("taskdbg %d (%s)> ", t.pid, t.name or "?")
 end
 
 function C.run(line)

@@ -9,6 +9,7 @@
 #include "interactive/repl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,9 @@ static char *line_read;
 
 static void on_line(char *line)
 {
+	/* Removed here, not after: readline would show the next prompt as soon as
+	 * this returns, before the command's output. */
+	rl_callback_handler_remove();
 	line_done = true;
 	line_read = line;
 	if (!line)
@@ -228,8 +232,13 @@ static int run_terminal(struct td_hold *h)
 	char *hist = history_path();
 	using_history();
 	stifle_history(HISTORY_MAX);
-	if (hist)
+	if (hist) {
 		read_history(hist);
+		/* append_history only appends: the first session must make the file. */
+		int fd = open(hist, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
 	rl_readline_name = "taskdbg";
 	rl_catch_signals = 0;   /* SIGINT is ours: it ends a command */
 	rl_catch_sigwinch = 1;
@@ -246,10 +255,12 @@ static int run_terminal(struct td_hold *h)
 			if (td_interrupted) {
 				/* Ctrl-C at the prompt: a fresh line, as bash does. */
 				td_interrupted = 0;
-				rl_replace_line("", 0);
+				rl_replace_line("", 1);
 				rl_crlf();
-				rl_on_new_line();
-				rl_redisplay();
+				/* Installed again, which shows the prompt: rl_on_new_line and
+				 * rl_redisplay print nothing when the line was empty already. */
+				rl_callback_handler_remove();
+				rl_callback_handler_install(prompt ? prompt : "taskdbg> ", on_line);
 				continue;
 			}
 			if (r < 0 && errno != EINTR)
