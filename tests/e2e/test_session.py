@@ -30,6 +30,18 @@ FIXTURE = "diag_lock_order"
 LINES = marker_lines(RUST_SOURCE_DIR / f"{FIXTURE}.rs")
 AB_AT = f"src/bin/{FIXTURE}.rs:{LINES['ab_second_lock']}"
 BA_AT = f"src/bin/{FIXTURE}.rs:{LINES['ba_second_lock']}"
+# block_on's own future: main's `sleep(3600)`, listed after the tasks by a plain `tasks`.
+MAIN_LINE = next(n for n, text in enumerate((RUST_SOURCE_DIR / f"{FIXTURE}.rs").read_text().splitlines(), 1)
+                 if "sleep(Duration::from_secs(3600)).await" in text)
+BLOCK_ON = re.compile(rf"^     -  idle      {FIXTURE}::main::\{{async_block_env#1\}}  src/bin/{FIXTURE}\.rs:(\d+)  "
+                      r"waiting on tokio::time::Sleep 0x[0-9a-f]+(?: \(due in \d+ ms\))?  \(block_on, thread (\d+)\)\n", re.M)
+
+
+def no_block_on(out, pid):
+    """A plain `tasks`'s output with its block_on line checked (main's future, on the main thread) and left out."""
+    m = BLOCK_ON.search(out)
+    assert m and int(m.group(1)) == MAIN_LINE and int(m.group(2)) == pid, out
+    return out[:m.start()] + out[m.end():]
 AB = f"{FIXTURE}::transfer_ab"
 BA = f"{FIXTURE}::transfer_ba"
 ROWS, COLS = 60, 250
@@ -208,7 +220,7 @@ def test_live_session(lock_order, mutexes, sessions):
     s = sessions("attach", pid, prompt=live_prompt(pid))
     assert s.banner == b""
 
-    assert s.command("tasks") == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
+    assert no_block_on(s.command("tasks"), pid) == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
     assert s.command("tasks -with name transfer_ba") == "\n".join(tasks_lines(mutexes, [4]) + ["1 of 2 tasks", ""])
     assert s.command("tasks -without state idle") == "0 of 2 tasks\n"
     assert s.command("tasks -group fn") == "\n".join([
@@ -305,12 +317,13 @@ def test_live_session(lock_order, mutexes, sessions):
 
 
 def test_core_session(lock_order, mutexes, sessions, tmp_path):
+    pid = lock_order.pid
     core = gcore(lock_order.pid, tmp_path)
     assert_untouched(lock_order.pid)
     s = sessions("core", core, prompt=f"taskdbg {core.name}> ")
     assert core.name == f"gcore.{lock_order.pid}"
     # The same memory: the same tasks, the same mutexes.
-    assert s.command("tasks") == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
+    assert no_block_on(s.command("tasks"), pid) == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
     task = s.command("task 4").splitlines()
     assert task[3:5] == [f"    {BA}  Suspend2  {BA_AT}",
                          f"           {LINES['ba_second_lock']} | let mut to = a.lock().await; // @ba_second_lock"]
@@ -395,14 +408,14 @@ def test_ctrl_c(lock_order, mutexes, sessions):
     assert s.expect(b"\x1b[H\x1b[2J").decode() == "watch 200ms tasks\r\n"
     for _ in range(2):
         shown = s.expect(b"\x1b[H\x1b[2J").decode().replace("\r\n", "\n")
-        assert "\x1b[H\x1b[2J" + shown == round_
+        assert no_block_on("\x1b[H\x1b[2J" + shown, pid) == round_
     s.send("\x03")
     shown = s.expect(s.prompt).decode().replace("\r\n", "\n")
     # What the round in progress printed (the tty echoes ^C wherever the
     # output is), then the note.
     assert shown.count("^C") == 1 and shown.endswith("(interrupted)\n"), shown
     shown = shown.replace("^C", "")[:-len("(interrupted)\n")]
-    assert round_.startswith("\x1b[H\x1b[2J" + shown), shown
+    assert round_.startswith(BLOCK_ON.sub("", "\x1b[H\x1b[2J" + shown)), shown
     assert s.quiet(0.5) == b""   # the watch is over: nothing more comes
     assert s.command("tasks -with name transfer_ba") == "\n".join(tasks_lines(mutexes, [4]) + ["1 of 2 tasks", ""])
 
@@ -432,7 +445,7 @@ def test_ctrl_c(lock_order, mutexes, sessions):
 def test_target_runs_after_leaving(lock_order, mutexes, sessions, leave):
     pid = lock_order.pid
     s = sessions("attach", "--interval", "50ms", pid, prompt=live_prompt(pid))
-    assert s.command("tasks") == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
+    assert no_block_on(s.command("tasks"), pid) == "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
     if leave in ("detach", "quit"):
         s.send(leave + "\r")
         assert s.wait() == 0
@@ -461,7 +474,7 @@ def test_commands_from_a_pipe(lock_order, mutexes, tmp_path):
     expected = "\n".join(tasks_lines(mutexes) + ["2 of 2 tasks", ""])
     r = subprocess.run([str(TASKDBG), "attach", str(pid)], input="tasks\nquit\ntasks\n",
                        capture_output=True, text=True, timeout=30, env=env)
-    assert (r.returncode, r.stdout, r.stderr) == (0, expected, "")
+    assert (r.returncode, no_block_on(r.stdout, pid), r.stderr) == (0, expected, "")
     assert_runs_on(pid)
     # From a file, no quit: the end of the file ends the session; an unknown
     # command is an error on stderr and the next line still runs.
