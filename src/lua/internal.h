@@ -100,6 +100,8 @@ void tdl_push_sandbox(lua_State *L);
 void tdl_push_require(lua_State *L, const char *dir);
 /* require for a user's script: modules from dir, each in a copy of the environment at env. */
 void tdl_push_user_require(lua_State *L, const char *dir, int env);
+/* A shallow copy of the table at idx, pushed (a user's environment for one script or module). */
+void tdl_push_copy(lua_State *L, int idx);
 /* A sandbox whose require loads from dir, pushed. */
 void tdl_push_module_env(lua_State *L, const char *dir);
 /*

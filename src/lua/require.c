@@ -39,15 +39,8 @@ static void push_env_for_module(lua_State *L, const char *dir)
 		tdl_push_module_env(L, dir);
 		return;
 	}
-	lua_newtable(L);
+	tdl_push_copy(L, lua_upvalueindex(3));
 	int env = lua_gettop(L);
-	lua_pushvalue(L, lua_upvalueindex(3));
-	for (lua_pushnil(L); lua_next(L, -2); ) {
-		lua_pushvalue(L, -2);
-		lua_insert(L, -2);
-		lua_settable(L, env);
-	}
-	lua_pop(L, 1);
 	for (int i = 1; i <= 3; i++)
 		lua_pushvalue(L, lua_upvalueindex(i));
 	lua_pushcclosure(L, l_require, 3);
@@ -107,6 +100,17 @@ void tdl_push_require(lua_State *L, const char *dir)
 	luaL_getsubtable(L, -1, dir);
 	lua_remove(L, -2);
 	lua_pushcclosure(L, l_require, 2);
+}
+
+void tdl_push_copy(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_newtable(L);
+	for (lua_pushnil(L); lua_next(L, idx); ) {
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+		lua_settable(L, -4);
+	}
 }
 
 void tdl_push_user_require(lua_State *L, const char *dir, int env)

@@ -93,14 +93,8 @@ static int l_dump(lua_State *L)
 {
 	const struct td_lua_session_ops *ops = ops_of(L);
 	const char *path = tdl_check_string(L, 1);
-	if (!ops->dump) {
-		struct json_object *t = ops->target(ops->ctx), *kind = NULL;
-		bool core = json_object_object_get_ex(t, "kind", &kind) &&
-			    strcmp(json_object_get_string(kind), "core") == 0;
-		json_object_put(t);
-		return raise_error(L, td_error_format(TD_ERR_USAGE, core ? "dump needs a live process: this is a core"
-								    : "dump needs a build of taskdbg with `taskdbg dump`"));
-	}
+	if (!ops->dump)   /* (a session gives it for a live target) */
+		return raise_error(L, td_error_format(TD_ERR_USAGE, "dump needs a live process: this is a core"));
 	struct json_object *o = NULL;
 	struct td_error *err = ops->dump(ops->ctx, path, &o);
 	return push_json_result(L, err, o);
@@ -535,14 +529,9 @@ struct td_error *td_lua_session_script(struct td_lua *lua, const char *path, cha
 	if (err)
 		return err;
 	/* Its own environment over the session's, with arg and require from its directory. */
-	lua_newtable(L);
 	lua_getfield(L, LUA_REGISTRYINDEX, ENV_KEY);
-	for (lua_pushnil(L); lua_next(L, -2); ) {
-		lua_pushvalue(L, -2);
-		lua_insert(L, -2);
-		lua_settable(L, -5);
-	}
-	lua_pop(L, 1);
+	tdl_push_copy(L, -1);
+	lua_remove(L, -2);
 	lua_createtable(L, nargs, 1);
 	lua_pushstring(L, path);
 	lua_rawseti(L, -2, 0);
