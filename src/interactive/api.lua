@@ -52,16 +52,18 @@ local function key_of(t)
   return table.concat(parts, " ")
 end
 
-local function all_tasks(model)
+-- The records of every runtime's list `field` (tasks, block_on) in one list, each told its runtime's id.
+local function records_of(model, field)
   local out = {}
   for _, rt in ipairs((model and model.runtimes) or EMPTY) do
-    for _, t in ipairs(rt.tasks or EMPTY) do
-      t.runtime = rt.id
-      out[#out + 1] = t
+    for _, r in ipairs(rt[field] or EMPTY) do
+      r.runtime = rt.id
+      out[#out + 1] = r
     end
   end
   return out
 end
+local function all_tasks(model) return records_of(model, "tasks") end
 
 -- Called by C after each snapshot (td_lua_session_snapshot).
 function lib._record()
@@ -169,14 +171,7 @@ end
 
 --- taskdbg.block_on() -> the futures threads of the program drive with block_on (BLOCK_ON objects, with .runtime).
 function T.block_on()
-  local out = {}
-  for _, rt in ipairs(T.runtimes()) do
-    for _, b in ipairs(rt.block_on or EMPTY) do
-      b.runtime = rt.id
-      out[#out + 1] = b
-    end
-  end
-  return out
+  return records_of(T._model(), "block_on")
 end
 
 --- taskdbg.task(id) -> one TASK, or nil.
