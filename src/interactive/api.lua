@@ -184,6 +184,13 @@ end
 --- taskdbg.await_point(task) -> "file:line" of the innermost .await of the program's own code.
 T.await_point = at_of
 
+--- taskdbg.display_name(task) -> what a person calls a task: the program's own async fn in it
+--- (its `root`: a hyper connection's handler), else its future's name.
+local function person_name(t)
+  return type(t.root) == "string" and t.root or t.name
+end
+T.display_name = person_name
+
 --- taskdbg.resources() -> locks, semaphores, channels, join handles: who holds, who waits.
 -- { {key=, kind=, address=, info=, holders={ {task=id, name=, as=, type=} }, waiters={ {task=id, name=, at=} }, joins= }, ... }
 function T.resources()
@@ -203,14 +210,14 @@ function T.resources()
   end
   for _, t in ipairs(T.tasks()) do
     local w = get(t.waiting_on)
-    if w then w.waiters[#w.waiters + 1] = { task = t.id, name = t.name, at = at_of(t) } end
+    if w then w.waiters[#w.waiters + 1] = { task = t.id, name = person_name(t), at = at_of(t) } end
     -- what the branches of a join/select wait on
     local function children(bt)
       for _, l in ipairs(bt or EMPTY) do
         for _, c in ipairs(l.children or EMPTY) do
           local last = c[#c]
           local cw = last and get(last.waiting_on)
-          if cw and cw ~= w then cw.waiters[#cw.waiters + 1] = { task = t.id, name = t.name, at = at_of(t) } end
+          if cw and cw ~= w then cw.waiters[#cw.waiters + 1] = { task = t.id, name = person_name(t), at = at_of(t) } end
           children(c)
         end
       end
@@ -218,7 +225,7 @@ function T.resources()
     children(t.backtrace)
     for _, h in ipairs(t.holds or EMPTY) do
       local e = get(h.resource)
-      if e then e.holders[#e.holders + 1] = { task = t.id, name = t.name, as = h.name, type = h.type } end
+      if e then e.holders[#e.holders + 1] = { task = t.id, name = person_name(t), as = h.name, type = h.type } end
     end
     -- a JoinHandle awaited: the task joined is what it waits for
     if t.waiting_on and type(t.waiting_on.tasks) == "table" and w then

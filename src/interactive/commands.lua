@@ -122,9 +122,13 @@ local function resource_names(t)
   return names
 end
 
+-- What a person calls a task (a hyper connection by its handler); the
+-- task's future is named after it when they differ.
+local function root_of(t) return T.display_name(t) or "?" end
+
 local FILTERS = {
-  name = function(t) return { t.name or "", t.future or "" } end,
-  fn = function(t) return { t.name or "", t.future or "" } end,
+  name = function(t) return { root_of(t), t.name or "", t.future or "" } end,
+  fn = function(t) return { root_of(t), t.name or "", t.future or "" } end,
   await = function(t)
     local x = { T.await_point(t) }
     for _, l in ipairs(t.backtrace or EMPTY) do x[#x + 1] = (l.name or "") .. " " .. (l.file or "") .. ":" .. (l.line or "") end
@@ -134,7 +138,7 @@ local FILTERS = {
   resource = resource_names,
 }
 local GROUPS = {
-  fn = function(t) return "fn " .. (t.name or "?") end,
+  fn = function(t) return "fn " .. root_of(t) end,
   await = function(t) return "await " .. T.await_point(t) end,
   state = function(t) return "state " .. (t.state or "?") end,
   spawn = function(t)
@@ -155,7 +159,9 @@ local function task_line(t)
   local w = t.state ~= "running" and waits_text(t.waiting_on)
   -- padded outside the colour: %-9s would count the escape codes as columns
   local st = t.state or "?"
-  return string.format("%6d  %s%s %s  %s%s", t.id, state(st), string.rep(" ", 9 - #st), bold(t.name or "?"),
+  local root = root_of(t)
+  local within = root ~= t.name and t.name and ("  (in " .. t.name .. ")") or ""
+  return string.format("%6d  %s%s %s%s  %s%s", t.id, state(st), string.rep(" ", 9 - #st), bold(root), within,
     dim(T.await_point(t)), w and ("  waiting on " .. w) or "")
 end
 
@@ -285,7 +291,9 @@ local function resource_of(key)
 end
 
 local function show_task(t)
-  outf("task %d  %s  %s  (runtime %s)\n", t.id, bold(t.name or "?"), state(t.state or "?"), tostring(t.runtime))
+  local root = root_of(t)
+  outf("task %d  %s%s  %s  (runtime %s)\n", t.id, bold(root), root ~= t.name and t.name and ("  (in " .. t.name .. ")") or "",
+    state(t.state or "?"), tostring(t.runtime))
   outf("  future: %s\n", t.future or "?")
   if t.running_on and t.running_on ~= td.null then outf("  running on thread %d\n", t.running_on) end
   if t.span and t.span ~= td.null then outf("  span: %s\n", type(t.span) == "table" and (t.span.name or T.json(t.span)) or tostring(t.span)) end

@@ -100,3 +100,32 @@ def test_stuck_needs_a_history(stuck, module_tmp):
         "session_stuck::consumer", "session_stuck::credit_then_debit", "session_stuck::debit_then_credit",
         "session_stuck::producer", "session_stuck::ticker", "session_stuck::yielder"]
     assert "6 of 6 tasks" in out
+
+
+def test_a_hyper_connection_is_shown_by_its_handler(rust_bin):
+    """A session names a hyper connection task by the program's own handler in
+    it (its root), the connection's future after it, in tasks, task ID and
+    resources; the handlers' lock-order deadlock is found."""
+    lines = marker_lines(RUST_SOURCE_DIR / "hyper_locks.rs")
+    conn = "hyper::server::server::new_svc::NewSvcTask"
+    target = Target([rust_bin / "hyper_locks"])
+    try:
+        s = Session("attach", "--interval", "0", target.pid)
+        s.send("tasks -with name hyper_locks::handle", "resources", "diagnose", "quit")
+        out, err = s.finish()
+        assert err == ""
+        rows = [r.split("  waiting on ")[0] for r in stuck_lines(out)]
+        assert sorted(re.sub(r"^\s+\d+", "ID", r) for r in rows) == sorted([
+            f"ID  idle      hyper_locks::handle  (in {conn})  src/bin/hyper_locks.rs:{lines['transfer_second_lock']}",
+            f"ID  idle      hyper_locks::handle  (in {conn})  src/bin/hyper_locks.rs:{lines['refund_second_lock']}",
+        ]), out
+        assert "2 of 2 tasks" in out
+        holders = re.findall(r"^  held by: task \d+ (\S+) \(as `from`\)$", out, re.M)
+        waiters = re.findall(r"^  waited on by: task \d+ (\S+)$", out, re.M)
+        assert holders == ["hyper_locks::handle"] * 2 and waiters == ["hyper_locks::handle"] * 2, out
+        assert re.search(r"^\[1\] deadlock: tasks \d+ `hyper_locks::handle`, \d+ `hyper_locks::handle` wait for each "
+                         r"other \(tokio::sync::Mutex\): none can ever proceed$", out, re.M), out
+        assert "[2]" not in out
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
