@@ -42,6 +42,9 @@ struct td_lua;
  */
 void td_cli_reserve_cache(struct td_snapshot *snap, struct td_lua *lua);
 
+/* Tests only: how long to hold a live target stopped at every stop ($TASKDBG_TEST_PAUSE_MS). */
+unsigned td_cli_test_pause_ms(void);
+
 /*
  * A command done with its output and the target (detached, never stopped
  * again): exits with code at once, stdout flushed, leaving its memory to the

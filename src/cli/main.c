@@ -75,6 +75,12 @@ static bool all_digits(const char *s)
 	return true;
 }
 
+unsigned td_cli_test_pause_ms(void)
+{
+	const char *pause = getenv("TASKDBG_TEST_PAUSE_MS");
+	return pause ? (unsigned)strtoul(pause, NULL, 10) : 0;
+}
+
 struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret)
 {
 	return td_cli_snapshot_with(target, exe, NULL, NULL, NULL, ret);
@@ -88,9 +94,7 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 	struct td_snapshot_options opts = {
 		.exe = exe, .before_stop = before_stop, .while_stopped = while_stopped,
 		.while_stopped_arg = arg };
-	const char *pause = getenv("TASKDBG_TEST_PAUSE_MS");
-	if (pause)
-		opts.pause_stopped_ms = (unsigned)strtoul(pause, NULL, 10);
+	opts.pause_stopped_ms = td_cli_test_pause_ms();
 	if (all_digits(target)) {
 		long pid = strtol(target, NULL, 10);
 		if (pid <= 0 || pid > 0x3fffffff)

@@ -376,7 +376,7 @@ function T.diagnose(opts)
   if live then
     local samples = T._samples()
     local span = #samples >= 2 and (samples[#samples].t - samples[1].t) or 0
-    if span + 1 >= window_ms and target.age_ms < 2 * (target.interval_ms or 1000) + 100 then
+    if span + 1 >= window_ms and target.age_ms < 2 * math.max(target.gap_ms or 0, target.interval_ms or 1000) + 100 then
       -- the history covers it: the samples of the window, and a fresh stop
       T.refresh()
       samples = T._samples()

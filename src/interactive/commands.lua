@@ -462,6 +462,13 @@ command("history", {
       outf("unchanged for the last %.1f s\n", T.unmoved(id) or 0)
       return
     end
+    local target = T.target()
+    if target.gap_ms and target.interval_ms > 0 and target.gap_ms > target.interval_ms * 1.05 then
+      outf("%s\n", dim(string.format("(a snapshot every %.1f s rather than %.1f s: the last stopped the target %.1f ms "
+        .. "and took taskdbg %.2f s; the background keeps the target stopped under 5%% of the time and taskdbg "
+        .. "under half a core)", target.gap_ms / 1000, target.interval_ms / 1000, target.stopped_ms or 0,
+        (target.work_ms or 0) / 1000)))
+    end
     outf("%-6s %-9s %-7s %-7s %s\n", "SNAP", "AGE", "TASKS", "MOVED", "STOPPED")
     for _, s in ipairs(snaps) do
       outf("#%-5d %-9s %-7d %-7d %.2f ms\n", s.seq, string.format("%+.1fs", s.t - last.t), s.tasks, s.moved, s.stopped_ms or 0)

@@ -23,6 +23,7 @@ struct td_hold {
 	uint64_t last_ns;             /* when the last snapshot was taken */
 	unsigned snapshots;           /* taken so far */
 	uint64_t last_stopped_ns, max_stopped_ns;
+	uint64_t last_work_ns;        /* the last snapshot: its stop and taskdbg's work after */
 	bool sampling_failed;         /* the background stopped: the process is gone */
 	struct td_lua_session_ops ops;
 };
@@ -33,6 +34,16 @@ struct td_error *td_hold_open(struct td_hold *h, const char *target, const char 
 
 /* A new snapshot of a live target now (the `refresh` command; a core: nothing). */
 struct td_error *td_hold_refresh(struct td_hold *h);
+
+/* The background keeps a live target stopped at most this share of the time. */
+#define TD_HOLD_STOPPED_SHARE 0.05
+
+/*
+ * Time between background snapshots: --interval, or more where a snapshot
+ * would stop the target more than TD_HOLD_STOPPED_SHARE of the time, or keep
+ * taskdbg busy more than half the time (from the last snapshot's figures).
+ */
+double td_hold_gap_ms(const struct td_hold *h);
 
 /* Milliseconds until the next background snapshot is due (-1: none). */
 long td_hold_due_ms(const struct td_hold *h);

@@ -1,6 +1,7 @@
 """A session's history of snapshots: `tasks -stuck`, `history`, `task ID`'s
 history, and `diagnose` from the history, on a fixture where two tasks are
 deadlocked among tasks that keep moving (session_stuck.rs)."""
+import os
 import re
 import subprocess
 import time
@@ -23,9 +24,10 @@ def stuck(rust_bin):
 class Session:
     """taskdbg attach with commands written to its standard input (no terminal)."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.proc = subprocess.Popen([str(TASKDBG), *map(str, args)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, **(env or {})))
 
     def send(self, *lines):
         self.proc.stdin.write("".join(line + "\n" for line in lines))
@@ -129,3 +131,22 @@ def test_a_hyper_connection_is_shown_by_its_handler(rust_bin):
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def test_background_spares_a_target_that_stops_slowly(stuck):
+    """Snapshots that stop the target long come farther apart than --interval
+    asks: it is never stopped more than 5% of the time. Each stop here is held
+    40 ms (the tests' TASKDBG_TEST_PAUSE_MS), so 100 ms becomes 800 ms or more."""
+    s = Session("attach", "--interval", "100ms", stuck.pid, env={"TASKDBG_TEST_PAUSE_MS": "40"})
+    time.sleep(3.0)
+    s.send("history", "lua taskdbg.target().gap_ms >= 800", "quit")
+    out, err = s.finish()
+    assert err == ""
+    assert re.search(r"^\(a snapshot every \d+\.\d s rather than 0\.1 s: the last stopped the target \d+\.\d ms and took "
+                     r"taskdbg \d+\.\d\d s; the background keeps the target stopped under 5% of the time and taskdbg "
+                     r"under half a core\)$", out, re.M), out
+    snaps = re.findall(r"^#(\d+)\s", out, re.M)
+    # 3 s at 100 ms would be ~25 snapshots; at >= 800 ms, 5 at most (with the first one at opening)
+    assert 2 <= len(snaps) <= 5, out
+    assert out.rstrip().endswith("true"), out
+    assert_untouched(stuck.pid)
