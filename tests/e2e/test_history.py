@@ -150,3 +150,29 @@ def test_background_spares_a_target_that_stops_slowly(stuck):
     assert 2 <= len(snaps) <= 5, out
     assert out.rstrip().endswith("true"), out
     assert_untouched(stuck.pid)
+
+
+def test_dump_in_a_session_opens_as_a_core_session(stuck, tmp_path):
+    """`dump FILE` in a session writes a core that `taskdbg core` opens with the
+    same tasks and the same finding as the live session."""
+    core = tmp_path / "hang.core"
+    s = Session("attach", "--interval", "0", stuck.pid)
+    s.send("tasks -group fn", f"dump {core}", "diagnose --window 200ms", "quit")
+    live, _ = s.finish()
+    m = re.search(rf"^wrote {re.escape(str(core))} \((\d+\.\d) MiB, (\d+) threads\): target stopped (\d+\.\d) ms$", live, re.M)
+    assert m and int(m.group(2)) == len(os.listdir(f"/proc/{stuck.pid}/task")), live
+    assert_untouched(stuck.pid)
+    c = Session("core", core)
+    c.send("tasks -group fn", "diagnose", "quit")
+    post, _ = c.finish()
+
+    def groups(out):
+        return re.findall(r"^(fn \S+: \d+ tasks?)$", out, re.M)
+
+    def findings(out):
+        return re.findall(r"^\[\d+\] .*$", out, re.M)
+
+    assert len(groups(live)) == 6 and groups(post) == groups(live), (live, post)
+    assert findings(post) == findings(live) == [
+        "[1] deadlock: tasks 3 `session_stuck::debit_then_credit`, 4 `session_stuck::credit_then_debit` "
+        "wait for each other (tokio::sync::Mutex): none can ever proceed"], (live, post)
