@@ -570,6 +570,7 @@ command("source", {
   usage = "source FILE [ARG...]",
   help = "Run a Lua script in the session, as `taskdbg run` would.",
   raw = true,
+  files = true,
 })
 
 command("dump", {
@@ -577,6 +578,7 @@ command("dump", {
   help = "Write an ELF core of the live process (as gcore does, without gdb): open it\n" ..
          "later with `taskdbg core FILE`, or with gdb. The process is stopped only while\n" ..
          "its memory is copied.",
+  files = true,
   run = function(args)
     local path = args[1] or usage_error("dump takes a FILE")
     local r = T.dump(path)
@@ -656,6 +658,7 @@ function C.run(line)
   return false
 end
 
+-- Candidates for word; nil where readline should complete file names.
 function C.complete(line, word)
   local w = words(line)
   local first = #w == 0 or (#w == 1 and word ~= "")
@@ -665,6 +668,7 @@ function C.complete(line, word)
     for name in pairs(commands) do cands[#cands + 1] = name end
   else
     local c = commands[w[1]]
+    if c and c.files then return nil end   -- file names: readline's own completion
     if not c or not c.complete then return {} end
     local args = {}
     for i = 2, #w - (word ~= "" and 1 or 0) do args[#args + 1] = w[i] end

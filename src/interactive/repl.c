@@ -205,9 +205,10 @@ static char **complete(const char *text, int start, int end)
 {
 	(void)start;
 	(void)end;
-	rl_attempted_completion_over = 1;   /* no file names unless commands.lua gives them */
 	free_completions();
 	completions = td_lua_session_complete(repl_hold->s.lua, rl_line_buffer, text);
+	/* No list at all: a file name (dump, source), readline's own completion. */
+	rl_attempted_completion_over = completions != NULL;
 	if (!completions || !completions[0])
 		return NULL;
 	return rl_completion_matches(text, completion_generator);

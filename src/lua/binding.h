@@ -142,7 +142,7 @@ struct td_error *td_lua_session_snapshot(struct td_lua *lua);
 /* Runs one command line of the REPL (commands.lua); *quit when it ends the session. */
 struct td_error *td_lua_session_command(struct td_lua *lua, const char *line, bool *quit);
 
-/* Completions of word in line (commands, options, ids), NULL-terminated, malloc'd; or NULL. */
+/* Completions of word in line (commands, options, ids), NULL-terminated, malloc'd; NULL: a file name is expected (or the call failed). */
 char **td_lua_session_complete(struct td_lua *lua, const char *line, const char *word);
 
 /*

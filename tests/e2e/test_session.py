@@ -337,7 +337,7 @@ def test_core_session(lock_order, mutexes, sessions, tmp_path):
     assert s.quiet(0.1) == b"\r\n"
 
 
-def test_tab_completion(lock_order, mutexes, sessions):
+def test_tab_completion(lock_order, mutexes, sessions, tmp_path):
     pid = lock_order.pid
     s = sessions("attach", pid, prompt=live_prompt(pid))
     prompt = live_prompt(pid).encode()
@@ -369,6 +369,11 @@ def test_tab_completion(lock_order, mutexes, sessions):
     s.expect(b"help resources ")
     s.send("\r")
     assert s.expect(prompt).decode().startswith("\r\nusage: resources [-with PATTERN]\r\n")
+    # dump and source take a file: readline's own file-name completion
+    (tmp_path / "hang-dir").mkdir()
+    s.send(f"dump {tmp_path}/hang-d\t")
+    s.expect(f"dump {tmp_path}/hang-dir/".encode())
+    s.send("\x15")
     s.send("quit\r")
     assert s.wait() == 0
     assert_runs_on(pid)
