@@ -294,6 +294,13 @@ local function run(ctx, ix)
       local n = node(g, name, "and", task_label(t))
       n.task = t
       need(n, "thread:" .. t.running_on)
+    elseif t.state == "notified" then
+      -- Woken already: what it awaited has happened (a consumer whose channel
+      -- got a message, its producer now blocked on the full channel). It waits
+      -- only for a worker to poll it, never on its awaited resource.
+      local n = node(g, name, "and", task_label(t))
+      n.task = t
+      need(n, "rt:" .. rt.address)
     else
       local n = node(g, name, "and", task_label(t))
       n.task = t

@@ -171,6 +171,29 @@ cases.healthy_busy = function()
   eq(doc.tasks, n, "tasks counted")
 end
 
+-- A producer blocked on a full channel and its consumer at recv: a cycle
+-- only while neither has been woken. Caught as the consumer takes a message,
+-- the producer is notified already (diag_healthy under load showed it): no
+-- deadlock then; the same two both idle are one.
+cases.channel_pair_notified_is_no_deadlock = function()
+  local function chan(mode, senders)
+    return { kind = "toy::Chan", key = "chan:1", address = "0x5000", mode = mode, senders = senders }
+  end
+  local function pair(producer_state)
+    return {
+      { id = 3, name = "app::produce", state = producer_state, backtrace = array{ await("app::produce", 16, "toy::Send") },
+        waiting_on = chan("tx"), holds = array{ { name = "tx", resource = chan("tx") } } },
+      { id = 4, name = "app::consume", state = "idle", backtrace = array{ await("app::consume", 24, "toy::Recv") },
+        waiting_on = chan("rx", 1), holds = array{ { name = "rx", resource = chan("rx") } } },
+    }
+  end
+  local doc = diagnose(ctx_of(runtime(pair("idle")), { parked(101), parked(102) }))
+  eq(kinds(doc), "deadlock", "both idle")
+  eq(ids(doc.findings[1].tasks), "3,4", "deadlock tasks")
+  doc = diagnose(ctx_of(runtime(pair("notified")), { parked(101), parked(102) }))
+  eq(kinds(doc), "", "producer notified")
+end
+
 -- No runtime at all (a C program): nothing found, no error.
 cases.no_runtime = function()
   local ctx = ctx_of(runtime({}), { parked(101) })
