@@ -23,11 +23,12 @@ def test_unit_tests_were_built():
 def test_detectors_on_synthetic_models():
     """Every detector on made-up models of a made-up runtime: a cycle of
     three, a lost waker, a blocking call and the starvation it causes, a
-    healthy busy runtime, no runtime. No target, no tokio."""
+    healthy busy runtime, no runtime, a producer/consumer pair caught with the
+    producer woken. No target, no tokio."""
     r = subprocess.run([str(BUILD / "tests" / "test-detectors"), str(ROOT / "detectors"),
                         str(ROOT / "tests" / "lua" / "detectors.lua")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "6 detector cases passed"
+    assert r.stdout.strip() == "7 detector cases passed"
 
 
 def test_future_module(rust_bin, tmp_path):
