@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/session.h"
@@ -81,19 +80,6 @@ static struct td_error *first_stop(struct td_snapshot *snap, void *arg)
 					      : walk_while_stopped(snap, arg);
 }
 
-static void sleep_until(uint64_t deadline_ns)
-{
-	for (;;) {
-		uint64_t now = td_now_ns();
-		if (now >= deadline_ns)
-			return;
-		uint64_t left = deadline_ns - now;
-		struct timespec ts = { (time_t)(left / 1000000000u), (long)(left % 1000000000u) };
-		if (nanosleep(&ts, NULL) == 0)
-			return;
-	}
-}
-
 static void note_stop(struct diagnose_job *job, const struct td_snapshot *snap)
 {
 	job->samples++;
@@ -110,18 +96,12 @@ static struct td_error *watch(struct td_snapshot *snap, struct diagnose_job *job
 {
 	struct td_snapshot_options opts = {
 		.while_stopped = sample_while_stopped, .while_stopped_arg = job };
-	uint64_t start = td_now_ns(), step = (uint64_t)(interval_ms * 1e6);
-	uint64_t end = start + (uint64_t)(window_ms * 1e6);
-	for (uint64_t next = start + step; next < end; next += step) {
-		sleep_until(next);
-		struct td_error *err = td_snapshot_retake(snap, &opts);
-		if (err)
-			return err;
-		note_stop(job, snap);
-	}
-	sleep_until(end);
+	struct td_error *err = td_session_sample_window(snap, window_ms, interval_ms, &opts, &job->samples,
+							&job->max_stopped_ns);
+	if (err)
+		return err;
 	opts.while_stopped = walk_while_stopped;
-	struct td_error *err = td_snapshot_retake(snap, &opts);
+	err = td_snapshot_retake(snap, &opts);
 	if (!err)
 		note_stop(job, snap);
 	return err;

@@ -7,6 +7,8 @@
 #include "config.h"
 #include "lua/binding.h"
 #include "model/threads.h"
+#include "util/clock.h"
+#include "util/interrupt.h"
 
 int td_session_parse(struct td_session *s, int argc, char **argv, const struct option *options,
 		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
@@ -64,6 +66,27 @@ struct td_error *td_session_open(struct td_session *s,
 				 struct td_error *(*while_stopped)(struct td_snapshot *, void *), void *arg)
 {
 	return td_cli_snapshot_with(s->target, s->exe, before_stop, while_stopped, arg, &s->snap);
+}
+
+struct td_error *td_session_sample_window(struct td_snapshot *snap, double window_ms, double interval_ms,
+					  const struct td_snapshot_options *sample, unsigned *stops,
+					  uint64_t *max_stopped_ns)
+{
+	uint64_t start = td_now_ns(), step = (uint64_t)(interval_ms * 1e6);
+	uint64_t end = start + (uint64_t)(window_ms * 1e6);
+	for (uint64_t next = start + step; next < end; next += step) {
+		if (!td_sleep_until(next))
+			return td_error_format(TD_ERR_USAGE, "interrupted");
+		struct td_error *err = td_snapshot_retake(snap, sample);
+		if (err)
+			return err;
+		(*stops)++;
+		if (snap->stopped_ns > *max_stopped_ns)
+			*max_stopped_ns = snap->stopped_ns;
+	}
+	if (!td_sleep_until(end))
+		return td_error_format(TD_ERR_USAGE, "interrupted");
+	return NULL;
 }
 
 struct td_error *td_session_threads(struct td_session *s)

@@ -78,6 +78,17 @@ struct td_error *td_session_open(struct td_session *s,
 				 struct td_error *(*before_stop)(struct td_snapshot *, void *),
 				 struct td_error *(*while_stopped)(struct td_snapshot *, void *), void *arg);
 
+/*
+ * diagnose's window on a live target: a stop with sample every interval_ms
+ * until window_ms has passed, then a sleep to its end (the last stop, with
+ * the walk, is the caller's). Counts the stops in *stops and keeps the
+ * longest in *max_stopped_ns. Ctrl-C in a session ends it: an error
+ * "interrupted".
+ */
+struct td_error *td_session_sample_window(struct td_snapshot *snap, double window_ms, double interval_ms,
+					  const struct td_snapshot_options *sample, unsigned *stops,
+					  uint64_t *max_stopped_ns);
+
 /* s->threads from the snapshot. */
 struct td_error *td_session_threads(struct td_session *s);
 

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "report/bt.h"
@@ -95,20 +94,6 @@ double td_hold_gap_ms(const struct td_hold *h)
 	return gap;
 }
 
-static void sleep_until(uint64_t deadline_ns)
-{
-	while (!td_interrupt_pending()) {
-		uint64_t now = td_now_ns();
-		if (now >= deadline_ns)
-			return;
-		uint64_t left = deadline_ns - now;
-		if (left > 50000000u)
-			left = 50000000u;   /* see Ctrl-C */
-		struct timespec ts = { 0, (long)left };
-		nanosleep(&ts, NULL);
-	}
-}
-
 /* diagnose's window in a session: samples every interval, then a stop with the walk. */
 static struct td_error *op_watch(void *ctx, double window_ms, double interval_ms)
 {
@@ -118,22 +103,10 @@ static struct td_error *op_watch(void *ctx, double window_ms, double interval_ms
 	if (interval_ms < 1)
 		interval_ms = 1;
 	struct td_snapshot_options opts = { .while_stopped = sample_while_stopped, .while_stopped_arg = h };
-	uint64_t start = td_now_ns(), step = (uint64_t)(interval_ms * 1e6);
-	uint64_t end = start + (uint64_t)(window_ms * 1e6);
-	for (uint64_t next = start + step; next < end && !td_interrupt_pending(); next += step) {
-		sleep_until(next);
-		if (td_interrupt_pending())
-			break;
-		struct td_error *err = td_snapshot_retake(h->s.snap, &opts);
-		if (err)
-			return err;
-		if (h->s.snap->stopped_ns > h->max_stopped_ns)
-			h->max_stopped_ns = h->s.snap->stopped_ns;
-	}
-	if (td_interrupt_pending())
-		return td_error_format(TD_ERR_USAGE, "interrupted");
-	sleep_until(end);
-	return td_hold_refresh(h);
+	unsigned stops = 0;
+	struct td_error *err = td_session_sample_window(h->s.snap, window_ms, interval_ms, &opts, &stops,
+							&h->max_stopped_ns);
+	return err ? err : td_hold_refresh(h);
 }
 
 static struct td_error *op_refresh(void *ctx)

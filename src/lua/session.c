@@ -204,19 +204,9 @@ static int l_parse_json(lua_State *L)
 static int l_sleep(lua_State *L)
 {
 	double s = luaL_checknumber(L, 1);
-	uint64_t end = td_now_ns() + (uint64_t)(s > 0 ? s * 1e9 : 0);
-	for (;;) {
-		if (td_interrupt_pending())
-			return tdl_raise_kind(L, TDL_BUDGET, "interrupted");
-		uint64_t now = td_now_ns();
-		if (now >= end)
-			return 0;
-		uint64_t left = end - now;
-		if (left > 50000000u)
-			left = 50000000u;   /* wake to see Ctrl-C */
-		struct timespec ts = { 0, (long)left };
-		nanosleep(&ts, NULL);
-	}
+	if (!td_sleep_until(td_now_ns() + (uint64_t)(s > 0 ? s * 1e9 : 0)))
+		return tdl_raise_kind(L, TDL_BUDGET, "interrupted");
+	return 0;
 }
 
 /* taskdbg.time() -> seconds since the epoch, with fractions (for reports) */

@@ -61,8 +61,3 @@ void td_error_destroy(struct td_error *err)
 	free(err->message);
 	free(err);
 }
-
-#include "util/interrupt.h"
-
-volatile sig_atomic_t td_interrupted;
-volatile sig_atomic_t td_interruptible;

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Set by SIGINT while interruptible; cleared by whoever handles it. */
 extern volatile sig_atomic_t td_interrupted;
@@ -20,5 +21,8 @@ static inline bool td_interrupt_pending(void)
 {
 	return td_interrupted != 0;
 }
+
+/* Sleeps until deadline_ns (CLOCK_MONOTONIC); false if Ctrl-C in a session came first. */
+bool td_sleep_until(uint64_t deadline_ns);
 
 #endif
