@@ -16,10 +16,8 @@ local USAGE = "usage: taskdbg run ci-hang-report.lua PID|CORE [--window 1s] [--j
 
 -- "1s", "500ms", "1.5" (seconds) -> seconds
 local function seconds(text)
-  local n, unit = tostring(text):match("^(%d+%.?%d*)(%a*)$")
-  local scale = ({ [""] = 1, s = 1, ms = 0.001, m = 60 })[unit or ""]
-  if not n or not scale then error(string.format("%s: a duration is 1s, 500ms or 1.5 (got %s)", USAGE, text), 0) end
-  return tonumber(n) * scale
+  return T.parse_duration(text)
+    or error(string.format("%s: a duration is 1s, 500ms or 1.5 (got %s)", USAGE, text), 0)
 end
 
 local window, json_to = 1, nil

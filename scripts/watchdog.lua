@@ -20,10 +20,8 @@ local T = taskdbg
 local USAGE = "usage: taskdbg run watchdog.lua PID [--every 2s] [--polls N] [--stuck K] [--out DIR] [--all]"
 
 local function seconds(text)
-  local n, unit = tostring(text):match("^(%d+%.?%d*)(%a*)$")
-  local scale = ({ [""] = 1, s = 1, ms = 0.001, m = 60 })[unit or ""]
-  if not n or not scale then error(string.format("%s: a duration is 2s, 500ms or 1.5 (got %s)", USAGE, text), 0) end
-  return tonumber(n) * scale
+  return T.parse_duration(text)
+    or error(string.format("%s: a duration is 2s, 500ms or 1.5 (got %s)", USAGE, text), 0)
 end
 
 local function count(text, least)

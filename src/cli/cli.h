@@ -60,9 +60,6 @@ void td_cli_install_signal_handlers(void);
 /* Remembers the terminal's modes, restored if a signal ends taskdbg (a session's readline changes them). */
 void td_cli_save_terminal(void);
 
-/* "500ms", "2s", "1.5s", "250us", "1m"; a bare number is seconds. False if malformed. */
-bool td_cli_parse_duration_ms(const char *s, double *ms);
-
 int td_cmd_attach(int argc, char **argv);
 int td_cmd_core(int argc, char **argv);
 int td_cmd_bt(int argc, char **argv);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/duration.h"
 #include "interactive/hold.h"
 #include "interactive/repl.h"
 
@@ -40,7 +41,7 @@ struct attach_options {
 static int attach_option(struct td_session *s, int c, const char *arg, void *ctx)
 {
 	struct attach_options *o = ctx;
-	if (c == 'i' && !td_cli_parse_duration_ms(arg, &o->interval_ms))
+	if (c == 'i' && !td_parse_duration_ms(arg, &o->interval_ms))
 		return td_cli_usage(s->command, "bad duration '%s' (write e.g. 500ms or 2s; 0 for none)", arg);
 	if (c == 'k') {
 		char *end;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/duration.h"
 #include "cli/session.h"
 #include "lua/binding.h"
 #include "model/threads.h"
@@ -111,7 +112,7 @@ static int diagnose_option(struct td_session *s, int c, const char *arg, void *c
 {
 	struct diagnose_job *job = ctx;
 	double *dst = c == 'w' ? &job->window_ms : c == 'g' ? &job->greedy_ms : c == 'i' ? &job->interval_ms : NULL;
-	if (dst && !td_cli_parse_duration_ms(arg, dst))
+	if (dst && !td_parse_duration_ms(arg, dst))
 		return td_cli_usage(s->command, "bad duration '%s' (write e.g. 500ms or 2s)", arg);
 	return -1;
 }

@@ -1,4 +1,3 @@
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,28 +107,6 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 	return td_snapshot_open_core(target, &opts, ret);
 }
 
-/* "500ms", "2s", "1.5s", "250us"; a bare number is seconds. Returns false if malformed. */
-bool td_cli_parse_duration_ms(const char *s, double *ms)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return false;
-	double scale;
-	if (!strcmp(end, "ms"))
-		scale = 1;
-	else if (!strcmp(end, "s") || !*end)
-		scale = 1000;
-	else if (!strcmp(end, "us"))
-		scale = 0.001;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		scale = 60000;
-	else
-		return false;
-	*ms = v * scale;
-	return *ms <= 24.0 * 3600 * 1000;
-}
 
 int main(int argc, char **argv)
 {

@@ -24,16 +24,8 @@ local function usage_error(msg)
   error(msg, 0)
 end
 
--- "1s", "500ms", "2" (seconds) -> seconds
-local function seconds(text)
-  local n, unit = tostring(text or ""):match("^(%d+%.?%d*)(%a*)$")
-  n = tonumber(n)
-  if not n then return nil end
-  if unit == "" or unit == "s" then return n end
-  if unit == "ms" then return n / 1000 end
-  if unit == "m" or unit == "min" then return n * 60 end
-  return nil
-end
+-- "1s", "500ms", "2" (seconds) -> seconds, or nil: as every command reads them
+local function seconds(text) return text and T.parse_duration(text) end
 
 local function words(line)
   local w = {}

@@ -12,6 +12,7 @@
 
 #include "debuginfo/source.h"
 #include "lua/embedded.h"
+#include "util/duration.h"
 
 static const char OPS_KEY[] = "taskdbg.session";     /* light userdata: the ops */
 static const char API_KEY[] = "taskdbg.api";         /* the taskdbg table */
@@ -209,6 +210,16 @@ static int l_sleep(lua_State *L)
 	return 0;
 }
 
+/* taskdbg.parse_duration(text) -> seconds, or nil: "500ms", "2s", "1.5" as every command takes them */
+static int l_parse_duration(lua_State *L)
+{
+	double ms;
+	if (!td_parse_duration_ms(luaL_tolstring(L, 1, NULL), &ms))
+		return 0;
+	lua_pushnumber(L, ms / 1000);
+	return 1;
+}
+
 /* taskdbg.time() -> seconds since the epoch, with fractions (for reports) */
 static int l_time(lua_State *L)
 {
@@ -323,6 +334,7 @@ static const luaL_Reg session_functions[] = {
 	{ "json", l_json },
 	{ "parse_json", l_parse_json },
 	{ "sleep", l_sleep },
+	{ "parse_duration", l_parse_duration },
 	{ "time", l_time },
 	{ "_watch", l_watch },
 	{ "_threads", l_threads },
