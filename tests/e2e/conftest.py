@@ -246,20 +246,38 @@ def time_limit():
     signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.fixture(scope="module")
-def c_threads():
-    t = Target([C_FIXTURES / "fixture-threads"])
+def started(argv):
+    """A module's fixture process: started, then left untouched by the tests and stopped."""
+    t = Target(argv)
     yield t
     assert_untouched(t.pid)
     t.stop()
+
+
+@pytest.fixture(scope="module")
+def c_threads():
+    yield from started([C_FIXTURES / "fixture-threads"])
 
 
 @pytest.fixture(scope="module")
 def rust_stacks(rust_bin):
-    t = Target([rust_bin / "stacks"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
+    yield from started([rust_bin / "stacks"])
+
+
+@pytest.fixture(scope="module")
+def rust_tasks(rust_bin):
+    yield from started([rust_bin / "tasks"])
+
+
+@pytest.fixture(scope="module")
+def lock_order(rust_bin):
+    """diag_lock_order: tasks 3 and 4 deadlocked on two tokio mutexes."""
+    yield from started([rust_bin / "diag_lock_order"])
+
+
+@pytest.fixture(scope="module")
+def lock_order_core(lock_order, module_tmp):
+    return gcore(lock_order.pid, module_tmp)
 
 
 def remove_cores(directory):

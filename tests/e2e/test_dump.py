@@ -51,14 +51,6 @@ def bt(target):
     return json.loads(r.stdout)
 
 
-@pytest.fixture(scope="module")
-def rust_tasks(rust_bin):
-    t = Target([rust_bin / "tasks"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
-
-
 def test_tasks_same_as_live(rust_tasks, module_tmp):
     live = tasks_json(rust_tasks.pid)
     core = module_tmp / f"dump.{rust_tasks.pid}"

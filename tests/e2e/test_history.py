@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import RUST_SOURCE_DIR, TASKDBG, Target, assert_untouched, gcore, marker_lines
+from conftest import RUST_SOURCE_DIR, TASKDBG, Target, assert_untouched, gcore, marker_lines, started
 
 SOURCE = RUST_SOURCE_DIR / "session_stuck.rs"
 LINES = marker_lines(SOURCE)
@@ -16,9 +16,7 @@ LINES = marker_lines(SOURCE)
 
 @pytest.fixture(scope="module")
 def stuck(rust_bin):
-    t = Target([rust_bin / "session_stuck"])
-    yield t
-    t.stop()
+    yield from started([rust_bin / "session_stuck"])
 
 
 class Session:

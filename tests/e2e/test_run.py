@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TASKDBG, Target, assert_untouched, gcore, run, thread_states, tracer_of
+from conftest import ROOT, TASKDBG, assert_untouched, gcore, run, thread_states, tracer_of
 
 
 def test_fields_script(rust_stacks, tokio_version):
@@ -67,19 +67,6 @@ def test_walk_list_fields_must_be_named(rust_stacks, tmp_path):
 def test_run_usage():
     r = run("run", "only-a-script.lua")
     assert r.returncode == 64 and "SCRIPT.lua and TARGET are needed" in r.stderr
-
-
-@pytest.fixture(scope="module")
-def lock_order(rust_bin):
-    t = Target([rust_bin / "diag_lock_order"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
-
-
-@pytest.fixture(scope="module")
-def lock_order_core(lock_order, module_tmp):
-    return gcore(lock_order.pid, module_tmp)
 
 
 def script(tmp_path, text, name="s.lua"):

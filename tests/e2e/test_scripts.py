@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, TASKDBG, Target, assert_untouched, gcore, run
+from conftest import ROOT, TASKDBG, assert_untouched, run, started
 
 SCRIPTS = ROOT / "scripts"
 ADDR = re.compile(r"0x[0-9a-f]+")
@@ -35,24 +35,8 @@ def lines(text):
 
 
 @pytest.fixture(scope="module")
-def lock_order(rust_bin):
-    t = Target([rust_bin / "diag_lock_order"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
-
-
-@pytest.fixture(scope="module")
-def lock_order_core(lock_order, module_tmp):
-    return gcore(lock_order.pid, module_tmp)
-
-
-@pytest.fixture(scope="module")
 def healthy(rust_bin):
-    t = Target([rust_bin / "diag_healthy"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
+    yield from started([rust_bin / "diag_healthy"])
 
 
 # ---- ci-hang-report.lua ----

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import (RUST_SOURCE_DIR, TASKDBG, Target, assert_untouched, gcore, marker_lines, run,
+from conftest import (RUST_SOURCE_DIR, TASKDBG, assert_untouched, gcore, marker_lines, run,
                       thread_states)
 
 FIXTURE = "diag_lock_order"
@@ -171,14 +171,6 @@ def assert_runs_on(pid):
         assert_untouched(pid)
         assert "t" not in thread_states(pid).values()
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def lock_order(rust_bin):
-    t = Target([rust_bin / FIXTURE])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
 
 
 @pytest.fixture(scope="module")

@@ -137,14 +137,6 @@ def check_model(doc, live, aborted=False):
 
 
 @pytest.fixture(scope="module")
-def rust_tasks(rust_bin):
-    t = Target([rust_bin / "tasks"])
-    yield t
-    assert_untouched(t.pid)
-    t.stop()
-
-
-@pytest.fixture(scope="module")
 def debian_tasks():
     """The tasks fixture on Debian's tokio alone: for tests of the plugin host,
     which do not depend on the tokio release."""
