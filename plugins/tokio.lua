@@ -41,6 +41,11 @@ M.frames = {
                  "tokio::runtime::task::LocalNotified", "tokio::runtime::scheduler::current_thread::",
                  "tokio::task::local::" },
   poll_blocking = { "tokio::runtime::blocking::pool::Task::run" },
+  -- Inside a poll, where the task's own future (or blocking closure) is
+  -- called: what runs inside is the task's code (record's flame graphs).
+  future = { "tokio::runtime::task::core::Core<T,S>::poll::{closure",
+             "tokio::runtime::blocking::task::BlockingTask<T>::poll",
+             "<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll" },
   -- A blocking-pool task's future (spawn_blocking): its poll is no async code.
   blocking_task = { "tokio::runtime::blocking::task::BlockingTask" },
   -- Shutting a runtime (its blocking pool) down, and waiting for that.

@@ -65,7 +65,9 @@ int td_cmd_core(int argc, char **argv);
 int td_cmd_bt(int argc, char **argv);
 int td_cmd_diagnose(int argc, char **argv);
 int td_cmd_dump(int argc, char **argv);
+int td_cmd_record(int argc, char **argv);
 int td_cmd_run(int argc, char **argv);
+int td_cmd_top(int argc, char **argv);
 int td_cmd_tasks(int argc, char **argv);
 
 #endif

@@ -23,6 +23,8 @@ static const char main_help[] =
 	"  diagnose  run every detector, print findings\n"
 	"  run       run a Lua diagnosis script against TARGET\n"
 	"  dump      write an ELF core of a live process: taskdbg dump PID FILE\n"
+	"  record    task-rooted flame graph of a live process (.folded, .svg, .json)\n"
+	"  top       live view of a process: tasks by CPU, workers, threads, warnings\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
@@ -138,6 +140,10 @@ int main(int argc, char **argv)
 		return td_cmd_core(argc - 1, argv + 1);
 	if (!strcmp(cmd, "dump"))
 		return td_cmd_dump(argc - 1, argv + 1);
+	if (!strcmp(cmd, "record"))
+		return td_cmd_record(argc - 1, argv + 1);
+	if (!strcmp(cmd, "top"))
+		return td_cmd_top(argc - 1, argv + 1);
 	return td_cli_usage(NULL, "unknown command '%s'", cmd);
 }
 

@@ -17,7 +17,7 @@ int td_session_parse(struct td_session *s, int argc, char **argv, const struct o
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, s->shortopts ? s->shortopts : "+", options, NULL)) != -1) {
 		switch (c) {
 		case 'j': s->json = true; break;
 		case 'e': s->exe = optarg; break;

@@ -20,6 +20,7 @@ struct td_thread_list;
 
 struct td_session {
 	const char *command;           /* "tasks": for usage messages */
+	const char *shortopts;         /* getopt's short options ("+o:"); NULL: none */
 	/* The shared options (td_session_parse). */
 	bool json;
 	const char *exe, *plugins, *target;

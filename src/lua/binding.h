@@ -109,6 +109,17 @@ void td_lua_free_paths(char **paths, size_t n);
 struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
 				 struct json_object *options, struct json_object **ret);
 
+/* The same, with the plugin's model (finish's result) as JSON too (`top`). */
+struct td_error *td_lua_diagnose_model(struct td_lua *lua, const char *dir, struct json_object *threads,
+				       struct json_object *options, struct json_object **model_ret,
+				       struct json_object **ret);
+
+/*
+ * Lets go of the Lua values that JSON results given out so far borrow
+ * strings from: call once every such result is freed (a long `top`).
+ */
+void td_lua_release_results(struct td_lua *lua);
+
 /* The detectors directory: $TASKDBG_DETECTORS, the install dir, the source tree. */
 struct td_error *td_lua_find_detectors(char **dir_ret);
 

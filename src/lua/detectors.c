@@ -125,6 +125,19 @@ struct td_error *tdl_diagnose_with(struct td_lua *lua, const char *dir, int mode
 struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct json_object *threads,
 				 struct json_object *options, struct json_object **ret)
 {
+	return td_lua_diagnose_model(lua, dir, threads, options, NULL, ret);
+}
+
+void td_lua_release_results(struct td_lua *lua)
+{
+	lua_pushnil(lua->L);
+	lua_setfield(lua->L, LUA_REGISTRYINDEX, "taskdbg.results");
+}
+
+struct td_error *td_lua_diagnose_model(struct td_lua *lua, const char *dir, struct json_object *threads,
+				       struct json_object *options, struct json_object **model_ret,
+				       struct json_object **ret)
+{
 	lua_State *L = lua->L;
 	int base = lua_gettop(L);
 	struct td_error *err = NULL;
@@ -139,6 +152,10 @@ struct td_error *td_lua_diagnose(struct td_lua *lua, const char *dir, struct jso
 		goto out;
 	}
 	int model = lua_gettop(L);
+	if (model_ret) {
+		tdl_keep_alive(L, model);
+		*model_ret = tdl_to_json(L, model, 0);
+	}
 	lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.samples");
 	if (lua_isnil(L, -1)) {
 		lua_pop(L, 1);

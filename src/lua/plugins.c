@@ -276,7 +276,8 @@ struct td_error *td_lua_runtime_frames(struct td_lua *lua, struct td_runtime_fra
 		     copy_strings(L, frames, "drives", &out->drives) &&
 		     copy_strings(L, frames, "poll", &out->poll) &&
 		     copy_strings(L, frames, "poll_async", &out->poll_async) &&
-		     copy_strings(L, frames, "poll_blocking", &out->poll_blocking);
+		     copy_strings(L, frames, "poll_blocking", &out->poll_blocking) &&
+		     copy_strings(L, frames, "future", &out->future);
 	}
 	lua_settop(L, base);
 	if (!ok) {

@@ -40,9 +40,12 @@ struct td_runtime_frames {
 	char **poll;           /* a task's poll: what runs under it is the task's */
 	char **poll_async;     /* outside a poll: the task is async */
 	char **poll_blocking;  /* outside a poll: the task is a blocking closure (or a worker loop) */
+	char **future;         /* inside a poll, where the task's own future (or closure) is called */
 };
 
 void td_runtime_frames_free(struct td_runtime_frames *f);
+/* Whether fn begins with one of prefixes (NULL-terminated; "a::B::f" matches "<a::B>::f" too). */
+bool td_frame_matches(const char *fn, char *const *prefixes);
 
 struct td_thread_list {
 	struct td_thread_view *threads;
@@ -50,6 +53,7 @@ struct td_thread_list {
 	struct td_symbolizer *sym;
 	const struct td_stack *stacks;   /* the snapshot's */
 	const struct td_runtime_frames *frames;   /* borrowed; may be NULL */
+	bool sym_borrowed;               /* sym is the caller's (td_thread_list_build_with) */
 };
 
 /* A thread and the async task it polls now (from the runtime plugin's model). */
@@ -65,7 +69,28 @@ struct td_task_on {
 struct td_error *td_thread_list_build(struct td_snapshot *snap, const struct td_runtime_frames *frames,
 				      struct td_thread_list **ret);
 
+/* The same with the caller's symbolizer (its cache kept across stops: a profiler's). */
+struct td_error *td_thread_list_build_with(struct td_snapshot *snap, const struct td_runtime_frames *frames,
+					   struct td_symbolizer *sym, struct td_thread_list **ret);
 void td_thread_list_destroy(struct td_thread_list *list);
+
+/* v's frames (appended) from one unwound stack, and its unwind error and truncation. */
+struct td_error *td_thread_view_frames(struct td_symbolizer *sym, const struct td_stack *stack,
+				      struct td_thread_view *v);
+/* A thread's role from its frames (the main thread is the one whose tid is pid). */
+enum td_thread_role td_thread_guess_role(pid_t pid, const struct td_runtime_frames *frames,
+					 const struct td_thread_view *v);
+/* The system call v sits in, with restart_syscall named after the libc wrapper on top. */
+long td_thread_resolve_syscall(const struct td_thread_view *v);
+
+enum td_poll_kind { TD_POLL_NONE, TD_POLL_ASYNC, TD_POLL_BLOCKING };
+/*
+ * What the thread polls, from its stack: an async task, a blocking closure
+ * (or a worker loop run as one), or nothing; *poll_at (if not NULL) gets the
+ * index of the innermost frames.poll frame.
+ */
+enum td_poll_kind td_thread_poll_kind(const struct td_runtime_frames *frames, const struct td_thread_view *v,
+				      size_t *poll_at);
 
 const char *td_thread_role_name(enum td_thread_role role);
 

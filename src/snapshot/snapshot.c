@@ -41,7 +41,8 @@ static struct td_snapshot *snapshot_new(enum td_snapshot_kind kind)
  * the stack's mapping (where glibc also keeps the thread's TLS), in one
  * process_vm_readv for all threads.
  */
-static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps, size_t nmaps)
+static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps, size_t nmaps,
+			size_t stack_max)
 {
 	size_t arena_used = 0;
 	size_t n = snap->nthreads;
@@ -59,8 +60,8 @@ static void copy_stacks(struct td_snapshot *snap, const struct td_mapping *maps,
 		uint64_t hi = m ? m->hi : sp + TD_STACK_COPY_UNKNOWN;
 		if (m && lo < m->lo)
 			lo = m->lo;
-		if (hi - lo > TD_STACK_COPY_MAX)
-			hi = lo + TD_STACK_COPY_MAX;
+		if (hi - lo > stack_max)
+			hi = lo + stack_max;
 		size_t size = hi - lo;
 		if (snap->stack_arena && snap->stack_arena_size - arena_used >= size) {
 			t->stack = snap->stack_arena + arena_used;
@@ -219,7 +220,7 @@ static struct td_error *stop_and_copy(struct td_snapshot *snap, const struct td_
 			goto out;
 		t->syscall = td_syscall_blocked_in(&t->regs);
 	}
-	copy_stacks(snap, maps, nmaps);
+	copy_stacks(snap, maps, nmaps, opts && opts->stack_max ? opts->stack_max : TD_STACK_COPY_MAX);
 	if (opts && opts->while_stopped && (err = opts->while_stopped(snap, opts->while_stopped_arg)))
 		goto out;
 	if (opts && opts->pause_stopped_ms)

@@ -57,6 +57,7 @@ struct td_snapshot {
 	char *comm;                 /* process name */
 	size_t unwind_next;         /* libdwfl's thread iterator (snapshot/unwind.c) */
 	bool unwind_attached;       /* dwfl_attach_state done (once per Dwfl) */
+	const struct td_snapshot_thread *unwind_sample;   /* td_unwind_sample's thread, while it runs */
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */
@@ -81,6 +82,7 @@ uint64_t td_snapshot_scratch(struct td_snapshot *snap, const void *bytes, size_t
 struct td_snapshot_options {
 	const char *exe;            /* core: the executable, overriding the notes */
 	unsigned pause_stopped_ms;  /* tests only: hold the target stopped this long */
+	size_t stack_max;           /* stack copied per thread; 0: TD_STACK_COPY_MAX (a profiler copies less) */
 	/*
 	 * Work that needs the target's memory consistent (walking a runtime's
 	 * structures): called while a live target is stopped, after registers and

@@ -35,6 +35,18 @@ static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *d
 {
 	struct td_snapshot *snap = dwfl_arg;
 	uint64_t word;
+	/*
+	 * A profiler's sample has only its stack copy: the stack beyond it has
+	 * changed since, so reading it from the process would make up frames.
+	 */
+	const struct td_snapshot_thread *only = snap->unwind_sample;
+	if (only) {
+		if (addr < only->stack_addr || addr + sizeof(word) > only->stack_addr + only->stack_len)
+			return false;
+		memcpy(&word, only->stack + (addr - only->stack_addr), sizeof(word));
+		*result = word;
+		return true;
+	}
 	if (td_snapshot_read(snap, addr, &word, sizeof(word)) != sizeof(word))
 		return false;
 	*result = word;
@@ -138,6 +150,30 @@ static void unwind_one(struct td_snapshot *snap, size_t i, struct td_stack *stac
 		stack->count--;
 }
 
+struct td_error *td_unwind_sample(struct td_snapshot *snap, pid_t tid, const struct user_regs_struct *regs,
+				   uint64_t stack_addr, const unsigned char *stack, size_t len,
+				   struct td_stack *out)
+{
+	struct td_error *err = attach(snap);
+	if (err)
+		return err;
+	struct td_snapshot_thread one = {
+		.tid = tid, .stopped = true, .regs = *regs, .syscall = -1,
+		.stack_addr = stack_addr, .stack = (unsigned char *)stack, .stack_len = len,
+	};
+	struct td_snapshot_thread *threads = snap->threads;
+	size_t nthreads = snap->nthreads;
+	snap->threads = &one;
+	snap->nthreads = 1;
+	snap->unwind_sample = &one;
+	*out = (struct td_stack){ 0 };
+	unwind_one(snap, 0, out);
+	snap->unwind_sample = NULL;
+	snap->threads = threads;
+	snap->nthreads = nthreads;
+	return NULL;
+}
+
 struct td_error *td_unwind_all(struct td_snapshot *snap, const struct td_stack **ret)
 {
 	if (!snap->stacks) {
@@ -157,15 +193,20 @@ struct td_error *td_unwind_all(struct td_snapshot *snap, const struct td_stack *
 	return NULL;
 }
 
+void td_stack_clear(struct td_stack *stack)
+{
+	free(stack->pcs);
+	free(stack->activation);
+	free(stack->regs);
+	free(stack->error);
+	*stack = (struct td_stack){ 0 };
+}
+
 void td_stacks_destroy(struct td_stack *stacks, size_t count)
 {
 	if (!stacks)
 		return;
-	for (size_t i = 0; i < count; i++) {
-		free(stacks[i].pcs);
-		free(stacks[i].activation);
-		free(stacks[i].regs);
-		free(stacks[i].error);
-	}
+	for (size_t i = 0; i < count; i++)
+		td_stack_clear(&stacks[i]);
 	free(stacks);
 }

@@ -40,6 +40,16 @@ struct td_stack {
  */
 struct td_error *td_unwind_all(struct td_snapshot *snap, const struct td_stack **ret);
 
+/*
+ * Unwinds one thread from registers and a copy of the top of its stack taken
+ * without a stop (a perf sample): memory beyond the copy is not read. out's
+ * arrays are the caller's to free (td_stack_clear).
+ */
+struct td_error *td_unwind_sample(struct td_snapshot *snap, pid_t tid, const struct user_regs_struct *regs,
+				   uint64_t stack_addr, const unsigned char *stack, size_t len,
+				   struct td_stack *out);
+void td_stack_clear(struct td_stack *stack);
+
 void td_stacks_destroy(struct td_stack *stacks, size_t count);
 
 #endif
