@@ -30,6 +30,10 @@ void td_profile_destroy(struct td_profile *p);
  * Adds count samples to the stack frames[0..n) (frames[0] the root). Names
  * are copied; a ';' or newline in a name is replaced (folded stacks use them
  * as separators). Equal stacks are merged.
+ *
+ * The replacements: ';' becomes ':', a control character (newline, tab) a
+ * space, a byte that is not UTF-8 '?', so that every file written is valid
+ * text, XML and JSON. A count of 0 adds nothing; n of 0 is an error.
  */
 struct td_error *td_profile_add(struct td_profile *p, const char *const *frames, size_t n,
 				uint64_t count);
@@ -41,18 +45,30 @@ size_t td_profile_stacks(const struct td_profile *p);
 /*
  * Calls fn for each distinct stack, in a stable order (sorted by frames):
  * what a test or `top` needs without writing a file.
+ *
+ * The order is strcmp's, frame by frame from the root, a stack before the
+ * longer ones it starts. It is sorted in p's own scratch space (so that
+ * this cannot fail): one call at a time on a profile.
  */
 void td_profile_each(const struct td_profile *p,
 		     void (*fn)(const char *const *frames, size_t n, uint64_t count, void *arg),
 		     void *arg);
 
-/* Reads a folded-stacks file ("a;b;c 12" per line). A malformed line is an error naming it. */
+/*
+ * Reads a folded-stacks file ("a;b;c 12" per line). A malformed line is an error naming it.
+ *
+ * The count is the digits after the line's last space (or tab): frames may
+ * have spaces. Blank lines and whitespace at the end of a line are skipped.
+ */
 struct td_error *td_profile_read_folded(const char *path, struct td_profile **ret);
 
 /*
  * Writes p to path in the format its extension names: ".folded" (also
  * ".txt"), ".svg", ".json" (speedscope). Any other extension is a usage
  * error that lists the three.
+ *
+ * The file is written whole or not at all: into a temporary file next to
+ * it, renamed over path once complete (removed on failure).
  */
 struct td_error *td_profile_write(const struct td_profile *p, const char *path,
 				  const struct td_profile_meta *meta);
