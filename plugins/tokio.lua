@@ -11,9 +11,10 @@
 -- under plugins/tokio/: util (shared helpers), discovery (runtimes and what
 -- threads run), tasks (the task walk), spans (tracing spans), sockets and
 -- resources (what a future waits on and holds), block_on (what threads'
--- stacks say) and model (the records finish() returns). Modules keep only
--- caches of DWARF facts, valid for the whole run; what one stop read is in
--- M.stop (below), handed to the modules that need it.
+-- stacks say), metrics (workers and tokio's own counters) and model (the
+-- records finish() returns). Modules keep only caches of DWARF facts, valid
+-- for the whole run; what one stop read is in M.stop (below), handed to the
+-- modules that need it.
 
 -- Errors (docs/plugins.md "Errors"): reads that may fail are wrapped in
 -- td.try (a fault or a missing field costs that one answer); a pcall is
@@ -90,6 +91,7 @@ local tasks = require("tokio.tasks")
 local resources = require("tokio.resources")
 local block_on = require("tokio.block_on")
 local model = require("tokio.model")
+local metrics = require("tokio.metrics")
 
 -- M.stop: the state of the latest stop, the one place it is kept between
 -- entries. Made anew by snapshot() and by sample() (what an earlier stop
@@ -140,6 +142,7 @@ function M.snapshot()
   local s = new_stop()
   M.stop = s
   s.result = M.walk(s)
+  metrics.read(s.result)            -- workers and tokio's own counters, while stopped
   s.now_ms = td.target_clock_ms()   -- for a Sleep's time left (live only)
 end
 
@@ -153,7 +156,9 @@ M.options = {}
 
 -- After the target runs again: the model.
 function M.finish()
-  return model.finish(stop(), M.options)
+  local result = model.finish(stop(), M.options)
+  metrics.finish(result)
+  return result
 end
 
 -- diagnose, at every stop of its window: each thread's task and scheduler

@@ -117,8 +117,9 @@ end
 function D.find_runtimes()
   local runtimes, by_handle = {}, {}
   local running_on, thread_runtime = {}, {}
-  local function new_runtime(flavor, owned, key)
-    local rt = { id = #runtimes + 1, flavor = flavor, owned = owned,
+  -- handle: the scheduler Handle value, for tokio/metrics.lua (which drops it).
+  local function new_runtime(flavor, owned, key, handle)
+    local rt = { id = #runtimes + 1, flavor = flavor, owned = owned, handle = handle,
                  workers = setmetatable({}, { __array = true }),
                  tasks = setmetatable({}, { __array = true }),
                  address = hex(key) }
@@ -132,7 +133,7 @@ function D.find_runtimes()
       local handle, flavor = td.try(scheduler_handle, ctx)
       if handle then
         local key = td.addr(handle)
-        local rt = by_handle[key] or new_runtime(flavor, handle.shared.owned, key)
+        local rt = by_handle[key] or new_runtime(flavor, handle.shared.owned, key, handle)
         thread_runtime[t.tid] = rt
         if in_scheduler_loop(t.tid, flavor) then rt.workers[#rt.workers + 1] = t.tid end
       end
@@ -153,38 +154,57 @@ function D.find_runtimes()
   return runtimes, by_handle, running_on, new_runtime, thread_runtime
 end
 
--- A scheduler's tick on a thread: its worker (or current_thread) Core counts
--- every task it runs, so the same task with the same tick in two samples is
--- one poll that has not returned. The Core sits in the thread's scheduler
--- Context while a task is polled.
-local function scheduler_tick(tid)
+-- The scheduler Context of a thread while it runs a scheduler's loop (a
+-- multi-thread worker, or current_thread's block_on), as a value:
+-- multi_thread::worker::Context { worker: Arc<Worker { index, .. }>, core }
+-- or current_thread::Context { handle, core }; nil on any other thread.
+-- tokio < 1.29 points to it from a scoped thread-local per scheduler; from
+-- 1.29 CONTEXT.scheduler is a Scoped pointer to a scheduler::Context enum
+-- (CurrentThread or MultiThread) whose payload is that Context. The types
+-- are resolved in prepare().
+local function scheduler_context(tid)
   for _, root in ipairs(TICK_ROOTS) do
     local storage = root.type and td.tls(root.tls, tid)
     if storage then
-      local tick = td.try(function()
+      local cx = td.try(function()
         local p = td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
         if p == 0 then return nil end
-        local core = some(peel(td.value(root.type, p).core))
-        if not core then return nil end
-        return td.uint(td.deref(core).tick)
+        return td.value(root.type, p)
       end)
-      if tick then return tick end
+      if cx then return cx end
     end
   end
-  -- tokio >= 1.29: those thread-locals are gone; CONTEXT.scheduler is a
-  -- Scoped pointer to a scheduler::Context enum (CurrentThread or
-  -- MultiThread), whose payload keeps `core: RefCell<Option<Box<Core>>>`.
-  -- Read from tokio's source; untested here (only 1.24 is packaged). The
-  -- type is resolved in prepare(), like TICK_ROOTS'.
   if not SCHEDULER_CONTEXT.type then return nil end
   return (td.try(function()
     local ctx = context(tid)
     local p = ctx and td.uint(peel(ctx.scheduler.inner))
     if not p or p == 0 then return nil end
-    local payload = td.variant(td.value(SCHEDULER_CONTEXT.type, p))
-    local core = some(peel(peel(payload).core))
-    return core and td.uint(td.deref(core).tick)
+    return peel(td.variant(td.value(SCHEDULER_CONTEXT.type, p)))
   end))
+end
+
+-- A scheduler's tick on a thread: its worker (or current_thread) Core counts
+-- every task it runs, so the same task with the same tick in two samples is
+-- one poll that has not returned. The Core sits in the thread's scheduler
+-- Context while a task is polled (and while a multi-thread worker parks).
+local function tick_of(cx)
+  return cx and (td.try(function()
+    local core = some(peel(cx.core))
+    return core and td.uint(td.deref(core).tick)
+  end)) or nil
+end
+local function scheduler_tick(tid) return tick_of(scheduler_context(tid)) end
+D.scheduler_tick = scheduler_tick
+
+-- The index of the multi-thread worker a thread runs (its scheduler
+-- Context's `worker.index`: the worker's slot in the runtime's `remotes` and
+-- `worker_metrics`), and its tick; nil on a thread that runs no worker.
+function D.worker_of_thread(tid)
+  local cx = scheduler_context(tid)
+  if not cx or not td.has(cx, "worker") then return nil end
+  local index = td.try(function() return td.uint(arc_data(cx.worker).index) end)
+  if not index then return nil end
+  return index, tick_of(cx)
 end
 
 -- For diagnose's sample s: the runtimes, and per thread the task it polls

@@ -280,7 +280,8 @@ end
 
 -- The runtime (or LocalSet) a task belongs to, from the task itself: its
 -- Cell's core.scheduler is the Arc of its runtime's handle (or a LocalSet's
--- shared state). Returns the owned list, the flavor and an identity.
+-- shared state). Returns the owned list, the flavor, an identity and the
+-- runtime's scheduler Handle.
 local function runtime_of_task(header)
   local info = vtable_info(td.read(header + layout.vtable))
   if not info.cell then return nil end
@@ -292,7 +293,7 @@ local function runtime_of_task(header)
   local flavor = path:find("current_thread") and "current_thread"
     or path:find("multi_thread") and "multi_thread" or nil
   if not flavor or not td.has(data, "shared") then return nil end
-  return data.shared.owned, flavor, td.addr(data)
+  return data.shared.owned, flavor, td.addr(data), data
 end
 
 -- Before the stop: the layout, the Cells, the poll functions.
@@ -338,9 +339,9 @@ function T.walk(stop)
       for header in pairs(runtimes[i].joined) do
         local owner = td.try_read(header + layout.owner_id)
         if owner and not owners[owner] then
-          local ok, owned, flavor, key = pcall(runtime_of_task, header)
+          local ok, owned, flavor, key, handle = pcall(runtime_of_task, header)
           if ok and owned and not by_handle[key] then
-            local rt = new_runtime(flavor, owned, key)
+            local rt = new_runtime(flavor, owned, key, handle)
             walk_runtime(rt)
             owners[rt.owner_id] = true
             found = true

@@ -154,6 +154,12 @@ function T.runtimes()
   return (m and m.runtimes) or {}
 end
 
+--- taskdbg.workers() -> every worker of every runtime (RUNTIME's worker_details records:
+--- index, tid, task, tick, local_queue_depth, busy_ns, park_count, ... where known), each with .runtime.
+function T.workers()
+  return records_of(T._model(), "worker_details")
+end
+
 --- taskdbg.runtime_info() -> {name=, frames=, resources=, advice=}: what the plugin declares.
 function T.runtime_info() return T._runtime() end
 
