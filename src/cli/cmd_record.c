@@ -265,7 +265,7 @@ int td_cmd_record(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct td_session s = { .command = "record", .shortopts = "+o:" };
+	struct td_session s = { .command = "record", .shortopts = "o:" };
 	struct record_job job = { .s = &s, .rate = 99, .duration_ms = 10000 };
 	int first = 0;
 	int code = td_session_parse(&s, argc, argv, options, record_help, 0, record_option, &job, &first);
@@ -282,7 +282,11 @@ int td_cmd_record(int argc, char **argv)
 	if (npos != 1)
 		return td_cli_usage("record", npos ? "one PID only" : "no PID given");
 	s.target = argv[first];
-	struct td_error *err = td_session_find_plugins(&s, true);
+	/* A file we could not write is said before anything is recorded. */
+	struct td_error *err = td_profile_check_path(job.output);
+	if (err)
+		return td_cli_fail(err);
+	err = td_session_find_plugins(&s, true);
 	if (!err)
 		err = record(&job);
 	td_profile_destroy(job.profile);

@@ -294,7 +294,7 @@ static struct json_object *worker_metrics(const struct top_job *job, pid_t tid)
 {
 	struct json_object *runtimes = get(job->model, "runtimes");
 	for (size_t r = 0; runtimes && r < json_object_array_length(runtimes); r++) {
-		struct json_object *workers = get(json_object_array_get_idx(runtimes, r), "workers");
+		struct json_object *workers = get(json_object_array_get_idx(runtimes, r), "worker_details");
 		for (size_t i = 0; workers && i < json_object_array_length(workers); i++) {
 			struct json_object *w = json_object_array_get_idx(workers, i);
 			if (json_object_is_type(w, json_type_object) && get(w, "tid") &&

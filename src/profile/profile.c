@@ -533,14 +533,24 @@ static struct td_error *write_file(const char *path, const struct job *job)
 	return err;
 }
 
+struct td_error *td_profile_check_path(const char *path)
+{
+	enum format format;
+	if (!format_of(path, &format))
+		return td_error_format(TD_ERR_USAGE, "which format to write %s in? Its extension does not say\n"
+				       "Name the file FILE.folded (or .txt) for folded stacks, FILE.svg for "
+				       "a flame graph or FILE.json for speedscope.", path);
+	return NULL;
+}
+
 struct td_error *td_profile_write(const struct td_profile *p, const char *path,
 				  const struct td_profile_meta *meta)
 {
 	struct job job = { .p = p, .meta = meta };
-	if (!format_of(path, &job.format))
-		return td_error_format(TD_ERR_USAGE, "which format to write %s in? Its extension does not say\n"
-				       "Name the file FILE.folded (or .txt) for folded stacks, FILE.svg for "
-				       "a flame graph or FILE.json for speedscope.", path);
+	struct td_error *err = td_profile_check_path(path);
+	if (err)
+		return err;
+	format_of(path, &job.format);
 	return write_file(path, &job);
 }
 

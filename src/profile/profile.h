@@ -73,6 +73,9 @@ struct td_error *td_profile_read_folded(const char *path, struct td_profile **re
 struct td_error *td_profile_write(const struct td_profile *p, const char *path,
 				  const struct td_profile_meta *meta);
 
+/* A usage error unless path's extension names a format td_profile_write knows. */
+struct td_error *td_profile_check_path(const char *path);
+
 /*
  * Differential flame graph of before -> after, written as SVG: widths are
  * after's samples, after normalised so both have the same total; red frames

@@ -38,6 +38,7 @@ struct td_recorder {
 	uint64_t *stop_ns;          /* ptrace: each stop's length, for the median */
 	size_t nstops, stops_cap;
 	uint64_t start_ns, cpu_start_ns, next_ns, last_rescan_ns;
+	uint64_t jitter;            /* xorshift state of the ptrace mode's jitter */
 	struct td_sample_path path;
 	struct td_map task_names;   /* task id -> index + 1 in names: learnt from samples inside its future */
 	char (*names)[256];
@@ -164,6 +165,13 @@ static void deliver(struct td_recorder *rec, const struct td_thread_view *v, con
 		const char *known_as = task_name(rec, task, rec->path.harness ? NULL : rec->path.name);
 		if (rec->path.harness)
 			td_sample_set_root(&rec->path, known_as ? TD_SAMPLE_TASK : TD_SAMPLE_SCHEDULER, known_as);
+		/*
+		 * An id whose samples showed another task's code is not believed:
+		 * tokio 1.53's thread-local sometimes still holds the id of the
+		 * blocking task that runs the worker loop.
+		 */
+		else if (known_as && strcmp(known_as, rec->path.name) != 0)
+			task = -1;
 	}
 	rec->sample = (struct td_record_sample){
 		.tid = v->thread->tid, .thread_name = name, .time_ns = time_ns,
@@ -326,6 +334,22 @@ static struct td_error *run_perf(struct td_recorder *rec, uint64_t deadline)
 	}
 }
 
+/*
+ * The next period: the mean one, jittered by up to half of it either way, so
+ * that sampling never keeps step with a program's own timers (a task woken
+ * every 10 ms, sampled every 10.1 ms, would be seen at nearly the same point
+ * of its work for a second at a time).
+ */
+static uint64_t jittered(struct td_recorder *rec, uint64_t period)
+{
+	uint64_t x = rec->jitter ? rec->jitter : td_now_ns() | 1;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	rec->jitter = x;
+	return period / 2 + x % (period + 1);
+}
+
 static struct td_error *run_ptrace(struct td_recorder *rec, uint64_t deadline)
 {
 	uint64_t period = 1000000000ull / rec->opts.rate;
@@ -337,7 +361,7 @@ static struct td_error *run_ptrace(struct td_recorder *rec, uint64_t deadline)
 		struct td_error *err = ptrace_tick(rec);
 		if (err)
 			return gone(rec) ? (td_error_destroy(err), gone(rec)) : err;
-		rec->next_ns += period;
+		rec->next_ns += jittered(rec, period);
 		uint64_t now = td_now_ns();
 		/* Fallen behind: skip the ticks that are past, rather than stop in a burst. */
 		if (rec->next_ns < now) {

@@ -125,7 +125,9 @@ def test_idle_samples(split, tmp_path):
     # The main thread waits in block_on for the whole second.
     main = [f for f, _ in stacks if f[0] == "[thread prof_split]"]
     assert main and all(f[-1] == "[syscall futex]" for f in main), main
-    assert roots["[thread prof_split]"] >= 90, roots
+    # Every stop samples every thread: the two workers' samples are twice the main thread's.
+    workers = sum(n for root, n in roots.items() if root != "[thread prof_split]")
+    assert roots["[thread prof_split]"] > 20 and workers == 2 * roots["[thread prof_split]"], roots
     assert any(f[0] == "[scheduler]" and f[-1].startswith("[syscall ") for f, _ in stacks), roots
 
 
@@ -174,7 +176,7 @@ def test_ctrl_c_writes_the_file(split, tmp_path):
 
 def test_errors(split, tmp_path, rust_bin):
     r = run("record", "-o", tmp_path / "x.png", split.pid)
-    assert r.returncode == 64 and ".folded, .svg or .json" in r.stderr, r.stderr
+    assert r.returncode == 64 and "FILE.folded" in r.stderr and "FILE.svg" in r.stderr, r.stderr
     r = run("record", split.pid)
     assert r.returncode == 64 and "give -o FILE" in r.stderr
     r = run("record", "--rate", "0", "-o", tmp_path / "x.folded", split.pid)
@@ -241,13 +243,17 @@ def test_diff(fanout, tmp_path):
     fills = diff_colours(out)
     grew = [name for name in fills if "FuturesUnordered" in name]
     assert grew, sorted(fills)[:40]
+    # Nothing of FuturesUnordered shrank (a frame with one sample may be too pale
+    # to tell); its poll_next, where the items now run, is red: it grew.
     for name in grew:
         for fill in fills[name]:
             red, green, blue = rgb(fill)
-            assert red > blue, (name, fill)     # grew: red
+            assert red >= blue, (name, fill)
+    poll_next = [f for name in grew if name.endswith("::poll_next") for f in fills[name]]
+    assert poll_next and all(rgb(f)[0] > rgb(f)[2] for f in poll_next), {n: fills[n] for n in grew}
     # The tasks of the spawned items are gone in the after profile: shrank, blue.
     r = run("record", "--diff", fanout["unordered"], fanout["spawn"], "-o", out)
     assert r.returncode == 0, r.stderr
     for fill in diff_colours(out)["task prof_fanout::item"]:
         red, green, blue = rgb(fill)
-        assert red > blue, fill   # the reverse: the items' tasks grew
+        assert red > blue, fill   # the other way round, the items' own tasks grew

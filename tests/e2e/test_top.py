@@ -81,8 +81,8 @@ def test_true_busy_from_tokio_counters(split, tokio_version, tmp_path):
         pytest.skip("tokio keeps no worker counters before 1.45")
     t = Pty(["top", "--interval", "1s", split.pid], term_env(tmp_path))
     try:
-        t.expect(b"WORKER", timeout=30)
-        t.expect(b"WORKER", timeout=30)   # the second refresh has a share from two readings
+        t.expect(b"\nWORKER ", timeout=30)
+        t.expect(b"\nWORKER ", timeout=30)   # the second refresh has a share from two readings
         table = t.expect(b"\r\n\r\n", timeout=10).decode()
         shares = re.findall(r"^(\d+) +(\d+\.\d)% +(\d+\.\d)% +(\d+)\r?$", table, re.M)
         assert len(shares) == 2, table
