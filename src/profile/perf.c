@@ -91,11 +91,11 @@ static struct td_error *refused(int err)
 	return td_error_format(TD_ERR_TARGET, "perf events are not available: %s", strerror(err));
 }
 
-/* Maps the event's ring buffer: as large as the limits allow, 1 MiB at most. */
+/* Maps the event's ring buffer: as large as the limits allow, 2 MiB at most (60 samples). */
 static bool map_buffer(struct perf_thread *t)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	for (size_t pages = 256; pages >= 8; pages /= 4) {
+	for (size_t pages = 512; pages >= 8; pages /= 4) {
 		size_t size = (pages + 1) * (size_t)page;
 		void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
 		if (m != MAP_FAILED) {

@@ -16,7 +16,7 @@
 /* Stack copied per thread and sample, in both modes: enough to reach a task's poll. */
 #define TD_RECORD_STACK (32 * 1024)
 /* How often perf's buffers are read, and the thread list looked at again. */
-#define TD_RECORD_DRAIN_NS (20 * 1000000ull)
+#define TD_RECORD_DRAIN_NS (10 * 1000000ull)
 #define TD_RECORD_RESCAN_NS (250 * 1000000ull)
 
 /* What is known of a thread between samples: its name, and its role from a full stack. */
