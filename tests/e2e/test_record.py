@@ -63,7 +63,7 @@ def split(rust_bin):
     yield from started([rust_bin / "prof_split"])
 
 
-def check_split(stacks, rel=0.15):
+def check_split(stacks, rel=0.15, own_share=0.9):
     """3:1 between the two tasks, each with its own functions under it, nothing of the other's."""
     roots = by_root(stacks)
     heavy, light = roots.get("task prof_split::heavy", 0), roots.get("task prof_split::light", 0)
@@ -76,7 +76,7 @@ def check_split(stacks, rel=0.15):
         assert all(theirs not in f for f, _ in under), root
         # Nearly all of a task's time is in its crunch loop, under its async fn.
         in_mine = sum(n for f, n in under if mine in f)
-        assert in_mine >= 0.9 * sum(n for _, n in under), under
+        assert in_mine >= own_share * sum(n for _, n in under), under
         for f, _ in under:
             if mine in f:
                 fn = root[len("task "):]
@@ -95,11 +95,12 @@ def test_split_perf_events(split, tmp_path):
 
 def test_split_ptrace_stops(split, tmp_path):
     out = tmp_path / "split.folded"
-    m, _ = record(split.pid, out, "--mode", "ptrace", "--rate", "999", "--duration", "8s")
+    m, _ = record(split.pid, out, "--mode", "ptrace", "--rate", "249", "--duration", "10s")
     assert m.group(1) == "ptrace stops"
     assert m.group(7) and m.group(8)
     assert int(m.group(5)) > 0   # parked workers' samples were left out
-    check_split(folded(out))
+    # Stops sample on the wall clock: a task waiting for a core, or at its barrier, is seen too.
+    check_split(folded(out), own_share=0.75)
     assert_untouched(split.pid)
 
 
