@@ -54,7 +54,8 @@ def test_json_once(split, tokio_version):
     assert doc["pid"] == split.pid and doc["mode"] == "ptrace stops"
     heavy, light = doc["tasks"][:2]
     assert (heavy["name"], light["name"]) == ("prof_split::heavy", "prof_split::light"), doc["tasks"]
-    assert 0.35 <= heavy["cpu"] <= 0.85 and 0.08 <= light["cpu"] <= 0.35, doc["tasks"]
+    # Wall-clock shares under top's stops run above the fixture's 55% and 18% (docs/usage.md).
+    assert 0.35 <= heavy["cpu"] <= 0.95 and 0.08 <= light["cpu"] <= 0.5 and heavy["cpu"] > light["cpu"], doc["tasks"]
     assert heavy["samples"] > light["samples"] > 20
     for t, fn in ((heavy, "heavy"), (light, "light")):
         assert t["state"] in ("running", "idle", "notified"), t
