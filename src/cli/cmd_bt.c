@@ -1,6 +1,7 @@
 /* taskdbg bt [--json] [--exe PATH] TARGET: every thread's stack, then exit. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -37,28 +38,20 @@ static struct td_error *bt_before_stop(struct td_snapshot *snap, void *arg)
 /*
  * After the stop: each thread's TLS block was copied during it, so CONTEXT
  * reads still give what the thread was polling then, and the target does not
- * wait for them.
+ * wait for them. The id counts only where the stack shows an async task polled.
  */
-static void bt_current_tasks(struct td_session *s)
+static struct td_error *assign_tasks(struct td_session *s)
 {
-	if (s->lua)
-		td_error_destroy(td_lua_call_plugin(s->lua, "current_tasks", false, &s->result));
-}
-
-static void assign_tasks(const struct td_thread_list *list, struct json_object *current)
-{
-	size_t n = current && json_object_is_type(current, json_type_array)
-		? json_object_array_length(current) : 0;
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *e = json_object_array_get_idx(current, i), *tid, *task;
-		if (!json_object_object_get_ex(e, "tid", &tid) || !json_object_object_get_ex(e, "task", &task))
-			continue;
-		for (size_t t = 0; t < list->count; t++) {
-			struct td_thread_view *v = &list->threads[t];
-			if (v->thread->tid == json_object_get_int(tid) && td_thread_polls_async_task(list, v))
-				v->task = json_object_get_int64(task);
-		}
-	}
+	const struct td_thread_list *list = s->threads;
+	long long *task = malloc((list->count ? list->count : 1) * sizeof(*task));
+	if (!task)
+		return &td_enomem;
+	td_session_current_tasks(s, s->snap, task);
+	for (size_t t = 0; t < list->count; t++)
+		if (td_thread_polls_async_task(list, &list->threads[t]))
+			list->threads[t].task = task[t];
+	free(task);
+	return NULL;
 }
 
 int td_cmd_bt(int argc, char **argv)
@@ -77,9 +70,9 @@ int td_cmd_bt(int argc, char **argv)
 		err = td_session_open(&s, bt_before_stop, NULL, &s);
 	if (!err)
 		err = td_session_threads(&s);
+	if (!err)
+		err = assign_tasks(&s);
 	if (!err) {
-		bt_current_tasks(&s);
-		assign_tasks(s.threads, s.result);
 		if (s.json)
 			td_report_bt_json(stdout, s.snap, s.threads);
 		else

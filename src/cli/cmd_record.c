@@ -4,11 +4,13 @@
  * folded stacks, an SVG flame graph or speedscope JSON (profile/profile.h).
  * taskdbg record --diff A.folded B.folded -o FILE.svg: a differential one.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -40,8 +42,8 @@ static const char record_help[] =
 	"shrank, after normalising both to the same total.\n"
 	"\n"
 	"  -o, --output FILE       where to write (.folded, .svg or .json)\n"
-	"  --rate HZ               samples per second (default 99; per CPU-second of a\n"
-	"                          thread with perf events)\n"
+	"  --rate HZ               samples per second, 1 to 1000 (default 99; per\n"
+	"                          CPU-second of a thread with perf events)\n"
 	"  --duration D            how long (default 10s; 0: until Ctrl-C)\n"
 	"  --idle                  keep samples of parked threads (needs ptrace stops)\n"
 	"  --mode M                auto (default), perf or ptrace\n"
@@ -67,9 +69,10 @@ static int record_option(struct td_session *s, int c, const char *arg, void *ctx
 		job->output = arg;
 		break;
 	case 'r':
-		job->rate = strtod(arg, &end);
-		if (*end || job->rate < 1 || job->rate > 10000)
-			return td_cli_usage(s->command, "bad rate '%s' (a number of Hz from 1 to 10000)", arg);
+		job->rate = (double)strtoul(arg, &end, 10);
+		/* Above 1000 Hz, ptrace stops would keep a target stopped much of the time. */
+		if (*end || !*arg || job->rate < 1 || job->rate > 1000)
+			return td_cli_usage(s->command, "bad rate '%s' (a whole number of Hz from 1 to 1000)", arg);
 		break;
 	case 'd':
 		if (!td_parse_duration_ms(arg, &job->duration_ms))
@@ -93,6 +96,27 @@ static int record_option(struct td_session *s, int c, const char *arg, void *ctx
 		break;
 	}
 	return -1;
+}
+
+/* Whether FILE can be written where it is to go (its folder), before the recording. */
+static struct td_error *writable(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return &td_enomem;
+	char *slash = strrchr(copy, '/');
+	const char *dir = slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".";
+	struct stat st;
+	struct td_error *err = NULL;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		err = td_error_format(TD_ERR_TARGET, "cannot write %s: no folder %s", path, dir);
+	else if (access(dir, W_OK | X_OK) != 0)
+		err = td_error_format(TD_ERR_TARGET, "cannot write %s: folder %s is not writable (%s)", path, dir,
+				      strerror(errno));
+	else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		err = td_error_format(TD_ERR_TARGET, "cannot write %s: it is a folder", path);
+	free(copy);
+	return err;
 }
 
 static int record_diff(const char *before_path, const char *after_path, const char *output)
@@ -131,22 +155,7 @@ static struct td_error *before_stop(struct td_snapshot *snap, void *arg)
 static void current_tasks(struct td_snapshot *snap, long long *task, void *arg)
 {
 	struct record_job *job = arg;
-	struct json_object *result = NULL;
-	if (!job->s->lua)
-		return;
-	td_program_forget_memory(td_lua_program(job->s->lua));
-	struct td_error *err = td_lua_call_plugin(job->s->lua, "current_tasks", false, &result);
-	td_error_destroy(err);
-	size_t n = result && json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *e = json_object_array_get_idx(result, i), *tid, *id;
-		if (!json_object_object_get_ex(e, "tid", &tid) || !json_object_object_get_ex(e, "task", &id))
-			continue;
-		for (size_t t = 0; t < snap->nthreads; t++)
-			if (snap->threads[t].tid == json_object_get_int(tid))
-				task[t] = json_object_get_int64(id);
-	}
-	json_object_put(result);
+	td_session_current_tasks(job->s, snap, task);
 }
 
 static void add_sample(const struct td_record_sample *s, void *arg)
@@ -186,6 +195,8 @@ static void summary(const struct record_job *job, const struct td_record_stats *
 	fprintf(stderr, ", %llu lost", (unsigned long long)(st->lost + st->missed));
 	if (st->unwound_short)
 		fprintf(stderr, ", %llu stacks cut short", (unsigned long long)st->unwound_short);
+	if (st->unsampled)
+		fprintf(stderr, ", %llu threads not sampled", (unsigned long long)st->unsampled);
 	if (st->mode == TD_RECORD_PTRACE)
 		fprintf(stderr, ", stops: median %.2f ms, longest %.2f ms", (double)st->stop_median_ns / 1e6,
 			(double)st->stop_max_ns / 1e6);
@@ -281,10 +292,14 @@ int td_cmd_record(int argc, char **argv)
 	}
 	if (npos != 1)
 		return td_cli_usage("record", npos ? "one PID only" : "no PID given");
+	if (job.idle && job.mode == TD_RECORD_PERF)
+		return td_cli_usage("record", "--idle needs ptrace stops: perf events sample running threads only");
 	s.target = argv[first];
 	/* A file we could not write is said before anything is recorded. */
 	struct td_error *err = td_profile_check_path(job.output);
 	if (err)
+		return td_cli_fail(err);
+	if ((err = writable(job.output)))
 		return td_cli_fail(err);
 	err = td_session_find_plugins(&s, true);
 	if (!err)

@@ -179,7 +179,7 @@ static void on_sample(const struct td_record_sample *s, void *arg)
 	bool same_run = prev == s->task && s->time_ns - prev_ns < 3 * job->period_ns;
 	if (!same_run) {
 		t->polls++;
-		t->run_start_ns = prev_ns && prev == s->task ? prev_ns : s->time_ns;
+		t->run_start_ns = s->time_ns;
 	}
 	uint64_t run = s->time_ns - t->run_start_ns;
 	if (run > t->longest_run_ns)
@@ -205,19 +205,7 @@ static struct td_error *walk_while_stopped(struct td_snapshot *snap, void *arg)
 static void current_tasks(struct td_snapshot *snap, long long *task, void *arg)
 {
 	struct top_job *job = arg;
-	struct json_object *result = NULL;
-	td_program_forget_memory(td_lua_program(job->s->lua));
-	td_error_destroy(td_lua_call_plugin(job->s->lua, "current_tasks", false, &result));
-	size_t n = result && json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
-	for (size_t i = 0; i < n; i++) {
-		struct json_object *e = json_object_array_get_idx(result, i), *tid, *id;
-		if (!json_object_object_get_ex(e, "tid", &tid) || !json_object_object_get_ex(e, "task", &id))
-			continue;
-		for (size_t t = 0; t < snap->nthreads; t++)
-			if (snap->threads[t].tid == json_object_get_int(tid))
-				task[t] = json_object_get_int64(id);
-	}
-	json_object_put(result);
+	td_session_current_tasks(job->s, snap, task);
 }
 
 /* The walk at the end of an interval: the model, and what the detectors find in it. */
@@ -457,10 +445,31 @@ static void report_text(FILE *out, struct top_job *job, struct json_object *r, b
 /* A new interval: counts start again, runs in progress go on. */
 static void next_interval(struct top_job *job)
 {
-	for (size_t i = 0; i < job->ntasks; i++)
-		job->tasks[i].samples = job->tasks[i].polls = 0;
-	for (size_t i = 0; i < job->nthreads; i++)
-		job->threads[i].samples = job->threads[i].busy = 0;
+	/* What no sample saw in the last interval goes: ended tasks, exited threads. */
+	size_t kept = 0;
+	td_map_free(&job->task_index);
+	job->task_index = (struct td_map){ 0 };
+	for (size_t i = 0; i < job->ntasks; i++) {
+		if (!job->tasks[i].samples)
+			continue;
+		job->tasks[kept] = job->tasks[i];
+		job->tasks[kept].samples = job->tasks[kept].polls = 0;
+		bool added;
+		uint64_t *slot = td_map_put(&job->task_index, (uint64_t)job->tasks[kept].id, &added);
+		if (slot)
+			*slot = kept + 1;
+		kept++;
+	}
+	job->ntasks = kept;
+	kept = 0;
+	for (size_t i = 0; i < job->nthreads; i++) {
+		if (!job->threads[i].samples)
+			continue;
+		job->threads[kept] = job->threads[i];
+		job->threads[kept].samples = job->threads[kept].busy = 0;
+		kept++;
+	}
+	job->nthreads = kept;
 	job->samples = 0;
 }
 

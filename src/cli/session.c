@@ -9,6 +9,7 @@
 #include "model/threads.h"
 #include "util/clock.h"
 #include "util/interrupt.h"
+#include "value/program.h"
 
 int td_session_parse(struct td_session *s, int argc, char **argv, const struct option *options,
 		     const char *help, int npos, int (*own)(struct td_session *s, int c, const char *arg, void *ctx),
@@ -87,6 +88,30 @@ struct td_error *td_session_sample_window(struct td_snapshot *snap, double windo
 	if (!td_sleep_until(end))
 		return td_error_format(TD_ERR_USAGE, "interrupted");
 	return NULL;
+}
+
+void td_session_current_tasks(struct td_session *s, struct td_snapshot *snap, long long *task)
+{
+	for (size_t t = 0; t < snap->nthreads; t++)
+		task[t] = -1;
+	if (!s->lua)
+		return;
+	struct json_object *result = NULL;
+	/* What the page cache holds was read before this stop. */
+	td_program_forget_memory(td_lua_program(s->lua));
+	td_error_destroy(td_lua_call_plugin(s->lua, "current_tasks", false, &result));
+	size_t n = result && json_object_is_type(result, json_type_array) ? json_object_array_length(result) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(result, i), *tid, *id;
+		if (!json_object_object_get_ex(e, "tid", &tid) || !json_object_object_get_ex(e, "task", &id))
+			continue;
+		for (size_t t = 0; t < snap->nthreads; t++)
+			if (snap->threads[t].tid == json_object_get_int(tid))
+				task[t] = json_object_get_int64(id);
+	}
+	json_object_put(result);
+	/* Called at every stop of a recording: the Lua values behind result go too. */
+	td_lua_release_results(s->lua);
 }
 
 struct td_error *td_session_threads(struct td_session *s)

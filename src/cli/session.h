@@ -94,6 +94,13 @@ struct td_error *td_session_sample_window(struct td_snapshot *snap, double windo
 struct td_error *td_session_threads(struct td_session *s);
 
 /*
+ * After a stop: the task each of snap's threads polls (task[i] for
+ * snap->threads[i], -1 where none), from the runtime plugin's thread-locals
+ * as the stop copied them. No plugin: all -1.
+ */
+void td_session_current_tasks(struct td_session *s, struct td_snapshot *snap, long long *task);
+
+/*
  * The end of a command: with no error, exits at once with code (stdout
  * flushed: td_cli_exit_early); otherwise frees everything and returns the
  * exit code (err printed and freed, or a failed stdout flush).

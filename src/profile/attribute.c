@@ -86,13 +86,16 @@ static void name_of(const struct td_thread_view *v, size_t start, char *buf, siz
 	td_sample_task_name(fn, buf, size);
 }
 
-/* The outermost frame of the worker loop, or the outermost frame. */
-static size_t loop_start(const struct td_runtime_frames *rf, const struct td_thread_view *v)
+/* The outermost frame of the worker loop (or of the runtime driven on this thread), or none. */
+static bool loop_start(const struct td_runtime_frames *rf, const struct td_thread_view *v, size_t *at)
 {
 	for (size_t i = v->nframes; i-- > 0;)
-		if (rf && td_frame_matches(v->frames[i].function, rf->worker))
-			return i;
-	return v->nframes - 1;
+		if (td_frame_matches(v->frames[i].function, rf->worker) ||
+		    td_frame_matches(v->frames[i].function, rf->drives)) {
+			*at = i;
+			return true;
+		}
+	return false;
 }
 
 bool td_sample_attribute(const struct td_runtime_frames *rf, const struct td_thread_view *v,
@@ -100,7 +103,7 @@ bool td_sample_attribute(const struct td_runtime_frames *rf, const struct td_thr
 {
 	p->n = 0;
 	p->root[0] = p->name[0] = p->leaf[0] = '\0';
-	p->idle = p->harness = false;
+	p->idle = p->harness = p->cut_short = false;
 	if (v->syscall >= 0) {
 		const char *call = td_syscall_name(v->syscall);
 		if (call)
@@ -142,11 +145,20 @@ bool td_sample_attribute(const struct td_runtime_frames *rf, const struct td_thr
 	}
 	/* Not in a task: idle if it waits in the kernel. */
 	p->idle = v->syscall >= 0;
-	if (v->role == TD_ROLE_WORKER && rf) {
+	size_t loop;
+	if (v->role == TD_ROLE_WORKER && rf && loop_start(rf, v, &loop)) {
 		p->kind = TD_SAMPLE_SCHEDULER;
 		snprintf(p->name, sizeof(p->name), "scheduler");
 		snprintf(p->root, sizeof(p->root), "[scheduler]");
-		return push(p, p->root) && push_frames(p, v, loop_start(rf, v));
+		return push(p, p->root) && push_frames(p, v, loop);
+	}
+	if ((v->role == TD_ROLE_WORKER || v->role == TD_ROLE_BLOCKING) && rf) {
+		/* Neither a poll nor the loop: the copy of the stack ended before either. */
+		p->kind = TD_SAMPLE_THREAD;
+		p->cut_short = true;
+		snprintf(p->name, sizeof(p->name), "cut short");
+		snprintf(p->root, sizeof(p->root), "[cut short]");
+		return push(p, p->root) && push_frames(p, v, v->nframes - 1);
 	}
 	p->kind = TD_SAMPLE_THREAD;
 	snprintf(p->name, sizeof(p->name), "%s", v->thread && v->thread->has_name ? v->thread->name : "?");

@@ -7,6 +7,8 @@
  *   [scheduler] ; worker frames ...                         a worker between polls
  *   [blocking] NAME ; closure frames ...                    a spawn_blocking closure
  *   [thread NAME] ; frames ...                              any other thread
+ *   [cut short] ; frames ...                                a worker whose stack copy
+ *                                                           ends before its loop or a poll
  *
  * A sample in a system call ends in "[syscall NAME]". A thread in a system
  * call outside any task's or closure's code is idle (parked).
@@ -25,6 +27,7 @@ struct td_sample_path {
 	enum td_sample_kind kind;
 	bool idle;              /* parked: left out of profiles unless asked for */
 	bool harness;           /* in a task's poll, but in the runtime's code around its future */
+	bool cut_short;         /* a worker's stack copy that ends before its loop or a poll: "[cut short]" */
 	const char **frames;    /* root first; borrowed from the path's buffers and the symbolizer */
 	size_t n, cap;
 	char root[320];         /* frames[0]'s text */

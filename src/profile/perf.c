@@ -14,6 +14,9 @@
 
 #include "target/procfs.h"
 
+/* All ring buffers together, at most (1 GiB would be 500 threads at 2 MiB). */
+#define TD_PERF_BUFFERS_MAX (256u << 20)
+
 /* The registers asked for, in the kernel's order (bit n = PERF_REG_X86_*). */
 static const int wanted_regs[] = {
 	PERF_REG_X86_AX, PERF_REG_X86_BX, PERF_REG_X86_CX, PERF_REG_X86_DX,
@@ -40,6 +43,7 @@ struct td_perf {
 	struct perf_thread *threads;
 	size_t count, cap;
 	uint64_t lost;
+	size_t unsampled;        /* threads born later that could not be given an event */
 	unsigned char *record;   /* a record that wraps around a buffer's end, reassembled */
 	size_t record_cap;
 };
@@ -73,8 +77,14 @@ static int open_event(const struct td_perf *perf, pid_t tid)
 	return (int)syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
-static struct td_error *refused(int err)
+static struct td_error *refused(int err, bool mapping)
 {
+	if (mapping)
+		return td_error_format(TD_ERR_TARGET, "cannot map a perf event's buffer (%s): raise the locked-memory "
+				       "limit (ulimit -l, or sysctl kernel.perf_event_mlock_kb)", strerror(err));
+	if (err == EMFILE || err == ENFILE)
+		return td_error_format(TD_ERR_TARGET, "too many threads for perf events: one file each (%s); "
+				       "raise the limit (ulimit -n)", strerror(err));
 	int paranoid = -1;
 	FILE *f = fopen("/proc/sys/kernel/perf_event_paranoid", "r");
 	if (f) {
@@ -91,11 +101,19 @@ static struct td_error *refused(int err)
 	return td_error_format(TD_ERR_TARGET, "perf events are not available: %s", strerror(err));
 }
 
-/* Maps the event's ring buffer: as large as the limits allow, 2 MiB at most (60 samples). */
-static bool map_buffer(struct perf_thread *t)
+/*
+ * Maps the event's ring buffer: 2 MiB (about 60 samples of 32 KiB) where 512
+ * threads or fewer share TD_PERF_BUFFERS_MAX, less for more threads, never
+ * under 128 KiB (a sample must fit). Smaller where the locked-memory limit
+ * (perf_event_mlock_kb, ulimit -l) says so.
+ */
+static bool map_buffer(struct perf_thread *t, size_t nthreads)
 {
 	long page = sysconf(_SC_PAGESIZE);
-	for (size_t pages = 512; pages >= 8; pages /= 4) {
+	size_t pages = 512;
+	while (pages > 32 && pages * (size_t)page * (nthreads ? nthreads : 1) > TD_PERF_BUFFERS_MAX)
+		pages /= 2;
+	for (; pages >= 32; pages /= 2) {
 		size_t size = (pages + 1) * (size_t)page;
 		void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, 0);
 		if (m != MAP_FAILED) {
@@ -108,8 +126,8 @@ static bool map_buffer(struct perf_thread *t)
 	return false;
 }
 
-/* Starts sampling tid; false with errno set when the kernel refuses. */
-static bool add_thread(struct td_perf *perf, pid_t tid)
+/* Starts sampling tid; false with errno set (and *mapping set if mmap failed) when it cannot. */
+static bool add_thread(struct td_perf *perf, pid_t tid, size_t nthreads, bool *mapping)
 {
 	if (perf->count == perf->cap) {
 		size_t cap = perf->cap ? perf->cap * 2 : 32;
@@ -125,10 +143,12 @@ static bool add_thread(struct td_perf *perf, pid_t tid)
 	t.fd = open_event(perf, tid);
 	if (t.fd < 0)
 		return false;
-	if (!map_buffer(&t)) {
+	if (!map_buffer(&t, nthreads)) {
 		int e = errno;
 		close(t.fd);
 		errno = e;
+		if (mapping)
+			*mapping = true;
 		return false;
 	}
 	ioctl(t.fd, PERF_EVENT_IOC_ENABLE, 0);
@@ -159,11 +179,12 @@ struct td_error *td_perf_open(pid_t pid, unsigned rate_hz, size_t stack_bytes, s
 	size_t n = 0;
 	struct td_error *err = td_proc_list_threads(pid, &tids, &n);
 	for (size_t i = 0; !err && i < n; i++) {
-		if (add_thread(perf, tids[i]))
+		bool mapping = false;
+		if (add_thread(perf, tids[i], n, &mapping))
 			continue;
 		/* A thread that just exited is no reason to give up. */
 		if (errno != ESRCH)
-			err = refused(errno);
+			err = refused(errno, mapping);
 	}
 	free(tids);
 	if (!err && perf->count == 0)
@@ -192,8 +213,8 @@ void td_perf_rescan(struct td_perf *perf)
 		perf->threads[i].gone = !alive;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!known(perf, tids[i]))
-			add_thread(perf, tids[i]);
+		if (!known(perf, tids[i]) && !add_thread(perf, tids[i], n, NULL) && errno != ESRCH)
+			perf->unsampled++;
 	free(tids);
 }
 
@@ -322,9 +343,9 @@ uint64_t td_perf_lost(const struct td_perf *perf)
 	return perf->lost;
 }
 
-size_t td_perf_threads(const struct td_perf *perf)
+size_t td_perf_unsampled(const struct td_perf *perf)
 {
-	return perf->count;
+	return perf->unsampled;
 }
 
 void td_perf_close(struct td_perf *perf)

@@ -15,9 +15,6 @@
 
 #include "util/error.h"
 
-/* Bytes of stack the kernel copies per sample (a sample is at most 64 KiB in all). */
-#define TD_PERF_STACK_DEFAULT (32 * 1024)
-
 struct td_perf_sample {
 	pid_t tid;
 	uint64_t time_ns;             /* CLOCK_MONOTONIC */
@@ -46,8 +43,8 @@ size_t td_perf_drain(struct td_perf *perf, void (*fn)(const struct td_perf_sampl
 /* Samples the kernel dropped (a full buffer) so far, as it reports them. */
 uint64_t td_perf_lost(const struct td_perf *perf);
 
-/* Threads sampled so far. */
-size_t td_perf_threads(const struct td_perf *perf);
+/* Threads born while sampling that could not be given an event (they are not sampled). */
+size_t td_perf_unsampled(const struct td_perf *perf);
 
 void td_perf_close(struct td_perf *perf);
 

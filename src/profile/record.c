@@ -18,6 +18,9 @@
 /* How often perf's buffers are read, and the thread list looked at again. */
 #define TD_RECORD_DRAIN_NS (10 * 1000000ull)
 #define TD_RECORD_RESCAN_NS (250 * 1000000ull)
+#define TD_RECORD_STOPS_KEPT 8192
+/* Task names learnt from samples: forgotten (and learnt again) past this many. */
+#define TD_RECORD_NAMES_MAX 65536
 
 /* What is known of a thread between samples: its name, and its role from a full stack. */
 struct known_thread {
@@ -35,8 +38,8 @@ struct td_recorder {
 	struct td_symbolizer *sym;
 	struct known_thread *threads;
 	size_t nthreads, cap;
-	uint64_t *stop_ns;          /* ptrace: each stop's length, for the median */
-	size_t nstops, stops_cap;
+	uint64_t stop_ns[TD_RECORD_STOPS_KEPT];   /* ptrace: the last stops' lengths, for the median */
+	uint64_t nstops;
 	uint64_t start_ns, cpu_start_ns, next_ns, last_rescan_ns;
 	uint64_t jitter;            /* xorshift state of the ptrace mode's jitter */
 	struct td_sample_path path;
@@ -135,6 +138,11 @@ static const char *task_name(struct td_recorder *rec, long long task, const char
 		return rec->names[*slot - 1];
 	if (!learnt)
 		return NULL;
+	if (rec->nnames == TD_RECORD_NAMES_MAX) {
+		td_map_free(&rec->task_names);
+		rec->task_names = (struct td_map){ 0 };
+		rec->nnames = 0;
+	}
 	if (rec->nnames == rec->names_cap) {
 		size_t cap = rec->names_cap ? rec->names_cap * 2 : 64;
 		char (*grown)[256] = realloc(rec->names, cap * sizeof(*grown));
@@ -161,6 +169,7 @@ static void deliver(struct td_recorder *rec, const struct td_thread_view *v, con
 		rec->stats.idle++;
 		return;
 	}
+	rec->stats.unwound_short += rec->path.cut_short;
 	if (rec->path.kind == TD_SAMPLE_TASK) {
 		const char *known_as = task_name(rec, task, rec->path.harness ? NULL : rec->path.name);
 		if (rec->path.harness)
@@ -195,13 +204,8 @@ static void on_perf_sample(const struct td_perf_sample *s, void *arg)
 	if (!td_thread_view_frames(rec->sym, &stack, &v)) {
 		v.role = td_thread_guess_role(rec->snap->pid, rec->frames, &v);
 		/* The copy may end before the loop that tells a worker: the full stacks seen before do. */
-		if (k && v.role != k->role && (k->role == TD_ROLE_WORKER || k->role == TD_ROLE_BLOCKING)) {
+		if (k && v.role != k->role && (k->role == TD_ROLE_WORKER || k->role == TD_ROLE_BLOCKING))
 			v.role = k->role;
-			size_t at = 0;
-			if (rec->frames && td_thread_poll_kind(rec->frames, &v, &at) == TD_POLL_NONE &&
-			    !(at || (v.nframes && td_frame_matches(v.frames[0].function, rec->frames->poll))))
-				rec->stats.unwound_short++;
-		}
 		deliver(rec, &v, t.name, s->time_ns, -1);
 	}
 	free(v.frames);
@@ -212,15 +216,8 @@ static void note_stop(struct td_recorder *rec, uint64_t ns)
 {
 	if (ns > rec->stats.stop_max_ns)
 		rec->stats.stop_max_ns = ns;
-	if (rec->nstops == rec->stops_cap) {
-		size_t cap = rec->stops_cap ? rec->stops_cap * 2 : 1024;
-		uint64_t *grown = realloc(rec->stop_ns, cap * sizeof(*grown));
-		if (!grown)
-			return;
-		rec->stop_ns = grown;
-		rec->stops_cap = cap;
-	}
-	rec->stop_ns[rec->nstops++] = ns;
+	/* The median is of the last TD_RECORD_STOPS_KEPT stops: a top left running keeps no more. */
+	rec->stop_ns[rec->nstops++ % TD_RECORD_STOPS_KEPT] = ns;
 }
 
 /* One ptrace stop: every thread's registers and stack top, then attribution after. */
@@ -277,6 +274,8 @@ struct td_error *td_recorder_start(struct td_snapshot *snap, const struct td_run
 		goto fail;
 	learn_roles(rec, list);
 	td_thread_list_destroy(list);
+	/* From now on stacks are copied 32 KiB deep: what is beyond has changed since. */
+	snap->unwind_copies_only = true;
 
 	enum td_record_mode mode = opts->mode;
 	if (mode == TD_RECORD_AUTO && opts->idle) {
@@ -359,8 +358,15 @@ static struct td_error *run_ptrace(struct td_recorder *rec, uint64_t deadline)
 		if (!td_sleep_until(rec->next_ns))
 			return NULL;
 		struct td_error *err = ptrace_tick(rec);
-		if (err)
-			return gone(rec) ? (td_error_destroy(err), gone(rec)) : err;
+		if (err) {
+			/* A target that exited says so, rather than how the stop failed. */
+			struct td_error *exited = gone(rec);
+			if (exited) {
+				td_error_destroy(err);
+				return exited;
+			}
+			return err;
+		}
 		rec->next_ns += jittered(rec, period);
 		uint64_t now = td_now_ns();
 		/* Fallen behind: skip the ticks that are past, rather than stop in a burst. */
@@ -393,11 +399,16 @@ void td_recorder_stats(struct td_recorder *rec, struct td_record_stats *ret)
 	rec->stats.wall_ns = td_now_ns() - rec->start_ns;
 	uint64_t cpu = process_cpu_ns(rec->snap->pid);
 	rec->stats.cpu_ns = cpu > rec->cpu_start_ns ? cpu - rec->cpu_start_ns : 0;
-	if (rec->perf)
+	if (rec->perf) {
 		rec->stats.lost = td_perf_lost(rec->perf);
-	if (rec->nstops) {
-		qsort(rec->stop_ns, rec->nstops, sizeof(*rec->stop_ns), cmp_u64);
-		rec->stats.stop_median_ns = rec->stop_ns[rec->nstops / 2];
+		rec->stats.unsampled = td_perf_unsampled(rec->perf);
+	}
+	size_t kept = rec->nstops < TD_RECORD_STOPS_KEPT ? (size_t)rec->nstops : TD_RECORD_STOPS_KEPT;
+	if (kept) {
+		uint64_t sorted[TD_RECORD_STOPS_KEPT];
+		memcpy(sorted, rec->stop_ns, kept * sizeof(*sorted));
+		qsort(sorted, kept, sizeof(*sorted), cmp_u64);
+		rec->stats.stop_median_ns = sorted[kept / 2];
 	}
 	*ret = rec->stats;
 }
@@ -407,10 +418,10 @@ void td_recorder_destroy(struct td_recorder *rec)
 	if (!rec)
 		return;
 	td_perf_close(rec->perf);
+	rec->snap->unwind_copies_only = false;
 	td_symbolizer_destroy(rec->sym);
 	td_sample_path_clear(&rec->path);
 	free(rec->threads);
-	free(rec->stop_ns);
 	td_map_free(&rec->task_names);
 	free(rec->names);
 	free(rec);

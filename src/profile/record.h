@@ -55,7 +55,8 @@ struct td_record_stats {
 	uint64_t samples;                /* given to the callback */
 	uint64_t idle;                   /* idle samples left out */
 	uint64_t lost;                   /* perf: dropped by the kernel */
-	uint64_t unwound_short;          /* perf: stacks whose copy ended before a task's poll was found */
+	uint64_t unsampled;              /* perf: threads born meanwhile that could not be sampled */
+	uint64_t unwound_short;          /* samples whose stack copy ended too soon to tell ([cut short]) */
 	uint64_t stops, missed;          /* ptrace: stops made, ticks missed (taskdbg fell behind) */
 	uint64_t stop_max_ns, stop_median_ns;
 	uint64_t cpu_ns;                 /* the target's threads' CPU time while recording */

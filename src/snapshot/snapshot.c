@@ -370,6 +370,17 @@ static bool read_copy(uint64_t base, size_t size, const unsigned char *copy, uin
 	return true;
 }
 
+/* Copies the part of a copied range that falls inside [addr, addr + len) into buf. */
+static void overlay(uint64_t base, size_t size, const unsigned char *copy, uint64_t addr, void *buf, size_t len)
+{
+	if (!copy || !size)
+		return;
+	uint64_t lo = base > addr ? base : addr;
+	uint64_t hi = base + size < addr + len ? base + size : addr + len;
+	if (lo < hi)
+		memcpy((unsigned char *)buf + (lo - addr), copy + (lo - base), (size_t)(hi - lo));
+}
+
 size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size_t len)
 {
 	if (addr >= TD_SCRATCH_BASE) {
@@ -389,7 +400,18 @@ size_t td_snapshot_read(struct td_snapshot *snap, uint64_t addr, void *buf, size
 	if (snap->kind == TD_SNAPSHOT_CORE)
 		return td_core_read(snap->core, addr, buf, len);
 	/* Not copied during the stop: read it now from the running process. */
-	return td_live_read(snap->mem_pid, addr, buf, len);
+	size_t got = td_live_read(snap->mem_pid, addr, buf, len);
+	/*
+	 * A read that starts before a copied range (a page-cache fill of the
+	 * page a thread's TLS block starts in) still takes what the stop
+	 * copied: the live bytes there have changed since.
+	 */
+	for (size_t i = 0; got && i < snap->nthreads; i++) {
+		struct td_snapshot_thread *t = &snap->threads[i];
+		overlay(t->tls_addr, t->tls_len, t->tls, addr, buf, got);
+		overlay(t->stack_addr, t->stack_len, t->stack, addr, buf, got);
+	}
+	return got;
 }
 
 void td_snapshot_destroy(struct td_snapshot *snap)

@@ -58,6 +58,7 @@ struct td_snapshot {
 	size_t unwind_next;         /* libdwfl's thread iterator (snapshot/unwind.c) */
 	bool unwind_attached;       /* dwfl_attach_state done (once per Dwfl) */
 	const struct td_snapshot_thread *unwind_sample;   /* td_unwind_sample's thread, while it runs */
+	bool unwind_copies_only;    /* unwind from the stack copies alone (a profiler's short ones) */
 	unsigned char *stack_arena; /* buffers for the stack copies */
 	size_t stack_arena_size;
 	uint64_t tls_block_size;    /* round_up(PT_TLS.p_memsz, p_align) of the executable */

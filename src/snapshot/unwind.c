@@ -31,21 +31,34 @@ static bool get_thread(Dwfl *dwfl, pid_t tid, void *dwfl_arg, void **thread_argp
 	return false;
 }
 
+/*
+ * A word of t's stack copy. A profiler's copy is the top of the stack only,
+ * and the stack beyond it has changed since: reading it from the process
+ * would make up frames.
+ */
+static bool read_copied(const struct td_snapshot_thread *t, Dwarf_Addr addr, Dwarf_Word *result)
+{
+	if (!t->stack || addr < t->stack_addr || addr - t->stack_addr > t->stack_len ||
+	    t->stack_len - (addr - t->stack_addr) < sizeof(uint64_t))
+		return false;
+	uint64_t word;
+	memcpy(&word, t->stack + (addr - t->stack_addr), sizeof(word));
+	*result = word;
+	return true;
+}
+
 static bool memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *dwfl_arg)
 {
 	struct td_snapshot *snap = dwfl_arg;
 	uint64_t word;
-	/*
-	 * A profiler's sample has only its stack copy: the stack beyond it has
-	 * changed since, so reading it from the process would make up frames.
-	 */
 	const struct td_snapshot_thread *only = snap->unwind_sample;
-	if (only) {
-		if (addr < only->stack_addr || addr + sizeof(word) > only->stack_addr + only->stack_len)
-			return false;
-		memcpy(&word, only->stack + (addr - only->stack_addr), sizeof(word));
-		*result = word;
-		return true;
+	if (only)
+		return read_copied(only, addr, result);
+	if (snap->unwind_copies_only) {
+		for (size_t i = 0; i < snap->nthreads; i++)
+			if (read_copied(&snap->threads[i], addr, result))
+				return true;
+		return false;
 	}
 	if (td_snapshot_read(snap, addr, &word, sizeof(word)) != sizeof(word))
 		return false;

@@ -23,7 +23,7 @@ from conftest import TASKDBG, Target, assert_untouched, gcore, run, started
 
 FOLDED_LINE = re.compile(r"^(.+) (\d+)$")
 SUMMARY = re.compile(r"^record: (perf events|ptrace stops), (\d+) Hz asked, (\d+\.\d) Hz achieved(?: per CPU-second)?, "
-                     r"(\d+) samples(?: \((\d+) idle left out\))?, (\d+) lost(?:, \d+ stacks cut short)?"
+                     r"(\d+) samples(?: \((\d+) idle left out\))?, (\d+) lost(?:, \d+ stacks cut short)?(?:, \d+ threads not sampled)?"
                      r"(?:, stops: median (\d+\.\d\d) ms, longest (\d+\.\d\d) ms)?, (\d+\.\d\d) s$", re.M)
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -178,8 +178,15 @@ def test_errors(split, tmp_path, rust_bin):
     assert r.returncode == 64 and "FILE.folded" in r.stderr and "FILE.svg" in r.stderr, r.stderr
     r = run("record", split.pid)
     assert r.returncode == 64 and "give -o FILE" in r.stderr
-    r = run("record", "--rate", "0", "-o", tmp_path / "x.folded", split.pid)
-    assert r.returncode == 64
+    for rate in ("0", "1001", "99.9"):
+        r = run("record", "--rate", rate, "-o", tmp_path / "x.folded", split.pid)
+        assert r.returncode == 64 and "a whole number of Hz from 1 to 1000" in r.stderr, r.stderr
+    r = run("record", "--mode", "perf", "--idle", "-o", tmp_path / "x.folded", split.pid)
+    assert r.returncode == 64 and "--idle needs ptrace stops" in r.stderr, r.stderr
+    # An output that cannot be written is said at once, not after the recording.
+    start = time.monotonic()
+    r = run("record", "-o", tmp_path / "no" / "x.folded", split.pid)
+    assert r.returncode == 2 and "no folder" in r.stderr and time.monotonic() - start < 5, r.stderr
     r = run("record", "-o", tmp_path / "x.folded", "999999999")
     assert r.returncode == 2 and "999999999" in r.stderr
     assert not (tmp_path / "x.folded").exists()
@@ -250,9 +257,24 @@ def test_diff(fanout, tmp_path):
             assert red >= blue, (name, fill)
     poll_next = [f for name in grew if name.endswith("::poll_next") for f in fills[name]]
     assert poll_next and all(rgb(f)[0] > rgb(f)[2] for f in poll_next), {n: fills[n] for n in grew}
-    # The tasks of the spawned items are gone in the after profile: shrank, blue.
+    # The other way round, the items' own tasks are new: they grew, red.
     r = run("record", "--diff", fanout["unordered"], fanout["spawn"], "-o", out)
     assert r.returncode == 0, r.stderr
     for fill in diff_colours(out)["task prof_fanout::item"]:
         red, green, blue = rgb(fill)
-        assert red > blue, fill   # the other way round, the items' own tasks grew
+        assert red > blue, fill
+
+
+@pytest.mark.parametrize("mode", ["perf", "ptrace"])
+def test_target_exits_while_recorded(rust_bin, tmp_path, mode):
+    """What was sampled before the target went is written; the exit says so and is 0."""
+    t = Target([rust_bin / "prof_split"])
+    out = tmp_path / "gone.folded"
+    p = subprocess.Popen([str(TASKDBG), "record", "--mode", mode, "--duration", "20s", "-o", str(out), str(t.pid)],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    t.stop()
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert f"taskdbg: process {t.pid} exited while being recorded; writing what was recorded\n" in err, err
+    assert "task prof_split::heavy" in by_root(folded(out))

@@ -52,6 +52,8 @@ def test_json_once(split, tokio_version):
     lines = marker_lines(RUST_SOURCE_DIR / "prof_split.rs")
     doc = top_json(split.pid, "--interval", "3s", "--rate", "199")
     assert doc["pid"] == split.pid and doc["mode"] == "ptrace stops"
+    # Nothing ends in prof_split: every task seen is one of its two, still there.
+    assert all(t["state"] != "gone" for t in doc["tasks"]), doc["tasks"]
     heavy, light = doc["tasks"][:2]
     assert (heavy["name"], light["name"]) == ("prof_split::heavy", "prof_split::light"), doc["tasks"]
     # Wall-clock shares under top's stops run above the fixture's 55% and 18% (docs/usage.md).
