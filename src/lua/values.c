@@ -4,6 +4,7 @@
  * text helpers (td.strip_generics, td.hex, td.ptr).
  */
 #include "lua/internal.h"
+#include "util/hash.h"
 
 #include <inttypes.h>
 
@@ -443,15 +444,14 @@ static int l_digest(lua_State *L)
 	lua_Integer len = tdl_check_integer(L, 2);
 	if (len < 0 || len > (1 << 20))
 		return tdl_arg_error(L, 2, "0 to 1048576 bytes expected, got %I", len);
-	uint64_t h = 0xcbf29ce484222325ull;
+	uint64_t h = TD_FNV_OFFSET;
 	unsigned char buf[4096];
 	for (lua_Integer done = 0; done < len; ) {
 		size_t n = (size_t)(len - done) < sizeof(buf) ? (size_t)(len - done) : sizeof(buf);
 		struct td_error *err = td_program_read(tdl_get(L)->prog, addr + (uint64_t)done, buf, n);
 		if (err)
 			return tdl_fail(L, err, TDL_FAULT);
-		for (size_t i = 0; i < n; i++)
-			h = (h ^ buf[i]) * 0x100000001b3ull;
+		h = td_hash_fnv1a(h, buf, n);
 		done += (lua_Integer)n;
 	}
 	lua_pushinteger(L, (lua_Integer)h);

@@ -9,6 +9,7 @@
  * change of its path's samples: red grew, blue shrank.
  */
 #include "profile/internal.h"
+#include "util/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -229,10 +230,8 @@ struct rgb {
 
 static uint32_t name_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
+	uint64_t h = td_hash_fnv1a(TD_FNV_OFFSET, s, strlen(s));
+	return (uint32_t)(h ^ (h >> 32));
 }
 
 /*

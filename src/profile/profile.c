@@ -10,8 +10,6 @@
 
 #include "util/hash.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
 
 /* An open-addressing set of indexes (into a profile's names or stacks), found by hash. */
 struct set {
@@ -50,12 +48,6 @@ void *td_profile_grow(void *array, size_t *cap, size_t need, size_t size)
 	return grown;
 }
 
-static uint64_t hash_bytes(uint64_t hash, const void *bytes, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		hash = (hash ^ ((const unsigned char *)bytes)[i]) * FNV_PRIME;
-	return hash;
-}
 
 /*
  * The length of the UTF-8 character at s, or 0 if the bytes there are none
@@ -181,7 +173,7 @@ static const char *intern(struct td_profile *p, const char *name)
 	char *clean = td_profile_clean(name);
 	if (!clean)
 		return NULL;
-	uint64_t hash = hash_bytes(FNV_OFFSET, clean, strlen(clean));
+	uint64_t hash = td_hash_fnv1a(TD_FNV_OFFSET, clean, strlen(clean));
 	struct slot *slot = set_slot(&p->name_set, hash, same_name, p, clean);
 	if (slot && slot->index) {
 		free(clean);
@@ -244,11 +236,11 @@ struct td_error *td_profile_add(struct td_profile *p, const char *const *frames,
 	if (!path)
 		return &td_enomem;
 	p->path = path;
-	struct td_profile_stack key = { .frames = path, .n = n, .hash = FNV_OFFSET };
+	struct td_profile_stack key = { .frames = path, .n = n, .hash = TD_FNV_OFFSET };
 	for (size_t i = 0; i < n; i++) {
 		if (!(path[i] = intern(p, frames[i])))
 			return &td_enomem;
-		key.hash = hash_bytes(key.hash, &path[i], sizeof(path[i]));
+		key.hash = td_hash_fnv1a(key.hash, &path[i], sizeof(path[i]));
 	}
 	struct slot *slot = set_slot(&p->stack_set, key.hash, same_stack, p, &key);
 	if (!slot)
