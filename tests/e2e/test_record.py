@@ -278,3 +278,21 @@ def test_target_exits_while_recorded(rust_bin, tmp_path, mode):
     assert p.returncode == 0, err
     assert f"taskdbg: process {t.pid} exited while being recorded; writing what was recorded\n" in err, err
     assert "task prof_split::heavy" in by_root(folded(out))
+
+
+def test_blocking_closure(rust_bin, tmp_path):
+    """A spawn_blocking closure's samples go to it, marked with the call it sleeps in;
+    load's one closure sleeps for an hour, so every stop finds it there."""
+    for t in started([rust_bin / "load", "2"]):
+        out = tmp_path / "load.folded"
+        m, _ = record(t.pid, out, "--mode", "ptrace", "--duration", "1s")
+        stacks = folded(out)
+        blocking = [(f, n) for f, n in stacks if f[0].startswith("[blocking] ")]
+        assert blocking, by_root(stacks)
+        assert {f[0] for f, _ in blocking} == {"[blocking] load::main::{{closure}}::{closure#0}"}, blocking
+        assert all(f[-1] in ("[syscall clock_nanosleep]", "[syscall nanosleep]") for f, _ in blocking), blocking
+        # Every stop found it: its samples are the stops made (achieved rate x seconds).
+        stops = float(m.group(3)) * float(m.group(9))
+        assert abs(sum(n for _, n in blocking) - stops) <= 1.5 and stops > 50, (blocking, m.group(0))
+        relays = [f for f, _ in stacks if f[0] == "task load::relay"]
+        assert all("load::relay::{async_fn#0}" in f for f in relays), relays
