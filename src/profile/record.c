@@ -44,6 +44,7 @@ struct td_recorder {
 	uint64_t jitter;            /* xorshift state of the ptrace mode's jitter */
 	struct td_sample_path path;
 	struct td_map task_names;   /* task id -> index + 1 in names: learnt from samples inside its future */
+	struct td_map loop_ids;     /* ids seen on threads in the scheduler loop: the loops' own */
 	char (*names)[256];
 	size_t nnames, names_cap;
 	struct td_record_sample sample;
@@ -165,6 +166,16 @@ static void deliver(struct td_recorder *rec, const struct td_thread_view *v, con
 {
 	if (!td_sample_attribute(rec->frames, v, &rec->path))
 		return;
+	/*
+	 * The id a worker's thread-local holds between polls is that of the
+	 * blocking task running the worker loop (tokio): never a task's, even
+	 * when read at the instant a poll began or ended inside a task's frames.
+	 */
+	bool added;
+	if (rec->path.kind == TD_SAMPLE_SCHEDULER && task >= 0)
+		td_map_put(&rec->loop_ids, (uint64_t)task, &added);
+	if (task >= 0 && td_map_get(&rec->loop_ids, (uint64_t)task))
+		task = -1;
 	if (rec->path.idle && !rec->opts.idle) {
 		rec->stats.idle++;
 		return;
@@ -306,9 +317,11 @@ fail:
 	return err;
 }
 
+/* An error if the target has exited (a zombie too: it has, only not been reaped). */
 static struct td_error *gone(struct td_recorder *rec)
 {
-	if (kill(rec->snap->pid, 0) == 0)
+	char name[16], state = 0;
+	if (td_proc_thread_info(rec->snap->pid, rec->snap->pid, name, &state) && state != 'Z')
 		return NULL;
 	return td_error_format(TD_ERR_TARGET, "process %d exited while being recorded", (int)rec->snap->pid);
 }
@@ -423,6 +436,7 @@ void td_recorder_destroy(struct td_recorder *rec)
 	td_sample_path_clear(&rec->path);
 	free(rec->threads);
 	td_map_free(&rec->task_names);
+	td_map_free(&rec->loop_ids);
 	free(rec->names);
 	free(rec);
 }

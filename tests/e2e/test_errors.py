@@ -201,7 +201,7 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("taskdbg ")
     # The help lists the commands that work, each with its own --help.
     commands = [line.split()[0] for line in run("--help").stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
-    assert commands == ["attach", "core", "bt", "tasks", "diagnose", "run", "dump"]
+    assert commands == ["attach", "core", "bt", "tasks", "diagnose", "run", "dump", "record", "top"]
     for cmd in commands:
         r = run(cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith(f"usage: taskdbg {cmd}"), (cmd, r.stdout)

@@ -99,8 +99,10 @@ def test_split_ptrace_stops(split, tmp_path):
     assert m.group(1) == "ptrace stops"
     assert m.group(7) and m.group(8)
     assert int(m.group(5)) > 0   # parked workers' samples were left out
-    # Stops sample on the wall clock: a task waiting for a core, or at its barrier, is seen too.
-    check_split(folded(out), own_share=0.75)
+    # Stops sample on the wall clock: a task waiting for a core, or at its barrier, is seen
+    # too, and the stops themselves stretch the polls they land in. The split is CPU's
+    # within 15% in perf mode (above); here within 25% (docs/design.md, Sampling).
+    check_split(folded(out), rel=0.25, own_share=0.75)
     assert_untouched(split.pid)
 
 
@@ -296,3 +298,19 @@ def test_blocking_closure(rust_bin, tmp_path):
         assert abs(sum(n for _, n in blocking) - stops) <= 1.5 and stops > 50, (blocking, m.group(0))
         relays = [f for f, _ in stacks if f[0] == "task load::relay"]
         assert all("load::relay::{async_fn#0}" in f for f in relays), relays
+
+
+def test_progress_on_a_terminal(split, tmp_path):
+    """On a terminal, a progress line while recording; the summary after it."""
+    from test_session import Pty, term_env
+    out = tmp_path / "tty.folded"
+    t = Pty(["record", "--duration", "2s", "-o", out, split.pid], term_env(tmp_path))
+    try:
+        t.expect(re.compile(rf"\rrecording {split.pid}: \d\.\d s of 2\.0 s, \d+ samples \(perf events\)".encode()),
+                 timeout=15)
+        shown = t.expect(b"samples)\r\n", timeout=15).decode()
+        assert "record: perf events, 99 Hz asked" in shown, shown
+        assert t.wait(timeout=10) == 0
+    finally:
+        t.close()
+    assert "task prof_split::heavy" in by_root(folded(out))
