@@ -66,7 +66,6 @@ struct seen_thread {
 	enum td_sample_kind kind;
 	uint64_t samples, busy;
 	long long last_task;    /* the task it polled at its last sample, or -1 */
-	uint64_t last_ns;
 	char doing[128];        /* what its last sample shows: a task, [scheduler], a system call */
 };
 
@@ -81,7 +80,6 @@ struct top_job {
 	struct seen_thread *threads;
 	size_t nthreads, threads_cap;
 	uint64_t samples, stops;
-	uint64_t period_ns;
 	struct json_object *model, *findings;
 	struct td_record_stats stats;
 	/* Worker counters at the previous refresh (tokio's own metrics), by tid. */
@@ -165,9 +163,7 @@ static void on_sample(const struct td_record_sample *s, void *arg)
 		th->busy++;
 	snprintf(th->doing, sizeof(th->doing), "%.120s", p->idle ? (p->leaf[0] ? p->leaf : "idle") : p->root);
 	long long prev = th->last_task;
-	uint64_t prev_ns = th->last_ns;
 	th->last_task = s->task;
-	th->last_ns = s->time_ns;
 	if (p->kind != TD_SAMPLE_TASK || s->task < 0)
 		return;
 	struct seen_task *t = task_for(job, s->task, p->name);
@@ -175,8 +171,12 @@ static void on_sample(const struct td_record_sample *s, void *arg)
 		return;
 	t->samples++;
 	t->worker = s->tid;
-	/* A run is unbroken while every sample of its worker finds it there. */
-	bool same_run = prev == s->task && s->time_ns - prev_ns < 3 * job->period_ns;
+	/*
+	 * A run is unbroken while every sample of its worker finds it there,
+	 * however far apart they come (a tick skipped while taskdbg was behind,
+	 * the walk between refreshes).
+	 */
+	bool same_run = prev == s->task;
 	if (!same_run) {
 		t->polls++;
 		t->run_start_ns = s->time_ns;
@@ -499,7 +499,6 @@ static struct td_error *top(struct top_job *job)
 	struct td_recorder *rec;
 	if ((err = td_recorder_start(s->snap, &s->frames, &ro, &rec)))
 		return err;
-	job->period_ns = (uint64_t)(1e9 / job->rate);
 	bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) && !job->once && !s->json;
 	struct termios saved, raw;
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
