@@ -36,8 +36,8 @@ static const char top_help[] =
 	"A live view of a process by async task, refreshed every interval; q quits.\n"
 	"Tasks are ranked by CPU (the share of samples in which a worker polled them:\n"
 	"100% is one core), each with its state, where it awaits, the worker it ran on\n"
-	"and the polls seen; then each worker's busy share (sampled, and tokio's own\n"
-	"counters where the runtime keeps them), the threads by what they do, and\n"
+	"and the polls seen; then each worker's busy share (sampled, and from the runtime's\n"
+	"own counters where it keeps them: tokio >= 1.45), the threads by what they do, and\n"
 	"warnings: a task seen running for over 1 s without a break (a poll that never\n"
 	"yields), and what diagnose finds (a lost waker, a deadlock, ...).\n"
 	"\n"
@@ -82,7 +82,7 @@ struct top_job {
 	uint64_t samples, stops;
 	struct json_object *model, *findings;
 	struct td_record_stats stats;
-	/* Worker counters at the previous refresh (tokio's own metrics), by tid. */
+	/* Worker counters at the previous refresh (the runtime's own metrics), by tid. */
 	struct td_map busy_before, when_before;
 };
 
@@ -293,7 +293,7 @@ static struct json_object *worker_metrics(const struct top_job *job, pid_t tid)
 	return NULL;
 }
 
-/* The busy share tokio's counters give since the last refresh, or -1. */
+/* The busy share the runtime's own counters give since the last refresh, or -1. */
 static double true_busy(struct top_job *job, pid_t tid, uint64_t now)
 {
 	struct json_object *busy = get(worker_metrics(job, tid), "busy_ns");
@@ -404,7 +404,7 @@ static void report_text(FILE *out, struct top_job *job, struct json_object *r, b
 		snap->comm ? snap->comm : "?", job->interval_ms / 1000, (unsigned long long)job->stops, job->rate,
 		td_record_mode_name(job->stats.mode), tty ? ", q quits" : "");
 	struct json_object *workers = get(r, "workers");
-	fprintf(out, "\nWORKER      BUSY (sampled)  BUSY (tokio)  PARKS\n");
+	fprintf(out, "\nWORKER      BUSY (sampled)  BUSY (runtime)  PARKS\n");
 	for (size_t i = 0; i < json_object_array_length(workers); i++) {
 		struct json_object *w = json_object_array_get_idx(workers, i), *m = get(w, "metrics");
 		struct json_object *bm = get(w, "busy_metrics");
@@ -413,7 +413,7 @@ static void report_text(FILE *out, struct top_job *job, struct json_object *r, b
 			snprintf(truth, sizeof(truth), "%5.1f%%", json_object_get_double(bm) * 100);
 		if (get(m, "park_count"))
 			snprintf(parks, sizeof(parks), "%lld", (long long)json_object_get_int64(get(m, "park_count")));
-		fprintf(out, "%-11d %13.1f%%  %12s  %s\n", json_object_get_int(get(w, "tid")),
+		fprintf(out, "%-11d %13.1f%%  %14s  %s\n", json_object_get_int(get(w, "tid")),
 			json_object_get_double(get(w, "busy_sampled")) * 100, truth, parks);
 	}
 	struct json_object *tasks = get(r, "tasks");

@@ -187,7 +187,7 @@ static void deliver(struct td_recorder *rec, const struct td_thread_view *v, con
 			td_sample_set_root(&rec->path, known_as ? TD_SAMPLE_TASK : TD_SAMPLE_SCHEDULER, known_as);
 		/*
 		 * An id whose samples showed another task's code is not believed:
-		 * tokio 1.53's thread-local sometimes still holds the id of the
+		 * a thread-local read at the wrong moment can hold the id of the
 		 * blocking task that runs the worker loop.
 		 */
 		else if (known_as && strcmp(known_as, rec->path.name) != 0)
