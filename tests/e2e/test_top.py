@@ -92,7 +92,8 @@ def test_true_busy_from_tokio_counters(split, tokio_version, tmp_path):
         table = t.expect(b"\r\n\r\n", timeout=10).decode()
         shares = re.findall(r"^(\d+) +(\d+\.\d)% +(\d+\.\d)% +(\d+)\r?$", table, re.M)
         assert len(shares) == 2, table
-        assert 40 <= sum(float(s[2]) for s in shares) <= 140, table
+        # tokio's busy time is wall time between parks: a worker's share is at most all of it.
+        assert all(0 < float(s[2]) <= 105 for s in shares) and sum(float(s[2]) for s in shares) >= 40, table
         t.send("q")
         assert t.wait(timeout=10) == 0
     finally:
