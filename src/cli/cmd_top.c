@@ -84,6 +84,7 @@ struct top_job {
 	struct td_record_stats stats;
 	/* Worker counters at the previous refresh (the runtime's own metrics), by tid. */
 	struct td_map busy_before, when_before;
+	struct td_recorder *rec;
 };
 
 static int top_option(struct td_session *s, int c, const char *arg, void *ctx)
@@ -327,9 +328,11 @@ static struct json_object *report_json(struct top_job *job, uint64_t now)
 	json_object_object_add(o, "stops", json_object_new_int64((int64_t)job->stops));
 	for (size_t i = 0; i < job->ntasks; i++) {
 		struct seen_task *t = &job->tasks[i];
-		if (!t->samples)
+		struct json_object *m = model_task(job, t->id);
+		/* Not a task the walk found, and an id of the worker loop's: read at a poll's edge. */
+		if (!t->samples || (!m && td_recorder_loop_id(job->rec, t->id)))
 			continue;
-		struct json_object *jt = json_object_new_object(), *m = model_task(job, t->id);
+		struct json_object *jt = json_object_new_object();
 		char at[512];
 		await_of(m, at, sizeof(at));
 		json_object_object_add(jt, "id", json_object_new_int64(t->id));
@@ -499,6 +502,7 @@ static struct td_error *top(struct top_job *job)
 	struct td_recorder *rec;
 	if ((err = td_recorder_start(s->snap, &s->frames, &ro, &rec)))
 		return err;
+	job->rec = rec;
 	bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO) && !job->once && !s->json;
 	struct termios saved, raw;
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
@@ -558,6 +562,7 @@ static struct td_error *top(struct top_job *job)
 	if (tty)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	td_recorder_destroy(rec);
+	job->rec = NULL;
 	return err;
 }
 

@@ -205,6 +205,14 @@ struct td_error *td_hold_tick(struct td_hold *h)
 	if (td_hold_due_ms(h) != 0)
 		return NULL;
 	struct td_error *err = td_hold_refresh(h);
+	if (err && td_interrupt_pending()) {
+		/*
+		 * Ctrl-C while a background snapshot ran is for the prompt (a line
+		 * to clear), not for the snapshot: it is taken again at the next tick.
+		 */
+		td_error_destroy(err);
+		return NULL;
+	}
 	if (err)
 		h->sampling_failed = true;
 	return err;

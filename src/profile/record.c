@@ -168,14 +168,14 @@ static void deliver(struct td_recorder *rec, const struct td_thread_view *v, con
 		return;
 	/*
 	 * The id a worker's thread-local holds between polls is that of the
-	 * blocking task running the worker loop (tokio): never a task's, even
-	 * when read at the instant a poll began or ended inside a task's frames.
+	 * blocking task running the worker loop (tokio); read at the instant a
+	 * poll begins or ends, it can come with a task's frames. Which ids were
+	 * seen so is remembered (td_recorder_loop_id), not used to drop any: a
+	 * task's own id is seen in the loop too, at the instant its poll ends.
 	 */
 	bool added;
 	if (rec->path.kind == TD_SAMPLE_SCHEDULER && task >= 0)
 		td_map_put(&rec->loop_ids, (uint64_t)task, &added);
-	if (task >= 0 && td_map_get(&rec->loop_ids, (uint64_t)task))
-		task = -1;
 	if (rec->path.idle && !rec->opts.idle) {
 		rec->stats.idle++;
 		return;
@@ -405,6 +405,11 @@ static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
+}
+
+bool td_recorder_loop_id(const struct td_recorder *rec, long long task)
+{
+	return task >= 0 && td_map_get(&rec->loop_ids, (uint64_t)task) != NULL;
 }
 
 void td_recorder_stats(struct td_recorder *rec, struct td_record_stats *ret)

@@ -78,6 +78,9 @@ struct td_error *td_recorder_run(struct td_recorder *rec, uint64_t deadline_ns,
 				 void (*fn)(const struct td_record_sample *s, void *arg), void *arg);
 
 void td_recorder_stats(struct td_recorder *rec, struct td_record_stats *ret);
+
+/* Whether id was seen on a thread in the scheduler's loop (a worker loop's own id, mostly). */
+bool td_recorder_loop_id(const struct td_recorder *rec, long long task);
 void td_recorder_destroy(struct td_recorder *rec);
 
 const char *td_record_mode_name(enum td_record_mode mode);
