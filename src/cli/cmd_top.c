@@ -535,14 +535,7 @@ static struct td_error *top(struct top_job *job)
 			break;
 		if (job->ntasks)
 			qsort(job->tasks, job->ntasks, sizeof(*job->tasks), by_samples);
-		td_map_free(&job->task_index);
-		job->task_index = (struct td_map){ 0 };
-		for (size_t i = 0; i < job->ntasks; i++) {
-			bool added;
-			uint64_t *slot = td_map_put(&job->task_index, (uint64_t)job->tasks[i].id, &added);
-			if (slot)
-				*slot = i + 1;
-		}
+		/* The index is stale now; next_interval builds it again before the next samples. */
 		struct json_object *r = report_json(job, td_now_ns());
 		if (s->json)
 			printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
