@@ -26,6 +26,7 @@
 #include "report/diagnose.h"
 #include "util/clock.h"
 #include "util/duration.h"
+#include "util/grow.h"
 #include "util/interrupt.h"
 #include "util/map.h"
 #include "value/program.h"
@@ -103,19 +104,6 @@ static int top_option(struct td_session *s, int c, const char *arg, void *ctx)
 	return -1;
 }
 
-static void *grow(void *array, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return array;
-	size_t n = *cap ? *cap * 2 : 64;
-	while (n < need)
-		n *= 2;
-	void *grown = realloc(array, n * size);
-	if (grown)
-		*cap = n;
-	return grown;
-}
-
 static struct seen_task *task_for(struct top_job *job, long long id, const char *name)
 {
 	bool added;
@@ -124,7 +112,7 @@ static struct seen_task *task_for(struct top_job *job, long long id, const char 
 		return NULL;
 	if (!added)
 		return &job->tasks[*slot - 1];
-	struct seen_task *grown = grow(job->tasks, &job->tasks_cap, job->ntasks + 1, sizeof(*grown));
+	struct seen_task *grown = td_grow(job->tasks, &job->tasks_cap, job->ntasks + 1, sizeof(*grown));
 	if (!grown)
 		return NULL;
 	job->tasks = grown;
@@ -140,7 +128,7 @@ static struct seen_thread *thread_for(struct top_job *job, pid_t tid, const char
 	for (size_t i = 0; i < job->nthreads; i++)
 		if (job->threads[i].tid == tid)
 			return &job->threads[i];
-	struct seen_thread *grown = grow(job->threads, &job->threads_cap, job->nthreads + 1, sizeof(*grown));
+	struct seen_thread *grown = td_grow(job->threads, &job->threads_cap, job->nthreads + 1, sizeof(*grown));
 	if (!grown)
 		return NULL;
 	job->threads = grown;

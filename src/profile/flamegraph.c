@@ -9,6 +9,7 @@
  * change of its path's samples: red grew, blue shrank.
  */
 #include "profile/internal.h"
+#include "util/grow.h"
 #include "util/hash.h"
 
 #include <stdlib.h>
@@ -63,8 +64,8 @@ static long long rounded(double v)
 
 static struct td_error *new_frame(struct graph *g, const char *name, size_t depth)
 {
-	struct frame *frames = td_profile_grow(g->frames, &g->cap, g->n + 1, sizeof(*frames));
-	size_t *open = td_profile_grow(g->open, &g->open_cap, depth + 1, sizeof(*open));
+	struct frame *frames = td_grow(g->frames, &g->cap, g->n + 1, sizeof(*frames));
+	size_t *open = td_grow(g->open, &g->open_cap, depth + 1, sizeof(*open));
 	if (frames)
 		g->frames = frames;
 	if (open)

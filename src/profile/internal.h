@@ -26,13 +26,6 @@ struct td_profile_stack {
  */
 const struct td_profile_stack *const *td_profile_sorted(const struct td_profile *p, size_t *n);
 
-/*
- * array, grown if need be to hold need elements of size bytes (*cap
- * elements now): the array to use from now on, or NULL when out of memory
- * (array and *cap untouched).
- */
-void *td_profile_grow(void *array, size_t *cap, size_t need, size_t size);
-
 /* The order of td_profile_sorted, for stacks of two profiles. */
 int td_profile_stack_cmp(const struct td_profile_stack *a, const struct td_profile_stack *b);
 

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "util/grow.h"
 #include "util/hash.h"
 
 
@@ -35,18 +36,6 @@ struct td_profile {
 	size_t order_cap;
 };
 
-void *td_profile_grow(void *array, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return array;
-	size_t new_cap = *cap ? *cap : 16;
-	while (new_cap < need)
-		new_cap *= 2;
-	void *grown = reallocarray(array, new_cap, size);
-	if (grown)
-		*cap = new_cap;
-	return grown;
-}
 
 
 /*
@@ -179,7 +168,7 @@ static const char *intern(struct td_profile *p, const char *name)
 		free(clean);
 		return p->names[slot->index - 1];
 	}
-	char **names = slot ? td_profile_grow(p->names, &p->names_cap, p->nnames + 1,
+	char **names = slot ? td_grow(p->names, &p->names_cap, p->nnames + 1,
 					      sizeof(*names)) : NULL;
 	if (!names) {
 		free(clean);
@@ -201,13 +190,13 @@ static bool same_stack(const struct td_profile *p, size_t index, const void *key
 static struct td_error *new_stack(struct td_profile *p, struct slot *slot,
 				  const struct td_profile_stack *key)
 {
-	struct td_profile_stack *stacks = td_profile_grow(p->stacks, &p->stacks_cap, p->nstacks + 1,
+	struct td_profile_stack *stacks = td_grow(p->stacks, &p->stacks_cap, p->nstacks + 1,
 							  sizeof(*stacks));
 	if (!stacks)
 		return &td_enomem;
 	p->stacks = stacks;
 	/* Grown here so that td_profile_sorted, and td_profile_each, need no memory. */
-	const struct td_profile_stack **order = td_profile_grow(p->order, &p->order_cap,
+	const struct td_profile_stack **order = td_grow(p->order, &p->order_cap,
 								p->nstacks + 1, sizeof(*order));
 	if (!order)
 		return &td_enomem;
@@ -232,7 +221,7 @@ struct td_error *td_profile_add(struct td_profile *p, const char *const *frames,
 				       "Record for a shorter time, or read fewer files into it.");
 	if (!count)
 		return NULL;
-	const char **path = td_profile_grow(p->path, &p->path_cap, n, sizeof(*path));
+	const char **path = td_grow(p->path, &p->path_cap, n, sizeof(*path));
 	if (!path)
 		return &td_enomem;
 	p->path = path;
@@ -347,7 +336,7 @@ static int parse_line(char *line, size_t len, struct folded_line *out)
 	sep[-1] = '\0';
 	out->n = 0;
 	for (char *frame = line; frame; out->n++) {
-		const char **frames = td_profile_grow(out->frames, &out->cap, out->n + 1,
+		const char **frames = td_grow(out->frames, &out->cap, out->n + 1,
 						      sizeof(*frames));
 		if (!frames)
 			return -2;
