@@ -1,4 +1,4 @@
-/* taskdbg bt [--json] [--exe PATH] TARGET: every thread's stack, then exit. */
+/* taskdbg bt [--json] [--full] [--exe PATH] TARGET: every thread's stack, then exit. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +12,22 @@
 #include "util/timing.h"
 
 static const char bt_help[] =
-	"usage: taskdbg bt [--json] [--exe PATH] [--plugins DIR] TARGET\n"
+	"usage: taskdbg bt [--json] [--full] [--exe PATH] [--plugins DIR] TARGET\n"
 	"\n"
 	"Print every thread's stack (inline frames expanded, with source lines), then exit.\n"
 	"TARGET is a process id or a core file. A live process is stopped only while its\n"
 	"registers and stack tops are copied (well under a millisecond), then runs on.\n"
 	"\n"
+	"Each run of frames of the program's dependencies (tokio, std, libc...) is folded\n"
+	"into one line, \"... 38 frames in tokio, std\"; frame #0, the program's own\n"
+	"frames and the calls they make are always shown. Modules without debug info\n"
+	"(DWARF) are named from their symbol tables (function+0xOFFSET, or\n"
+	"?? (module+0xOFFSET)), said once on stderr.\n"
+	"\n"
 	"The runtime plugins (--plugins) give the threads their roles and tasks.\n"
 	"\n"
 	TD_SESSION_HELP_JSON
+	"  --full                  every frame, none folded (--json always has every frame)\n"
 	TD_SESSION_HELP;
 
 /*
@@ -54,14 +61,25 @@ static struct td_error *assign_tasks(struct td_session *s)
 	return NULL;
 }
 
+static int bt_option(struct td_session *s, int c, const char *arg, void *ctx)
+{
+	(void)s;
+	(void)arg;
+	if (c == 'f')
+		*(bool *)ctx = true;
+	return -1;
+}
+
 int td_cmd_bt(int argc, char **argv)
 {
 	static const struct option options[] = {
 		TD_SESSION_OPTIONS,
+		{ "full", no_argument, NULL, 'f' },
 		{ 0 },
 	};
 	struct td_session s = { .command = "bt" };
-	int code = td_session_parse(&s, argc, argv, options, bt_help, 1, NULL, NULL, NULL);
+	bool full = false;
+	int code = td_session_parse(&s, argc, argv, options, bt_help, 1, bt_option, &full, NULL);
 	if (code != -1)
 		return code;
 	/* Optional: without a plugin there are stacks all the same. */
@@ -76,7 +94,9 @@ int td_cmd_bt(int argc, char **argv)
 		if (s.json)
 			td_report_bt_json(stdout, s.snap, s.threads);
 		else
-			td_report_bt_text(stdout, s.snap, s.threads);
+			td_report_bt_text(stdout, s.snap, s.threads, full);
+		/* On stderr: stdout stays the stacks alone, the same with or without debug info. */
+		td_report_nodebug_note(stderr, s.snap, s.threads);
 		td_timing_mark("output");
 		td_timing_report();
 	}

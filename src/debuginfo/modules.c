@@ -149,17 +149,24 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 				       "Pass the binary that ran with --exe PATH.",
 				       wanted, what, dwfl_errmsg(-1));
 	}
-	Dwarf_Addr dbias;
-	if (!dwfl_module_getdwarf(mod, &dbias))
-		return td_error_format(TD_ERR_TARGET,
-			"%s has no debug info (DWARF), so taskdbg cannot name its functions, "
-			"lines or types\n"
-			"Rebuild it with debug info (Rust: `[profile.release] debug = true`; C: -g), "
-			"or install its separate debug file (under /usr/lib/debug, found by build-id).",
-			td_module_path(mod));
 	if (ret)
 		*ret = mod;
 	return NULL;
+}
+
+struct td_error *td_modules_require_dwarf(Dwfl_Module *mod)
+{
+	Dwarf_Addr bias;
+	if (dwfl_module_getdwarf(mod, &bias))
+		return NULL;
+	return td_error_format(TD_ERR_TARGET,
+		"%s has no debug info (DWARF), which taskdbg needs to find the runtime's tasks "
+		"and read their values (`taskdbg bt` works without it: it names functions from "
+		"the symbol table)\n"
+		"Rebuild it with debug info (Rust: `[profile.release] debug = true`, and no "
+		"`strip`; C: -g), or install its separate debug file (under /usr/lib/debug, found "
+		"by build-id, or from a server in DEBUGINFOD_URLS).",
+		td_module_path(mod));
 }
 
 uint64_t td_modules_tls_block_size(Dwfl_Module *mod)

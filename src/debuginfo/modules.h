@@ -1,7 +1,8 @@
 /*
  * The modules (executable and shared libraries) of a target, through libdwfl,
  * and the checks that the executable is there, is the right one and has
- * debug info. Nothing here touches the target's threads.
+ * debug info (which only reading the runtime needs). Nothing here touches
+ * the target's threads.
  */
 #ifndef TD_DEBUGINFO_MODULES_H
 #define TD_DEBUGINFO_MODULES_H
@@ -21,11 +22,19 @@ struct td_error *td_modules_report_core(struct td_core *core, const char *exe, D
 
 /*
  * Finds the executable's module (the one holding the entry point) and checks
- * that its file was found, matches the target's build-id, and has DWARF.
+ * that its file was found and matches the target's build-id. It may lack
+ * DWARF (stacks are then named from its symbol table): see below.
  * what names the target in messages ("process 123", "core file core.1").
  */
 struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *what,
 				      const char *exe_override, Dwfl_Module **ret);
+
+/*
+ * Whether mod has DWARF (its own, or a separate debug file found); if not,
+ * the error that says what needs it and how to get it. Reading a runtime's
+ * structures (td_program_create) needs the executable's.
+ */
+struct td_error *td_modules_require_dwarf(Dwfl_Module *mod);
 
 /*
  * round_up(PT_TLS.p_memsz, p_align) of a module: the size of its static TLS

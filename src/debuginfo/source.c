@@ -7,22 +7,32 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A path component NAME-X.Y.Z... (cargo's directory of a dependency's version). */
+/* Whether s[i..n) is "-X.Y.Z...": a dash, then digits and at least two dots. */
+static bool version_at(const char *s, size_t n, size_t i)
+{
+	if (s[i] != '-' || i + 1 >= n || !isdigit((unsigned char)s[i + 1]))
+		return false;
+	int dots = 0;
+	for (size_t j = i + 1; j < n && (isdigit((unsigned char)s[j]) || s[j] == '.'); j++)
+		dots += s[j] == '.';
+	return dots >= 2;
+}
+
+/* A path component NAME-X.Y.Z... (cargo's directory of a dependency's version); *name_len gets NAME's length. */
+static bool versioned_name(const char *s, size_t n, size_t *name_len)
+{
+	for (size_t i = 1; i < n; i++)
+		if (version_at(s, n, i)) {
+			*name_len = i;
+			return true;
+		}
+	return false;
+}
+
 static bool versioned_component(const char *s, size_t n)
 {
-	for (size_t i = 1; i < n; i++) {
-		if (s[i] != '-' || !isdigit((unsigned char)s[i + 1]))
-			continue;
-		int dots = 0;
-		size_t j = i + 1;
-		while (j < n && (isdigit((unsigned char)s[j]) || s[j] == '.')) {
-			dots += s[j] == '.';
-			j++;
-		}
-		if (dots >= 2)
-			return true;
-	}
-	return false;
+	size_t name_len;
+	return versioned_name(s, n, &name_len);
 }
 
 /* Whether a path lies where cargo or rustc keep code that is not the program's. */
@@ -39,6 +49,46 @@ static bool dependency_path(const char *p)
 			break;   /* the file's own name does not count */
 		if (versioned_component(c, (size_t)(end - c)))
 			return true;
+		c = end;
+	}
+	return false;
+}
+
+/* Copies n bytes of s into buf as a string; false if they do not fit or n is 0. */
+static bool copy_name(const char *s, size_t n, char *buf, size_t size)
+{
+	if (n == 0 || n >= size)
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return true;
+}
+
+bool td_source_crate(const char *file, char *buf, size_t size)
+{
+	if (!file)
+		return false;
+	const char *git = strstr(file, "/.cargo/git/checkouts/");
+	if (git) {
+		const char *c = git + strlen("/.cargo/git/checkouts/");
+		const char *end = strchr(c, '/');
+		const char *dash = end ? memrchr(c, '-', (size_t)(end - c)) : NULL;
+		return dash && copy_name(c, (size_t)(dash - c), buf, size);
+	}
+	for (const char *c = file; *c;) {
+		while (*c == '/')
+			c++;
+		const char *end = strchr(c, '/');
+		if (!end)
+			break;
+		size_t n = (size_t)(end - c);
+		size_t name_len;
+		if (versioned_name(c, n, &name_len))
+			return copy_name(c, name_len, buf, size);
+		if (n == 7 && !strncmp(c, "library", 7) && (c == file || !strncmp(file, "/rustc/", 7))) {
+			const char *name = end + 1, *name_end = strchr(name, '/');
+			return name_end && copy_name(name, (size_t)(name_end - name), buf, size);
+		}
 		c = end;
 	}
 	return false;

@@ -45,6 +45,7 @@ struct dwarf_context {
 	size_t ncus;
 	Dwfl_Module *last_mod;   /* td_module_is_executable of the last module asked */
 	bool last_exec;
+	bool last_nodebug;       /* and whether it has no DWARF */
 };
 
 struct td_symbolizer {
@@ -258,6 +259,13 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		if (line)
 			base.file = dwfl_lineinfo(line, NULL, &base.line, NULL, NULL, NULL);
 
+		if (mod != sym->last_mod) {
+			Dwarf_Addr dwbias;
+			sym->last_mod = mod;
+			sym->last_exec = td_module_is_executable(mod);
+			sym->last_nodebug = dwfl_module_getdwarf(mod, &dwbias) == NULL;
+		}
+		base.nodebug = sym->last_nodebug;
 		Dwarf_Addr bias;
 		Dwarf_Die *cudie = dwfl_module_addrdie(mod, adj, &bias);
 		Dwarf_Die chain[TD_MAX_INLINE_DEPTH];
@@ -265,10 +273,6 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		Dwarf_Files *files = NULL;
 		size_t nfiles = 0;
 		const char *file = base.file;
-		if (mod != sym->last_mod) {
-			sym->last_mod = mod;
-			sym->last_exec = td_module_is_executable(mod);
-		}
 		const char *comp_dir = sym->last_exec && cudie ? td_source_comp_dir(cudie) : NULL;
 		const char *workspace = sym->last_exec ? td_source_workspace(mod) : NULL;
 		int lineno = base.line;
@@ -300,7 +304,12 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		}
 
 		if (count == 0 || frames[count - 1].inlined) {
-			/* No DWARF function here (no debug info): fall back to the ELF symbol. */
+			/*
+			 * No DWARF function here (no debug info): fall back to the ELF
+			 * symbol (libdwfl reads .symtab, .dynsym and MiniDebugInfo's),
+			 * shown with the offset into it; no symbol either: the offset
+			 * into the module.
+			 */
 			GElf_Off offset;
 			GElf_Sym elfsym;
 			const char *name = dwfl_module_addrinfo(mod, adj, &offset, &elfsym, NULL, NULL, NULL);
@@ -313,6 +322,12 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			if (name) {
 				char *demangled = td_demangle(name);
 				f.function = demangled ? demangled : strdup(name);
+				f.symtab = f.function != NULL;
+				f.base = adj - offset;
+			} else {
+				GElf_Addr elfbias = 0;
+				dwfl_module_getelf(mod, &elfbias);
+				f.base = elfbias;
 			}
 			if (!push_frame(&frames, &count, &cap, f))
 				free((char *)f.function);
@@ -323,6 +338,14 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 	/* Out of memory: no frames (count 0); callers show the bare address. */
 	*frames_ret = frames;
 	*count_ret = count;
+}
+
+bool td_frame_offset(const struct td_frame *f, uint64_t *offset)
+{
+	if (f->function ? !f->symtab : !f->module)
+		return false;
+	*offset = f->pc - f->base;
+	return true;
 }
 
 static void context_deinit(struct dwarf_context *ctx)

@@ -22,7 +22,18 @@ struct td_frame {
 	bool inlined;          /* an inline frame inside the next (outer) frame */
 	const char *module;    /* file name of the module, or NULL */
 	bool own;              /* the program's own code (debuginfo/source.h), not a library's */
+	bool nodebug;          /* its module has no DWARF (names come from symbol tables) */
+	bool symtab;           /* function is an ELF symbol's name (.symtab, .dynsym, MiniDebugInfo) */
+	uint64_t base;         /* symtab: the symbol's address; no function: the module's load bias */
 };
+
+/*
+ * What a frame's text shows after its name: pc - the symbol's address for a
+ * name from a symbol table (main+0x1a), pc - the module's load bias (the
+ * address addr2line -e FILE takes) for a frame with no name. False when
+ * there is none (a name from DWARF, or no module).
+ */
+bool td_frame_offset(const struct td_frame *f, uint64_t *offset);
 
 struct td_symbolizer;
 

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "debuginfo/source.h"
 #include "target/syscalls.h"
 
 static struct json_object *json_string_or_null(const char *s)
@@ -56,6 +57,8 @@ struct json_object *td_report_thread_json(const struct td_thread_view *v)
 		json_object_object_add(fo, "inlined", json_object_new_boolean(f->inlined));
 		json_object_object_add(fo, "own", json_object_new_boolean(f->own));
 		json_object_object_add(fo, "module", json_string_or_null(f->module));
+		uint64_t offset;
+		json_object_object_add(fo, "offset", td_frame_offset(f, &offset) ? json_address(offset) : NULL);
 		json_object_array_add(frames, fo);
 	}
 	json_object_object_add(o, "frames", frames);
@@ -92,7 +95,121 @@ static const char *state_word(char state)
 	}
 }
 
-void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)
+static const char *basename_of(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	return slash ? slash + 1 : path;
+}
+
+void td_report_frame_text(FILE *out, size_t index, const struct td_frame *f)
+{
+	uint64_t offset;
+	bool has_offset = td_frame_offset(f, &offset);
+	fprintf(out, "  #%-3zu 0x%016" PRIx64 " in ", index, f->pc);
+	if (f->function)
+		fputs(f->function, out);
+	else if (has_offset)
+		fprintf(out, "?? (%s+0x%" PRIx64 ")", f->module, offset);
+	else
+		fputs("??", out);
+	if (f->function && has_offset)
+		fprintf(out, "+0x%" PRIx64, offset);
+	if (f->inlined)
+		fputs(" [inlined]", out);
+	if (f->file)
+		fprintf(out, " at %s:%d", f->file, f->line);
+	else if (f->module && f->function)
+		fprintf(out, " from %s", f->module);
+	fputc('\n', out);
+}
+
+/*
+ * Whether frame j is one a folded stack hides: not the innermost, not the
+ * program's own code, not the call the program's code made (the frame just
+ * inside an own one), and not in an executable without DWARF (where own
+ * code cannot be told from its dependencies').
+ */
+static bool foldable(const struct td_thread_view *v, size_t j, const char *exe)
+{
+	const struct td_frame *f = &v->frames[j];
+	if (j == 0 || f->own || (j + 1 < v->nframes && v->frames[j + 1].own))
+		return false;
+	return !(f->nodebug && f->module && exe && !strcmp(f->module, exe));
+}
+
+/* "tokio, std": the crates (or modules) of frames [from, to), each once, in order. */
+static void fold_line(FILE *out, const struct td_thread_view *v, size_t from, size_t to)
+{
+	char names[512] = "";
+	size_t used = 0;
+	for (size_t j = from; j < to; j++) {
+		char crate[128];
+		const char *name = crate;
+		if (!td_source_crate(v->frames[j].file, crate, sizeof(crate)))
+			name = v->frames[j].module ? v->frames[j].module : "??";
+		/* Each name once: look for ", NAME," in ", names,". */
+		char probe[160];
+		snprintf(probe, sizeof(probe), ", %s,", name);
+		char haystack[sizeof(names) + 4];
+		snprintf(haystack, sizeof(haystack), ", %s,", names);
+		if (strstr(haystack, probe))
+			continue;
+		int n = snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", name);
+		if (n < 0 || (size_t)n >= sizeof(names) - used) {
+			names[used] = '\0';
+			break;
+		}
+		used += (size_t)n;
+	}
+	fprintf(out, "  ... %zu frames in %s\n", to - from, names);
+}
+
+void td_report_thread_frames_text(FILE *out, const struct td_thread_view *v, const char *exe, bool full)
+{
+	const char *exe_base = basename_of(exe);
+	for (size_t j = 0; j < v->nframes;) {
+		size_t end = j;
+		while (!full && end < v->nframes && foldable(v, end, exe_base))
+			end++;
+		if (end - j >= 2) {
+			fold_line(out, v, j, end);
+			j = end;
+			continue;
+		}
+		td_report_frame_text(out, j, &v->frames[j]);
+		j++;
+	}
+}
+
+void td_report_nodebug_note(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)
+{
+	const char *exe_base = basename_of(snap->exe);
+	const char *seen[32];
+	size_t nseen = 0;
+	for (size_t i = 0; i < list->count; i++)
+		for (size_t j = 0; j < list->threads[i].nframes; j++) {
+			const struct td_frame *f = &list->threads[i].frames[j];
+			/* The vDSO has no debug info anywhere: nothing to install. */
+			if (!f->nodebug || !f->module || f->module[0] == '[' || !strncmp(f->module, "linux-vdso", 10))
+				continue;
+			bool known = false;
+			for (size_t k = 0; k < nseen && !known; k++)
+				known = !strcmp(seen[k], f->module);
+			if (!known && nseen < sizeof(seen) / sizeof(seen[0]))
+				seen[nseen++] = f->module;
+		}
+	if (!nseen)
+		return;
+	fputs("note: no debug info for ", out);
+	for (size_t k = 0; k < nseen; k++)
+		fprintf(out, "%s%s", k ? ", " : "",
+			exe_base && !strcmp(seen[k], exe_base) ? snap->exe : seen[k]);
+	fputs(": their frames are named from symbol tables (function+offset), without source lines; "
+	      "install their -dbgsym/-dbg packages, set DEBUGINFOD_URLS, or rebuild with debug info "
+	      "(Rust: debug = true, no strip; C: -g)\n", out);
+}
+
+void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list, bool full)
 {
 	if (snap->kind == TD_SNAPSHOT_LIVE)
 		fprintf(out, "process %d (%s), %zu thread%s, stopped for %.3f ms\n",
@@ -117,18 +234,7 @@ void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct t
 		if (v->task >= 0)
 			fprintf(out, ", polling task %lld", v->task);
 		fputs(")\n", out);
-		for (size_t j = 0; j < v->nframes; j++) {
-			const struct td_frame *f = &v->frames[j];
-			fprintf(out, "  #%-3zu 0x%016" PRIx64 " in %s", j, f->pc,
-				f->function ? f->function : "??");
-			if (f->inlined)
-				fputs(" [inlined]", out);
-			if (f->file)
-				fprintf(out, " at %s:%d", f->file, f->line);
-			else if (f->module)
-				fprintf(out, " from %s", f->module);
-			fputc('\n', out);
-		}
+		td_report_thread_frames_text(out, v, snap->exe, full);
 		if (v->truncated)
 			fprintf(out, "  ... more than %d frames, the rest cut\n", TD_MAX_FRAMES);
 		if (v->unwind_error)

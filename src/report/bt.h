@@ -16,6 +16,24 @@ struct json_object *td_report_target_json(const struct td_snapshot *snap);
 struct json_object *td_report_thread_json(const struct td_thread_view *v);
 
 void td_report_bt_json(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);
-void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);
+/*
+ * Every thread's stack as text. Unless full, each run of two or more frames
+ * of the program's dependencies is folded into one line ("... 38 frames in
+ * tokio, std"); kept: frame #0, the program's own frames and the call each
+ * makes (the frame just inside it). Frame numbers stay the real indices.
+ */
+void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list, bool full);
+
+/* One thread's frames, folded as td_report_bt_text does (exe: the executable's path, or NULL). */
+void td_report_thread_frames_text(FILE *out, const struct td_thread_view *v, const char *exe, bool full);
+
+/* One frame line: "  #3   0x... in main+0x1a from exe", or "... in f at file:line". */
+void td_report_frame_text(FILE *out, size_t index, const struct td_frame *f);
+
+/*
+ * One line (nothing if none): the modules whose frames in list were named
+ * from symbol tables, for lack of debug info, and how to get it.
+ */
+void td_report_nodebug_note(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list);
 
 #endif

@@ -102,7 +102,8 @@ struct td_snapshot_options {
 
 /*
  * Stops pid, copies what later work needs, and lets it run again. Checks
- * first (process exists, not traced, has debug info) so a target that cannot
+ * first (process exists, not traced, the executable is readable; its debug
+ * info is checked by what needs it, before the stop) so a target that cannot
  * be analysed is never stopped.
  */
 struct td_error *td_snapshot_take_live(pid_t pid, const struct td_snapshot_options *opts,

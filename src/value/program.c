@@ -68,12 +68,10 @@ struct td_error *td_program_create(struct td_snapshot *snap, struct td_program *
 		return &td_enomem;
 	prog->snap = snap;
 	prog->exe = snap->exe_module;
-	prog->dwarf = dwfl_module_getdwarf(prog->exe, &prog->bias);
 	struct td_error *err;
-	if (!prog->dwarf) {
-		err = td_error_format(TD_ERR_TARGET, "%s has no debug info (DWARF)", snap->exe);
+	if ((err = td_modules_require_dwarf(prog->exe)))
 		goto fail;
-	}
+	prog->dwarf = dwfl_module_getdwarf(prog->exe, &prog->bias);
 	prog->tls_block_size = td_modules_tls_block_size(prog->exe);
 	if ((err = td_symbolizer_create(snap->dwfl, &prog->sym)))
 		goto fail;
