@@ -64,10 +64,16 @@ static bool copy_name(const char *s, size_t n, char *buf, size_t size)
 	return true;
 }
 
-bool td_source_crate(const char *file, char *buf, size_t size)
+bool td_source_crate(const char *comp_dir, const char *file, char *buf, size_t size)
 {
 	if (!file)
 		return false;
+	char path[4096];
+	if (file[0] != '/' && comp_dir && strncmp(file, "library/", 8) != 0) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", comp_dir, file) >= sizeof(path))
+			return false;
+		file = path;
+	}
 	const char *git = strstr(file, "/.cargo/git/checkouts/");
 	if (git) {
 		const char *c = git + strlen("/.cargo/git/checkouts/");

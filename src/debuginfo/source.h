@@ -29,9 +29,10 @@ bool td_source_is_own(const char *workspace, const char *comp_dir, const char *f
  * NAME of a NAME-X.Y.Z directory (cargo's registry, Debian's
  * /usr/share/cargo/registry, a vendor directory), of a git checkout
  * (.cargo/git/checkouts/NAME-HASH), or std/core/alloc/... for rustc's
- * library/. Copied into buf; false if the path says none.
+ * library/. A relative file is under comp_dir (may be NULL). Copied into
+ * buf; false if the path says none.
  */
-bool td_source_crate(const char *file, char *buf, size_t size);
+bool td_source_crate(const char *comp_dir, const char *file, char *buf, size_t size);
 
 /* The DW_AT_comp_dir of the unit that holds die, or NULL. */
 const char *td_source_comp_dir(Dwarf_Die *die);

@@ -273,7 +273,8 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 		Dwarf_Files *files = NULL;
 		size_t nfiles = 0;
 		const char *file = base.file;
-		const char *comp_dir = sym->last_exec && cudie ? td_source_comp_dir(cudie) : NULL;
+		base.comp_dir = cudie ? td_source_comp_dir(cudie) : NULL;
+		const char *comp_dir = sym->last_exec ? base.comp_dir : NULL;
 		const char *workspace = sym->last_exec ? td_source_workspace(mod) : NULL;
 		int lineno = base.line;
 		/* Innermost first: the deepest inline instance is where pc is. */

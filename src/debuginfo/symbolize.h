@@ -18,6 +18,7 @@ struct td_frame {
 	uint64_t pc;           /* the unwound address of the physical frame */
 	const char *function;  /* NULL if unknown; owned by the symbolizer */
 	const char *file;      /* as recorded in DWARF, or NULL; owned by libdw */
+	const char *comp_dir;  /* its unit's DW_AT_comp_dir (a relative file is under it), or NULL */
 	int line;              /* 0 if unknown */
 	bool inlined;          /* an inline frame inside the next (outer) frame */
 	const char *module;    /* file name of the module, or NULL */

@@ -145,7 +145,7 @@ static void fold_line(FILE *out, const struct td_thread_view *v, size_t from, si
 	for (size_t j = from; j < to; j++) {
 		char crate[128];
 		const char *name = crate;
-		if (!td_source_crate(v->frames[j].file, crate, sizeof(crate)))
+		if (!td_source_crate(v->frames[j].comp_dir, v->frames[j].file, crate, sizeof(crate)))
 			name = v->frames[j].module ? v->frames[j].module : "??";
 		/* Each name once: look for ", NAME," in ", names,". */
 		char probe[160];

@@ -82,26 +82,6 @@ def test_zombie():
         parent.stop()
 
 
-def test_no_debug_info_live():
-    target = Target([C_FIXTURES / "fixture-threads-nodebug"])
-    try:
-        assert_fails(run("bt", target.pid), "fixture-threads-nodebug has no debug info",
-                     "Rebuild it with debug info")
-        # Refused before stopping anything.
-        assert_untouched(target.pid)
-    finally:
-        target.stop()
-
-
-def test_no_debug_info_core(tmp_path):
-    target = Target([C_FIXTURES / "fixture-threads-nodebug"])
-    try:
-        core = gcore(target.pid, tmp_path)
-    finally:
-        target.stop()
-    assert_fails(run("bt", core), "has no debug info")
-
-
 @pytest.fixture(scope="module")
 def c_core(c_threads, module_tmp):
     return gcore(c_threads.pid, module_tmp)
