@@ -361,3 +361,28 @@ def test_folded_text(rust_stacks):
         assert not any(FOLD.match(l) for l in full_threads[t["tid"]])
     assert len(r.stdout.splitlines()) * 2 < len(full.stdout.splitlines())
     assert_untouched(rust_stacks.pid)
+
+
+def test_separate_debug_file_by_debuglink(tmp_path):
+    """A stripped executable whose DWARF sits beside it (.gnu_debuglink): DWARF
+    names and lines, no note, and tasks can read it."""
+    exe = tmp_path / "threads"
+    debug = tmp_path / "threads.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", C_FIXTURES / "fixture-threads", debug], check=True)
+    subprocess.run(["objcopy", "--strip-debug", f"--add-gnu-debuglink={debug}", C_FIXTURES / "fixture-threads", exe],
+                   check=True)
+    shutil.copymode(C_FIXTURES / "fixture-threads", exe)
+    target = Target([exe])
+    try:
+        r = run("bt", target.pid)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert re.search(r"^  #\d+ +0x[0-9a-f]{16} in level_two at \S*threads\.c:\d+$", r.stdout, re.M), r.stdout
+        doc = bt_json(target.pid)
+        ours = [f for t in doc["threads"] for f in t["frames"] if f["function"] in
+                ("main", "reader_main", "sleeper_main", "level_three", "level_two", "level_one", "chain_main")]
+        assert len(ours) == 7 and all(f["offset"] is None and f["file"] for f in ours), ours
+        r = run("tasks", target.pid)
+        assert r.returncode == 0, r.stderr
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
