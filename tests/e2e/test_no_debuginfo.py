@@ -255,9 +255,12 @@ def test_rust_strip_all_live(strip_all, stripped_dir):
     assert_untouched(strip_all.pid)
 
 
-@pytest.mark.parametrize("command", ["tasks", "diagnose"])
-def test_runtime_commands_need_dwarf(strip_debug, stripped_dir, command):
-    r = run(command, strip_debug.pid)
+@pytest.mark.parametrize("command", [["tasks"], ["diagnose"], ["top", "--json", "--once"], ["run", "SCRIPT"]],
+                         ids=lambda c: c[0])
+def test_runtime_commands_need_dwarf(strip_debug, stripped_dir, command, tmp_path):
+    script = tmp_path / "s.lua"
+    script.write_text("return 0\n")
+    r = run(*[script if a == "SCRIPT" else a for a in command], strip_debug.pid)
     assert r.returncode == 2, r.stderr
     assert r.stdout == ""
     assert r.stderr == (
