@@ -71,24 +71,50 @@ command("threads", {
 })
 
 command("bt", {
-  usage = "bt [TID|all]",
+  usage = "bt [TID|all] [full]",
   help = "The stack of thread TID (default: all threads), innermost frame first,\n" ..
-         "with inlined frames and source lines.",
+         "with inlined frames and source lines. Runs of frames of the program's\n" ..
+         "dependencies are folded into one line (\"... 38 frames in tokio, std\", as\n" ..
+         "taskdbg bt prints them); `full` shows every frame.",
   run = function(args)
-    local want = args[1] and args[1] ~= "all" and tonumber(args[1])
-    if args[1] and args[1] ~= "all" and not want then usage_error("bt takes a thread id or all") end
+    local full, rest = false, {}
+    for _, a in ipairs(args) do
+      if a == "full" then full = true else rest[#rest + 1] = a end
+    end
+    local want = rest[1] and rest[1] ~= "all" and tonumber(rest[1])
+    if (rest[1] and rest[1] ~= "all" and not want) or rest[2] then
+      usage_error("bt takes a thread id or all, and full")
+    end
+    -- Which runs to fold is report/bt.c's rule (td_report_folds_json), per thread of T.threads().
+    local folds = not full and T._folds() or EMPTY
     local shown = 0
-    for _, th in ipairs(T.threads()) do
+    for n, th in ipairs(T.threads()) do
       if not want or th.tid == want then
         if shown > 0 then out("\n") end
         out(thread_header(th), "\n")
-        for i, f in ipairs(th.frames or EMPTY) do out(frame_line(i - 1, f), "\n") end
+        local runs = {}
+        for _, r in ipairs(folds[n] or EMPTY) do runs[r.from] = r end
+        local frames, i = th.frames or EMPTY, 0
+        while i < #frames do
+          local r = runs[i]
+          if r then
+            out(dim(string.format("  ... %d frames in %s", r.count, r.crates)), "\n")
+            i = i + r.count
+          else
+            out(frame_line(i, frames[i + 1]), "\n")
+            i = i + 1
+          end
+        end
         shown = shown + 1
       end
     end
     if want and shown == 0 then usage_error(string.format("no thread %d (see `threads`)", want)) end
   end,
-  complete = function() local ids = { "all" } for _, th in ipairs(T.threads()) do ids[#ids + 1] = tostring(th.tid) end return ids end,
+  complete = function()
+    local ids = { "all", "full" }
+    for _, th in ipairs(T.threads()) do ids[#ids + 1] = tostring(th.tid) end
+    return ids
+  end,
 })
 
 -- ---- tasks ----

@@ -127,6 +127,19 @@ static struct td_error *op_threads(void *ctx, struct json_object **ret)
 	return NULL;
 }
 
+static struct td_error *op_folds(void *ctx, struct json_object **ret)
+{
+	struct td_hold *h = ctx;
+	struct td_error *err = NULL;
+	if (!h->s.threads && (err = td_session_threads(&h->s)))
+		return err;
+	struct json_object *a = json_object_new_array();
+	for (size_t i = 0; i < h->s.threads->count; i++)
+		json_object_array_add(a, td_report_folds_json(&h->s.threads->threads[i], h->s.snap->exe));
+	*ret = a;
+	return NULL;
+}
+
 /* `dump FILE`: a core of the live target, from a stop of its own (target/dump.c). */
 static struct td_error *op_dump(void *ctx, const char *path, struct json_object **ret)
 {
@@ -172,6 +185,7 @@ struct td_error *td_hold_open(struct td_hold *h, const char *target, const char 
 			       .keep = keep ? keep : 1, .interval_ms = interval_ms };
 	h->ops = (struct td_lua_session_ops){
 		.ctx = h, .refresh = op_refresh, .watch = op_watch, .threads = op_threads,
+		.folds = op_folds,
 		.target = op_target,
 	};
 	/* No plugin at all still gives stacks (the built-in no-runtime plugin). */

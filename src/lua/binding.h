@@ -137,6 +137,8 @@ struct td_lua_session_ops {
 	struct td_error *(*watch)(void *ctx, double window_ms, double interval_ms);
 	/* The current snapshot's threads as `bt --json` THREAD objects (the caller frees). */
 	struct td_error *(*threads)(void *ctx, struct json_object **ret);
+	/* For each of those threads, the runs of frames bt folds (td_report_folds_json), in one array. */
+	struct td_error *(*folds)(void *ctx, struct json_object **ret);
 	/* Writes a core of a live target (taskdbg dump); NULL for a core. */
 	struct td_error *(*dump)(void *ctx, const char *path, struct json_object **ret);
 	/* The target and the session: {kind, pid, exe, comm, core, snapshots, ...} (caller frees). */

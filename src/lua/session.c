@@ -82,6 +82,15 @@ static int l_threads(lua_State *L)
 	return push_json_result(L, err, o);
 }
 
+/* taskdbg._folds() -> per thread of _threads(), the runs of frames bt folds: {from, count, crates}. */
+static int l_folds(lua_State *L)
+{
+	const struct td_lua_session_ops *ops = ops_of(L);
+	struct json_object *o = NULL;
+	struct td_error *err = ops->folds(ops->ctx, &o);
+	return push_json_result(L, err, o);
+}
+
 /* taskdbg._target() -> {kind, pid, exe, comm, core, snapshots, stopped_ms, ...} */
 static int l_target(lua_State *L)
 {
@@ -338,6 +347,7 @@ static const luaL_Reg session_functions[] = {
 	{ "time", l_time },
 	{ "_watch", l_watch },
 	{ "_threads", l_threads },
+	{ "_folds", l_folds },
 	{ "_target", l_target },
 	{ "_diagnose", l_diagnose },
 	{ "_model", l_model },

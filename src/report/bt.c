@@ -137,48 +137,77 @@ static bool foldable(const struct td_thread_view *v, size_t j, const char *exe)
 	return !(f->nodebug && f->module && exe && !strcmp(f->module, exe));
 }
 
-/* "tokio, std": the crates (or modules) of frames [from, to), each once, in order. */
-static void fold_line(FILE *out, const struct td_thread_view *v, size_t from, size_t to)
+/* "tokio, std": the crates (or modules) of frames [from, to), each once, in order, into names. */
+static void fold_crates(const struct td_thread_view *v, size_t from, size_t to, char *names, size_t size)
 {
-	char names[512] = "";
 	size_t used = 0;
+	names[0] = '\0';
 	for (size_t j = from; j < to; j++) {
 		char crate[128];
 		const char *name = crate;
 		if (!td_source_crate(v->frames[j].comp_dir, v->frames[j].file, crate, sizeof(crate)))
 			name = v->frames[j].module ? v->frames[j].module : "??";
 		/* Each name once: look for ", NAME," in ", names,". */
-		char probe[160];
+		char probe[160], haystack[600];
 		snprintf(probe, sizeof(probe), ", %s,", name);
-		char haystack[sizeof(names) + 4];
 		snprintf(haystack, sizeof(haystack), ", %s,", names);
 		if (strstr(haystack, probe))
 			continue;
-		int n = snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", name);
-		if (n < 0 || (size_t)n >= sizeof(names) - used) {
+		int n = snprintf(names + used, size - used, "%s%s", used ? ", " : "", name);
+		if (n < 0 || (size_t)n >= size - used) {
 			names[used] = '\0';
 			break;
 		}
 		used += (size_t)n;
 	}
-	fprintf(out, "  ... %zu frames in %s\n", to - from, names);
+}
+
+/* The end of the folded run that starts at j (j itself: none starts there). */
+static size_t fold_end(const struct td_thread_view *v, size_t j, const char *exe_base)
+{
+	size_t end = j;
+	while (end < v->nframes && foldable(v, end, exe_base))
+		end++;
+	return end - j >= 2 ? end : j;
 }
 
 void td_report_thread_frames_text(FILE *out, const struct td_thread_view *v, const char *exe, bool full)
 {
 	const char *exe_base = basename_of(exe);
 	for (size_t j = 0; j < v->nframes;) {
-		size_t end = j;
-		while (!full && end < v->nframes && foldable(v, end, exe_base))
-			end++;
-		if (end - j >= 2) {
-			fold_line(out, v, j, end);
+		size_t end = full ? j : fold_end(v, j, exe_base);
+		if (end > j) {
+			char names[512];
+			fold_crates(v, j, end, names, sizeof(names));
+			fprintf(out, "  ... %zu frames in %s\n", end - j, names);
 			j = end;
 			continue;
 		}
 		td_report_frame_text(out, j, &v->frames[j]);
 		j++;
 	}
+}
+
+struct json_object *td_report_folds_json(const struct td_thread_view *v, const char *exe)
+{
+	const char *exe_base = basename_of(exe);
+	struct json_object *runs = json_object_new_array();
+	for (size_t j = 0; j < v->nframes;) {
+		size_t end = fold_end(v, j, exe_base);
+		if (end == j) {
+			j++;
+			continue;
+		}
+		char names[512];
+		fold_crates(v, j, end, names, sizeof(names));
+		struct json_object *run = json_object_new_object();
+		json_object_object_add(run, "from", json_object_new_int64((int64_t)j));
+		json_object_object_add(run, "count", json_object_new_int64((int64_t)(end - j)));
+		json_object_object_add(run, "crates", json_object_new_string(names));
+		json_object_array_add(runs, run);
+		j = end;
+	}
+	return runs;
 }
 
 void td_report_nodebug_note(FILE *out, const struct td_snapshot *snap, const struct td_thread_list *list)

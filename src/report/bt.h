@@ -27,6 +27,13 @@ void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct t
 /* One thread's frames, folded as td_report_bt_text does (exe: the executable's path, or NULL). */
 void td_report_thread_frames_text(FILE *out, const struct td_thread_view *v, const char *exe, bool full);
 
+/*
+ * The runs of v's frames that folded text hides, for the REPL's bt:
+ * [{"from": 3, "count": 12, "crates": "tokio, std"}, ...] (from: a frame
+ * index). Caller owns the result.
+ */
+struct json_object *td_report_folds_json(const struct td_thread_view *v, const char *exe);
+
 /* One frame line: "  #3   0x... in main+0x1a from exe", or "... in f at file:line". */
 void td_report_frame_text(FILE *out, size_t index, const struct td_frame *f);
 

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import (C_FIXTURES, Target, assert_untouched, bt_json, gcore, run, started,
+from conftest import (C_FIXTURES, TASKDBG, Target, assert_untouched, bt_json, gcore, run, started,
                       thread_by, thread_with_function)
 
 ADVICE = ("their frames are named from symbol tables (function+offset), without source lines; "
@@ -296,6 +296,7 @@ def test_rust_stripped_core(strip_debug, stripped_dir, tmp_path):
 
 FOLD = re.compile(r"^  \.\.\. (\d+) frames in (.+)$")
 FRAME = re.compile(r"^  #(\d+) +0x[0-9a-f]{16} in ")
+FRAME_NUMBER = re.compile(r"^  #(\d+) ")   # the CLI's frame lines and the REPL's
 
 
 def text_threads(out):
@@ -389,3 +390,30 @@ def test_separate_debug_file_by_debuglink(tmp_path):
         assert_untouched(target.pid)
     finally:
         target.stop()
+
+
+def session(core, line):
+    """One command of `taskdbg core CORE` read from a pipe: its output."""
+    r = subprocess.run([str(TASKDBG), "core", str(core)], input=line + "\n", capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_folded_in_session(rust_stacks, tmp_path):
+    """The REPL's bt folds the same runs as `taskdbg bt` (report/bt.c decides); `bt full` shows all."""
+    core = gcore(rust_stacks.pid, tmp_path)
+    doc = bt_json(core)
+    cli = text_threads(run("bt", core).stdout)
+    repl = text_threads("\n" + session(core, "bt"))
+    assert sorted(repl) == sorted(cli)
+    for tid, lines in cli.items():
+        def shape(ls):
+            return [FOLD.match(l).group(0) if FOLD.match(l) else int(FRAME_NUMBER.match(l).group(1))
+                    for l in ls if FOLD.match(l) or FRAME_NUMBER.match(l)]
+        assert shape(repl[tid]) == shape(lines), (tid, repl[tid], lines)
+        assert any(FOLD.match(l) for l in lines)
+    full = text_threads("\n" + session(core, "bt full"))
+    for t in doc["threads"]:
+        numbers = [int(FRAME_NUMBER.match(l).group(1)) for l in full[t["tid"]] if FRAME_NUMBER.match(l)]
+        assert numbers == list(range(len(t["frames"])))
