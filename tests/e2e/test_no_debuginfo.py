@@ -144,6 +144,53 @@ def test_c_symbol_table_live():
         target.stop()
 
 
+def minidebuginfo_copy(exe, directory):
+    """exe stripped of everything, its function symbols kept in an xz-compressed
+    .gnu_debugdata (MiniDebugInfo, as Fedora ships), made as Fedora's
+    find-debuginfo does."""
+    out = directory / exe.name
+    shutil.copy(exe, out)
+
+    def symbols(*args):
+        r = subprocess.run(["nm", *args, "--format=posix", "--defined-only", out], capture_output=True, text=True,
+                           check=True)
+        return {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
+    dynamic = symbols("-D")
+    keep = sorted(name for name, kind in symbols().items() if kind in "Tt" and name not in dynamic)
+    (directory / "keep").write_text("\n".join(keep) + "\n")
+    mini = directory / "mini"
+    subprocess.run(["objcopy", "--only-keep-debug", out, mini], check=True)
+    subprocess.run(["objcopy", "-S", "--remove-section", ".comment", f"--keep-symbols={directory / 'keep'}", mini],
+                   check=True)
+    subprocess.run(["xz", "-f", mini], check=True)
+    subprocess.run(["strip", "--strip-all", "-R", ".comment", out], check=True)
+    subprocess.run(["objcopy", f"--add-section=.gnu_debugdata={mini}.xz", out], check=True)
+    return out
+
+
+def test_c_minidebuginfo(tmp_path):
+    """No .symtab: the names come from .gnu_debugdata (libdwfl reads it with liblzma)."""
+    exe = minidebuginfo_copy(C_FIXTURES / "fixture-threads-nodwarf", tmp_path)
+    sections = subprocess.run(["readelf", "-S", exe], capture_output=True, text=True, check=True).stdout
+    assert ".gnu_debugdata" in sections and ".symtab" not in sections
+    target = Target([exe])
+    try:
+        doc = bt_json(target.pid)
+        eu = eu_stack("-p", target.pid)
+        for t in doc["threads"]:
+            check_against_eu_stack(t, eu[t["tid"]], exe.name)
+        assert names_in(thread_by(doc, tid=target.pid), exe.name) == ["main", "_start"]
+        assert names_in(thread_by(doc, name="chain"), exe.name) == ["level_three", "level_two", "level_one",
+                                                                    "chain_main"]
+        r = run("bt", target.pid)
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"^  #1 +0x[0-9a-f]{16} in main\+0x[0-9a-f]+ from fixture-threads-nodwarf$", r.stdout, re.M)
+        check_note(r.stderr, exe)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
+
+
 def check_stripped_c(doc, eu, exe, base):
     for t in doc["threads"]:
         check_against_eu_stack(t, eu[t["tid"]], exe.name)
