@@ -323,7 +323,9 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			if (name) {
 				char *demangled = td_demangle(name);
 				f.function = demangled ? demangled : strdup(name);
-				f.symtab = f.function != NULL;
+			}
+			f.symtab = f.function != NULL;
+			if (f.symtab) {
 				f.base = adj - offset;
 			} else {
 				GElf_Addr elfbias = 0;
