@@ -209,7 +209,7 @@ _taskdbg()
             [[ -n ${arg_of[${word%%=*}]-} ]] && skip=1
             continue
         fi
-        [[ $word == *([A-Z0-9_.]).* || $word == +([A-Z0-9_])?(...) ]] && positionals+=("$word")
+        [[ $word == +([A-Z0-9_]).+([a-z]) || $word == +([A-Z0-9_])?(...) ]] && positionals+=("$word")
     done
     set +f
     n=${#given[@]}
