@@ -217,6 +217,9 @@ function main_page(    i, l, p, desc, name, cmds, codes, k, parts, rest) {
     fail("no \"Exit codes:\" line in taskdbg --help")
   if (cmds == "")
     fail("no \"commands:\" list in taskdbg --help")
+  # A blank line before "commands:", then the .PP of the list: one paragraph break.
+  while (sub(/\.PP\n\.PP\n/, ".PP\n", desc))
+    ;
   printf ".TH TASKDBG 1 \"%s\" \"taskdbg %s\" \"User Commands\"\n", date, version
   printf ".SH NAME\ntaskdbg \\- %s\n", prose(tolower(substr(name, 1, 1)) substr(name, 2))
   printf ".SH SYNOPSIS\n%s", syn_main
