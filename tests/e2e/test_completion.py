@@ -2,9 +2,10 @@
 called as bash calls it: commands and options read from the taskdbg being
 completed, process ids of programs with a tokio runtime, core files, and the
 files each option takes."""
+import pathlib
 import subprocess
 
-from conftest import ROOT, TASKDBG, assert_untouched, help_commands, help_options
+from conftest import ROOT, TASKDBG, Target, assert_untouched, help_commands, help_options
 
 COMPLETION = ROOT / "completion" / "taskdbg.bash"
 SCRIPT = 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _taskdbg; printf "%s\\n" "${COMPREPLY[@]}"'
@@ -67,6 +68,20 @@ def test_pids_of_tokio_processes(rust_tasks, c_threads, tmp_path):
     assert str(rust_tasks.pid) in pids and all(p.startswith(prefix) for p in pids)
     assert_untouched(rust_tasks.pid)
     assert_untouched(c_threads.pid)
+
+
+def test_pid_of_current_thread_runtime(rust_bin, rust_tasks, tmp_path):
+    """A current_thread runtime has no thread named by tokio: found by its
+    executable, which has tokio's runtime in it. (rust_tasks runs too: with
+    a tokio worker thread on the machine, no fallback offers every PID.)"""
+    target = Target([rust_bin / "mainattr", "current", "small"])
+    try:
+        names = [(t / "comm").read_text().strip() for t in pathlib.Path(f"/proc/{target.pid}/task").iterdir()]
+        assert not any(n.startswith("tokio-runtime-w") for n in names), names
+        assert str(target.pid) in complete("tasks", "", cwd=tmp_path)
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
 
 
 def test_core_files(rust_tasks, tmp_path):
