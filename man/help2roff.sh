@@ -221,6 +221,9 @@ function main_page(    i, l, p, desc, name, cmds, codes, k, parts, rest) {
   while (sub(/\.PP\n\.PP\n/, ".PP\n", desc))
     ;
   printf ".TH TASKDBG 1 \"%s\" \"taskdbg %s\" \"User Commands\"\n", date, version
+  # No hyphens inside names (DEBUGINFOD_URLS, --greedy-threshold), no stretched
+  # spaces; HY is what .YS restores.
+  printf ".nr HY 0\n.nh\n.ad l\n"
   printf ".SH NAME\ntaskdbg \\- %s\n", prose(tolower(substr(name, 1, 1)) substr(name, 2))
   printf ".SH SYNOPSIS\n%s", syn_main
   printf ".SH DESCRIPTION\n%s", prose(name ".") "\n" desc
