@@ -151,3 +151,9 @@ def test_installed_man_page_and_completion(moved_tree, tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.stdout.split() == help_commands(exe), r.stderr
     assert {"bt", "tasks", "diagnose", "record"} <= set(r.stdout.split())
+    # bash-completion's loader finds it there by the command's name, as a new shell would.
+    loader = ("source /usr/share/bash-completion/bash_completion; complete -p taskdbg 2>/dev/null && exit 1; "
+              "__load_completion taskdbg && complete -p taskdbg")
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", loader], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "XDG_DATA_DIRS": str(moved_tree / "share")})
+    assert (r.returncode, r.stdout) == (0, "complete -F _taskdbg taskdbg\n"), r.stderr
