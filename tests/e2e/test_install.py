@@ -53,7 +53,7 @@ def build_dir(tmp_path_factory):
     r = subprocess.run(["meson", "setup", f"--prefix={PREFIX}", str(build), str(ROOT)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = subprocess.run(["ninja", "-C", str(build), "taskdbg", "man/taskdbg.1"],
+    r = subprocess.run(["ninja", "-C", str(build), "taskdbg", "man/man1/taskdbg.1"],
                        capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     return build
@@ -102,7 +102,8 @@ def test_binary_outside_its_build_dir(build_dir, rust_tasks, tmp_path):
 
 
 def test_devenv(build_dir, rust_tasks, tmp_path):
-    """`meson devenv -C BUILD`: the build's taskdbg on PATH, the source tree's plugins and detectors."""
+    """`meson devenv -C BUILD`: the build's taskdbg on PATH, the source tree's
+    plugins and detectors, the build's man page (and the system's) on MANPATH."""
     env = clean_env()
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if pathlib.Path(p).resolve() != build_dir)
     def devenv(*args):
@@ -110,9 +111,14 @@ def test_devenv(build_dir, rust_tasks, tmp_path):
                               capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     r = devenv("taskdbg", "--version")
     assert (r.returncode, r.stdout) == (0, "taskdbg 0.1.0\n"), r.stderr
-    r = devenv("sh", "-c", 'command -v taskdbg; echo "$TASKDBG_PLUGIN_PATH"; echo "$TASKDBG_DETECTORS"')
-    assert [os.path.normpath(line) for line in r.stdout.splitlines()] == [
-        str(build_dir / "taskdbg"), str(ROOT / "plugins"), str(ROOT / "detectors")]
+    r = devenv("sh", "-c", 'command -v taskdbg; echo "$TASKDBG_PLUGIN_PATH"; echo "$TASKDBG_DETECTORS"; '
+               'man -w taskdbg; manpath')
+    lines = r.stdout.splitlines()
+    assert [os.path.normpath(line) for line in lines[:4]] == [
+        str(build_dir / "taskdbg"), str(ROOT / "plugins"), str(ROOT / "detectors"),
+        str(build_dir / "man" / "man1" / "taskdbg.1")], r.stderr
+    # The system's pages stay on the search path.
+    assert "/usr/share/man" in lines[4].split(":"), lines[4]
     check_tasks(devenv("taskdbg", "tasks", "--json", rust_tasks.pid), rust_tasks.pid)
     assert_untouched(rust_tasks.pid)
 

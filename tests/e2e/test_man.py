@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BUILD, ROOT, TASKDBG, help_commands, help_options
 
-PAGE = BUILD / "man" / "taskdbg.1"
+PAGE = BUILD / "man" / "man1" / "taskdbg.1"
 GENERATOR = ROOT / "man" / "help2roff.sh"
 
 
