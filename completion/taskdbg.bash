@@ -18,6 +18,8 @@
 # process of the user.
 _taskdbg_pids()
 {
+    local -
+    set +f    # /proc/[0-9]*/exe below
     local -A seen=() exe_of=() one_of=() tokio=()
     local pid comm exe file
     while read -r pid comm; do
@@ -84,7 +86,10 @@ _taskdbg_argument()
     PID) COMPREPLY+=($(_taskdbg_pids)) ;;
     TARGET) COMPREPLY+=($(_taskdbg_pids)); _taskdbg_cores ;;
     CORE) _taskdbg_cores ;;
-    DIR) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -d -- "$cur")) ;;
+    DIR)
+        compopt -o filenames 2>/dev/null
+        mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY < <(compgen -d -- "$cur")
+        ;;
     *.[a-z]*) _taskdbg_files "*.${name##*.}" ;;
     FILE)
         # "(.folded, .svg or .json)": the extensions the option names.
@@ -99,14 +104,26 @@ _taskdbg_argument()
     esac
 }
 
+# COMPREPLY for COMP_WORDS, COMP_CWORD (bash's completion function for taskdbg).
 _taskdbg()
 {
-    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local exe=${COMP_WORDS[0]} cmd=${COMP_WORDS[1]-}
+    # No globbing (usage words such as [--json] are patterns); extglob for the
+    # name patterns, the user's setting restored after.
+    local -
+    set -f
     local restore_extglob
     restore_extglob=$(shopt -p extglob)
     shopt -s extglob
     COMPREPLY=()
+    _taskdbg_complete
+    eval "$restore_extglob"
+    return 0
+}
+
+_taskdbg_complete()
+{
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
+    local exe=${COMP_WORDS[0]} cmd=${COMP_WORDS[1]-}
     [[ $exe == "~/"* ]] && exe=$HOME/${exe#"~/"}
 
     if ((COMP_CWORD == 1)); then
@@ -116,12 +133,11 @@ _taskdbg()
             COMPREPLY=($(compgen -W "$("$exe" --help 2>/dev/null |
                 awk '/^commands:$/ { on = 1; next } on && !NF { exit } on { print $1 }')" -- "$cur"))
         fi
-        eval "$restore_extglob"
-        return 0
+        return
     fi
 
     local help
-    help=$("$exe" "$cmd" --help 2>/dev/null) || { eval "$restore_extglob"; return 0; }
+    help=$("$exe" "$cmd" --help 2>/dev/null) || return
 
     # The options: "  -o, --output FILE    text" -> names, their argument and text.
     local -A arg_of=() text_of=()
@@ -178,13 +194,11 @@ _taskdbg()
         else
             _taskdbg_argument "${arg_of[$opt]}" "${text_of[$opt]}"
         fi
-        eval "$restore_extglob"
-        return 0
+        return
     fi
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "${names[*]}" -- "$cur"))
-        eval "$restore_extglob"
-        return 0
+        return
     fi
 
     # A positional argument: which one, and which usage form (the one whose
@@ -210,7 +224,6 @@ _taskdbg()
     done
     # Its positional names: words after "taskdbg CMD" that are neither options nor their arguments.
     local positionals=() skip=0
-    set -f
     for word in ${best#taskdbg "$cmd"}; do
         if ((skip)); then
             skip=0
@@ -223,15 +236,12 @@ _taskdbg()
         fi
         [[ $word == +([A-Z0-9_]).+([a-z]) || $word == +([A-Z0-9_])?(...) ]] && positionals+=("$word")
     done
-    set +f
     n=${#given[@]}
     if ((n < ${#positionals[@]})); then
         _taskdbg_argument "${positionals[n]%...}" ''
     elif ((${#positionals[@]})) && [[ ${positionals[-1]} == *... ]]; then
         _taskdbg_argument "${positionals[-1]%...}" ''
     fi
-    eval "$restore_extglob"
-    return 0
 }
 
 complete -F _taskdbg taskdbg
