@@ -102,8 +102,10 @@ def test_core_files(rust_tasks, tmp_path):
     assert sorted(w for w in target if not w.isdigit()) == cores
     assert sorted(complete("core", "", cwd=tmp_path)) == cores
     assert sorted(complete("diagnose", "--json", "core.", cwd=tmp_path)) == sorted([core, systemd])
-    # core CORE [EXE]: the executable is any file.
-    assert "notes.txt" in complete("core", core, "", cwd=tmp_path)
+    # core CORE [EXE]: the executable is any file. (A file named E is not a
+    # match of the usage's [EXE] read as a pattern.)
+    (tmp_path / "E").write_text("x")
+    assert {"notes.txt", "E"} <= set(complete("core", core, "", cwd=tmp_path))
     # Inside a folder.
     (tmp_path / "cores" / "core").write_text("x")
     assert complete("bt", "cores/", cwd=tmp_path) == ["cores/core"]
