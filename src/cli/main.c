@@ -11,6 +11,8 @@
 
 static const char main_help[] =
 	"usage: taskdbg COMMAND [OPTIONS] TARGET\n"
+	"       taskdbg COMMAND --help\n"
+	"       taskdbg --help | --version\n"
 	"\n"
 	"A debugger for async runtimes that needs nothing from its target.\n"
 	"TARGET is a process id (all digits) or the path of a core file.\n"

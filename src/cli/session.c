@@ -49,9 +49,11 @@ struct td_error *td_session_find_plugins(struct td_session *s, bool optional)
 	if (err || s->nplugins > 0 || optional)
 		return err;
 	/* None at all is a broken install, not a program without a runtime. */
+	char looked[8400];
+	td_lua_search_dirs_text("plugins", looked, sizeof(looked));
 	return td_error_format(TD_ERR_TARGET,
-		"no runtime plugins found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s and the source tree)\n"
-		"Install taskdbg (`ninja -C build install`) or pass --plugins DIR.", TD_PLUGIN_DIR);
+		"no runtime plugins found (looked in --plugins, $TASKDBG_PLUGIN_PATH, %s)\n"
+		"Install taskdbg (`meson install -C build`) or pass --plugins DIR.", looked);
 }
 
 struct td_error *td_session_runtime(struct td_session *s, struct td_snapshot *snap, const char *prepare)

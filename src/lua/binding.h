@@ -92,8 +92,10 @@ struct td_error *td_lua_run_script(struct td_lua *lua, const char *path, char **
 /*
  * Every runtime plugin (NAME.lua; _*.lua and subdirectories hold modules)
  * of the directories searched, in order: --plugins, $TASKDBG_PLUGIN_PATH,
- * the install dir, the source tree; the first NAME.lua found wins. Sorted;
- * free with td_lua_free_paths.
+ * taskdbg's own plugins (the source tree's when it runs from its build
+ * directory, else those installed with it, relative to the binary), the
+ * install dir; the first NAME.lua found wins. Sorted; free with
+ * td_lua_free_paths.
  */
 struct td_error *td_lua_find_plugins(const char *extra_dir, char ***paths_ret, size_t *n_ret);
 void td_lua_free_paths(char **paths, size_t n);
@@ -120,8 +122,17 @@ struct td_error *td_lua_diagnose_model(struct td_lua *lua, const char *dir, stru
  */
 void td_lua_release_results(struct td_lua *lua);
 
-/* The detectors directory: $TASKDBG_DETECTORS, the install dir, the source tree. */
+/*
+ * The detectors directory: $TASKDBG_DETECTORS, taskdbg's own (as for
+ * plugins), the install dir.
+ */
 struct td_error *td_lua_find_detectors(char **dir_ret);
+
+/*
+ * For messages: where taskdbg looks for SUB ("plugins" or "detectors") after
+ * the options and the environment, "DIR and DIR" (or "DIR"), in buf.
+ */
+void td_lua_search_dirs_text(const char *sub, char *buf, size_t size);
 
 /*
  * Sessions (`taskdbg attach`/`core`, `taskdbg run`): a user's Lua, outside

@@ -1,7 +1,7 @@
 /*
  * Lua files on disk: the plugins (found in --plugins, $TASKDBG_PLUGIN_PATH,
- * the install dir and the source tree), the detectors' directory and its
- * files, and loading one as a text chunk.
+ * taskdbg's own data directory and the install dir), the detectors' directory
+ * and its files, and loading one as a text chunk.
  */
 #include "lua/internal.h"
 
@@ -24,7 +24,7 @@ bool tdl_readable(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The directory taskdbg's own executable is in ("" if unknown): a build dir sits in the source tree. */
+/* The directory taskdbg's own executable is in ("" if unknown). */
 void tdl_own_dir(char *buf, size_t size)
 {
 	buf[0] = '\0';
@@ -35,6 +35,63 @@ void tdl_own_dir(char *buf, size_t size)
 	char *slash = strrchr(buf, '/');
 	if (slash)
 		*slash = '\0';
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && S_ISDIR(sa.st_mode) &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/*
+ * taskdbg's own SUB directory ("plugins", "detectors"), found from where the
+ * binary is, in buf ("" if none). A binary that runs from the very build
+ * directory meson configured (the same directory, not a name) is uninstalled:
+ * the source tree it was configured from holds SUB, wherever the build
+ * directory is. Any other binary is installed: SUB is where the install put it
+ * relative to the binary (BINDIR/../share/taskdbg/SUB), so a tree installed
+ * with --destdir and moved elsewhere finds its own files. An installed binary
+ * never looks in the source tree: that may be gone, or newer than the install.
+ */
+static void own_data_dir(const char *sub, char *buf, size_t size)
+{
+	char exe_dir[4096];
+	tdl_own_dir(exe_dir, sizeof(exe_dir));
+	buf[0] = '\0';
+	if (!exe_dir[0])
+		return;
+	int n;
+	if (same_dir(exe_dir, TD_BUILD_ROOT)) {
+		n = snprintf(buf, size, "%s/%s", TD_SOURCE_ROOT, sub);
+		if (n < 0 || (size_t)n >= size)
+			buf[0] = '\0';   /* too long a path: rather none than a wrong one */
+		return;
+	}
+	const char *rel = TD_DATA_FROM_BINDIR;
+	if (!rel[0])
+		return;
+	/* exe_dir is canonical (the kernel's): each "../" is its parent, and messages read without them. */
+	for (; strncmp(rel, "../", 3) == 0; rel += 3) {
+		char *slash = strrchr(exe_dir, '/');
+		if (!slash || slash == exe_dir)
+			return;
+		*slash = '\0';
+	}
+	n = snprintf(buf, size, "%s/%s/%s", exe_dir, rel, sub);
+	if (n < 0 || (size_t)n >= size)
+		buf[0] = '\0';
+}
+
+void td_lua_search_dirs_text(const char *sub, char *buf, size_t size)
+{
+	char own[4096];
+	own_data_dir(sub, own, sizeof(own));
+	const char *installed = strcmp(sub, "plugins") == 0 ? TD_PLUGIN_DIR : TD_DETECTOR_DIR;
+	if (own[0] && strcmp(own, installed) != 0)
+		snprintf(buf, size, "%s and %s", own, installed);
+	else
+		snprintf(buf, size, "%s", installed);
 }
 
 static int compare_names(const void *a, const void *b)
@@ -99,13 +156,10 @@ static bool add_lua_files(const char *dir, char ***names, size_t *n, size_t *cap
 
 struct td_error *td_lua_find_plugins(const char *extra_dir, char ***paths_ret, size_t *n_ret)
 {
-	char exe_dir[4096];
-	tdl_own_dir(exe_dir, sizeof(exe_dir));
-	const char *env = getenv("TASKDBG_PLUGIN_PATH");
-	char source_tree[4200];
-	/* A build directory sits in the source tree: <src>/build/taskdbg -> <src>/plugins. */
-	snprintf(source_tree, sizeof(source_tree), "%s/../plugins", exe_dir);
-	const char *dirs[] = { extra_dir, env, TD_PLUGIN_DIR, exe_dir[0] ? source_tree : NULL };
+	char own[4096];
+	own_data_dir("plugins", own, sizeof(own));
+	/* taskdbg's own plugins before the install dir's, which may be another version's. */
+	const char *dirs[] = { extra_dir, getenv("TASKDBG_PLUGIN_PATH"), own, TD_PLUGIN_DIR };
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	bool ok = true;
@@ -161,11 +215,9 @@ struct td_error *tdl_detector_files(const char *dir, char ***ret, size_t *nret)
 
 struct td_error *td_lua_find_detectors(char **dir_ret)
 {
-	char exe_dir[4096];
-	tdl_own_dir(exe_dir, sizeof(exe_dir));
-	char source_tree[4200];
-	snprintf(source_tree, sizeof(source_tree), "%s/../detectors", exe_dir);
-	const char *dirs[] = { getenv("TASKDBG_DETECTORS"), TD_DETECTOR_DIR, exe_dir[0] ? source_tree : NULL };
+	char own[4096];
+	own_data_dir("detectors", own, sizeof(own));
+	const char *dirs[] = { getenv("TASKDBG_DETECTORS"), own, TD_DETECTOR_DIR };
 	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		char *lib;
 		if (!dirs[i] || !dirs[i][0] || asprintf(&lib, "%s/_lib.lua", dirs[i]) < 0)
@@ -177,8 +229,11 @@ struct td_error *td_lua_find_detectors(char **dir_ret)
 			return *dir_ret ? NULL : &td_enomem;
 		}
 	}
+	char looked[8400];
+	td_lua_search_dirs_text("detectors", looked, sizeof(looked));
 	return td_error_format(TD_ERR_TARGET,
-		"no detectors found (looked in $TASKDBG_DETECTORS, %s and the source tree)\n"
-		"Install taskdbg (`ninja -C build install`).", TD_DETECTOR_DIR);
+		"no detectors found (looked in $TASKDBG_DETECTORS, %s)\n"
+		"Install taskdbg (`meson install -C build`) or set $TASKDBG_DETECTORS to a "
+		"directory of detectors.", looked);
 }
 

@@ -167,6 +167,25 @@ def run(*args, env=None, timeout=60, user=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def help_commands(exe=None):
+    """The commands `taskdbg --help` lists, in its order."""
+    text = subprocess.run([str(exe or TASKDBG), "--help"], capture_output=True, text=True, timeout=60).stdout
+    listing = text.split("\ncommands:\n", 1)[1].split("\n\n", 1)[0]
+    return [line.split()[0] for line in listing.splitlines()]
+
+
+def help_options(command, exe=None):
+    """`taskdbg COMMAND --help`'s options: {head: [names]}, e.g. {"-o, --output FILE": ["-o", "--output"]}."""
+    text = subprocess.run([str(exe or TASKDBG), command, "--help"], capture_output=True, text=True,
+                          timeout=60).stdout
+    options = {}
+    for line in text.splitlines():
+        m = re.match(r"  (-\S.*?)(?:  |$)", line)
+        if m:
+            options[m.group(1)] = re.findall(r"(?:^|, )(--?[\w-]+)", m.group(1))
+    return options
+
+
 def bt_json(target, *extra):
     r = run("bt", "--json", *extra, target)
     assert r.returncode == 0, r.stderr
