@@ -11,22 +11,47 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "debuginfo/debuginfod.h"
+
 static char *debuginfo_path = NULL;
+
+int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
+			      const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			      char **debuginfo_file_name)
+{
+	int fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+					      debuglink_crc, debuginfo_file_name);
+	/* A named link without a CRC is libdwfl asking for a dwz alt file: not ours to give. */
+	if (fd >= 0 || (debuglink_file && debuglink_crc == 0))
+		return fd;
+	return td_debuginfod_open(mod, false, debuginfo_file_name);
+}
+
+/* A core's file that is not on this machine may come from debuginfod. */
+static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+			 char **file_name, Elf **elfp)
+{
+	int fd = dwfl_build_id_find_elf(mod, userdata, modname, base, file_name, elfp);
+	if (fd >= 0 || *elfp)
+		return fd;
+	return td_debuginfod_open(mod, true, file_name);
+}
 
 static const Dwfl_Callbacks live_callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = td_modules_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
 
 static const Dwfl_Callbacks core_callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_elf = core_find_elf,
+	.find_debuginfo = td_modules_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
 
 struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
 {
+	td_debuginfod_init(NULL);
 	Dwfl *dwfl = dwfl_begin(&live_callbacks);
 	if (!dwfl)
 		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
@@ -39,12 +64,15 @@ struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
 		dwfl_end(dwfl);
 		return err;
 	}
+	/* The process runs on while this waits for servers: it is stopped later. */
+	td_debuginfod_fetch_all(dwfl);
 	*ret = dwfl;
 	return NULL;
 }
 
 struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret)
 {
+	td_debuginfod_init(NULL);
 	Dwfl *dwfl = dwfl_begin(&core_callbacks);
 	if (!dwfl)
 		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
@@ -56,6 +84,8 @@ struct td_error *td_modules_report_core(struct td_core *core, const char *exe, D
 		dwfl_end(dwfl);
 		return err;
 	}
+	/* The process runs on while this waits for servers: it is stopped later. */
+	td_debuginfod_fetch_all(dwfl);
 	*ret = dwfl;
 	return NULL;
 }
@@ -155,8 +185,8 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 			"%s has no debug info (DWARF), so taskdbg cannot name its functions, "
 			"lines or types\n"
 			"Rebuild it with debug info (Rust: `[profile.release] debug = true`; C: -g), "
-			"or install its separate debug file (under /usr/lib/debug, found by build-id).",
-			td_module_path(mod));
+			"or install its separate debug file (under /usr/lib/debug, found by build-id).%s%s",
+			td_module_path(mod), *td_debuginfod_hint(mod) ? " " : "", td_debuginfod_hint(mod));
 	if (ret)
 		*ret = mod;
 	return NULL;
