@@ -29,6 +29,9 @@ static const char main_help[] =
 	"  top       live view of a process: tasks by CPU, workers, threads, warnings\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
+	"Debug info missing here is fetched from the debuginfod servers in DEBUGINFOD_URLS\n"
+	"(DEBUGINFOD_TIMEOUT: seconds per connection, default 10; TASKDBG_DEBUGINFOD_MAXTIME:\n"
+	"seconds per run, default 60).\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
 
 int td_cli_fail(struct td_error *err)
