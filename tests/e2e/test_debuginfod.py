@@ -287,6 +287,24 @@ def test_down_server(c_target, tmp_path):
     assert_untouched(c_target.pid)
 
 
+def test_not_on_the_server(c_split, tmp_path):
+    """A build-id the server does not know: one line, and the error says why."""
+    _, server = c_split
+    exe = C_FIXTURES / "fixture-threads-nodebug"
+    t = Target([exe])
+    try:
+        r = run("bt", t.pid, env=fetch_env(tmp_path / "cache", server.url))
+        assert_untouched(t.pid)
+    finally:
+        t.stop()
+    assert r.returncode == 2, r.stderr
+    assert re.search(rf"^taskdbg: debuginfod \({re.escape(server.url)}\) has no debug info for "
+                     r"(\S+, )*fixture-threads-nodebug(, \S+)*; going on without it$", r.stderr, re.M), r.stderr
+    assert f"{exe} has no debug info (DWARF)" in r.stderr
+    assert f"debuginfod ({server.url}) did not give it: the server does not have it." in r.stderr
+    assert "warning" not in r.stderr
+
+
 def watch_while(proc, pid):
     """Samples the target while taskdbg runs: (times seen stopped or traced, samples)."""
     bad = samples = 0
