@@ -15,7 +15,11 @@ int td_debuginfod_open(Dwfl_Module *mod, bool executable, char **path)
 	(void)mod, (void)executable, (void)path;
 	return -1;
 }
-const char *td_debuginfod_hint(Dwfl_Module *mod) { (void)mod; return ""; }
+const char *td_debuginfod_hint(Dwfl_Module *mod, bool executable)
+{
+	(void)mod, (void)executable;
+	return "";
+}
 
 #else
 
@@ -425,12 +429,12 @@ void td_debuginfod_fetch_all(Dwfl *dwfl)
 		warn("also left without debug info from debuginfod: %s", names_text(&skipped, list, sizeof(list)));
 }
 
-const char *td_debuginfod_hint(Dwfl_Module *mod)
+const char *td_debuginfod_hint(Dwfl_Module *mod, bool executable)
 {
 	char build_id[129];
 	struct fetched *f = NULL;
 	if (urls && build_id_hex(mod, build_id, sizeof(build_id)))
-		f = find_fetched(build_id, false);
+		f = find_fetched(build_id, executable);
 	if (!urls)
 		snprintf(hint, sizeof(hint), "Or set DEBUGINFOD_URLS to a debuginfod server that has it: "
 			 "taskdbg fetches it from there.");

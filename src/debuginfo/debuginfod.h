@@ -67,9 +67,10 @@ void td_debuginfod_fetch_all(Dwfl *dwfl);
 int td_debuginfod_open(Dwfl_Module *mod, bool executable, char **path);
 
 /*
- * A sentence for an error about mod's missing debug info: why debuginfod did
- * not give it, or how to use one. Static storage, valid until the next call.
+ * A sentence for an error about mod's missing debug info (or, if executable,
+ * its missing file): why debuginfod did not give it, or how to use one; ""
+ * if there is nothing to say. Static storage, valid until the next call.
  */
-const char *td_debuginfod_hint(Dwfl_Module *mod);
+const char *td_debuginfod_hint(Dwfl_Module *mod, bool executable);
 
 #endif

@@ -168,11 +168,13 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 	Elf *elf = dwfl_module_getelf(mod, &bias);
 	if (!elf) {
 		struct stat st;
-		if (stat(wanted, &st) != 0)
+		if (stat(wanted, &st) != 0) {
+			const char *why = strerror(errno), *hint = td_debuginfod_hint(mod, true);
 			return td_error_format(TD_ERR_TARGET,
 				"the executable of %s, %s, is not there (%s)\n"
-				"Copy it back, or pass the binary that ran with --exe PATH.",
-				what, wanted, strerror(errno));
+				"Copy it back, or pass the binary that ran with --exe PATH.%s%s",
+				what, wanted, why, *hint ? " " : "", hint);
+		}
 		if (build_id_differs(wanted, want_id, have_id, sizeof(have_id)))
 			return mismatch_error(wanted, what, want_id, have_id);
 		return td_error_format(TD_ERR_TARGET, "cannot read the executable %s of %s: %s\n"
@@ -180,13 +182,15 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 				       wanted, what, dwfl_errmsg(-1));
 	}
 	Dwarf_Addr dbias;
-	if (!dwfl_module_getdwarf(mod, &dbias))
+	if (!dwfl_module_getdwarf(mod, &dbias)) {
+		const char *hint = td_debuginfod_hint(mod, false);
 		return td_error_format(TD_ERR_TARGET,
 			"%s has no debug info (DWARF), so taskdbg cannot name its functions, "
 			"lines or types\n"
 			"Rebuild it with debug info (Rust: `[profile.release] debug = true`; C: -g), "
 			"or install its separate debug file (under /usr/lib/debug, found by build-id).%s%s",
-			td_module_path(mod), *td_debuginfod_hint(mod) ? " " : "", td_debuginfod_hint(mod));
+			td_module_path(mod), *hint ? " " : "", hint);
+	}
 	if (ret)
 		*ret = mod;
 	return NULL;

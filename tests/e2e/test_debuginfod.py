@@ -233,6 +233,7 @@ def test_core_whose_executable_is_gone_gets_it_from_the_server(c_split, tmp_path
     moved.unlink()
     r = run("bt", core, env=NO_SERVER)
     assert r.returncode == 2 and f"{moved}, is not there" in r.stderr, r.stderr
+    assert "Or set DEBUGINFOD_URLS to a debuginfod server that has it" in r.stderr
     cache = tmp_path / "cache"
     r = run("bt", "--json", core, env=fetch_env(cache, server.url))
     assert r.returncode == 0, r.stderr
