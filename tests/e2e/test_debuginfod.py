@@ -352,6 +352,69 @@ def test_silent_server_times_out(c_split, c_target, tmp_path, limit, why):
     assert_untouched(c_target.pid)
 
 
+LIB_SOURCE = """\
+#include <unistd.h>
+
+void lib_wait(void)
+{
+\tfor (;;)
+\t\tpause();  // @lib_pause
+}
+"""
+
+MAIN_SOURCE = """\
+#include <stdio.h>
+
+void lib_wait(void);
+
+int main(void)
+{
+\tputs("ready");
+\tfflush(stdout);
+\tlib_wait();  // @lib_call
+\treturn 0;
+}
+"""
+
+
+def test_shared_library_debug_info(tmp_path):
+    """A shared library's debug info, only on the server: the library's frames
+    get names and lines (symbolized on the helper thread's own Dwfl)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "dwait.c").write_text(LIB_SOURCE)
+    (src / "main.c").write_text(MAIN_SOURCE)
+    built, exe_dir, srv = tmp_path / "built", tmp_path / "exe", tmp_path / "srv"
+    for d in (built, exe_dir, srv):
+        d.mkdir()
+    subprocess.run(["gcc", "-g", "-O0", "-fPIC", "-shared", "-Wl,--build-id", "-o", str(built / "libdwait.so"),
+                    str(src / "dwait.c")], check=True)
+    subprocess.run(["gcc", "-g", "-O0", "-Wl,--build-id", "-o", str(exe_dir / "uses-dwait"), str(src / "main.c"),
+                    f"-L{built}", "-ldwait", "-Wl,-rpath,$ORIGIN"], check=True)
+    lib = split(built / "libdwait.so", exe_dir, srv)
+    lines = marker_lines(src / "dwait.c")
+    main_lines = marker_lines(src / "main.c")
+    server = Server(srv, tmp_path, 2, build_id(lib))
+    t = Target([exe_dir / "uses-dwait"])
+    try:
+        r = run("bt", "--json", t.pid, env=NO_SERVER)
+        assert r.returncode == 0, r.stderr
+        # Without its DWARF: no source line for the library's frame.
+        (thread,) = json.loads(r.stdout)["threads"]
+        assert not any(f["file"] and f["file"].endswith("dwait.c") for f in thread["frames"]), thread
+        r = run("bt", "--json", t.pid, env=fetch_env(tmp_path / "cache", server.url))
+        assert r.returncode == 0, r.stderr
+        (thread,) = json.loads(r.stdout)["threads"]
+        got = [(f["function"], f["file"] and pathlib.Path(f["file"]).name, f["line"]) for f in thread["frames"]]
+        i = [g[0] for g in got].index("lib_wait")
+        assert got[i:i + 2] == [("lib_wait", "dwait.c", lines["lib_pause"]),
+                                ("main", "main.c", main_lines["lib_call"])], got
+        assert_untouched(t.pid)
+    finally:
+        t.stop()
+        server.stop()
+
+
 def test_debuglink_next_to_the_executable_needs_no_server(tmp_path):
     """.gnu_debuglink to a debug file beside the executable: found locally, as before."""
     exe = tmp_path / "fixture-threads"
@@ -398,3 +461,8 @@ def test_tasks_with_fetched_debug_info(rust_split, tmp_path):
     r = run("tasks", "--json", core, env=env)
     assert r.returncode == 0, r.stderr
     check_model(json.loads(r.stdout), live=False)
+    # tasks needs the executable's DWARF: a server that is down means exit 2, said twice.
+    r = run("tasks", core, env=fetch_env(tmp_path / "cache-2", f"http://127.0.0.1:{free_port()}"))
+    assert r.returncode == 2, r.stderr
+    assert f"taskdbg: warning: cannot fetch debug info for {exe} (build-id {build_id(exe)}) from" in r.stderr
+    assert "did not give it: connection refused (is the server running?)." in r.stderr
