@@ -318,6 +318,16 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 			return f;
 		}
 		debuginfod_set_progressfn(client, progress);
+		/*
+		 * libdebuginfod 0.188 dprintf()s to its verbose fd even when it is -1
+		 * (a timeout), and glibc leaks a buffer each time: give it /dev/null
+		 * unless the user asked for its messages.
+		 */
+		if (!getenv("DEBUGINFOD_VERBOSE")) {
+			int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+			if (devnull >= 0)
+				debuginfod_set_verbose_fd(client, devnull);
+		}
 	}
 
 	struct env_save url_env, timeout_env = { 0 }, maxtime_env = { 0 };
