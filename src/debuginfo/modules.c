@@ -15,6 +15,18 @@
 
 static char *debuginfo_path = NULL;
 
+/* What debuginfod gave in place of a local search that failed with fd; *name becomes its path. */
+static int from_debuginfod(Dwfl_Module *mod, bool executable, char **name, int fd)
+{
+	char *path = NULL;
+	int fetched = td_debuginfod_open(mod, executable, &path);
+	if (fetched < 0)
+		return fd;
+	free(*name);
+	*name = path;
+	return fetched;
+}
+
 int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
 			      const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
 			      char **debuginfo_file_name)
@@ -24,7 +36,7 @@ int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *mod
 	/* A named link without a CRC is libdwfl asking for a dwz alt file: not ours to give. */
 	if (fd >= 0 || (debuglink_file && debuglink_crc == 0))
 		return fd;
-	return td_debuginfod_open(mod, false, debuginfo_file_name);
+	return from_debuginfod(mod, false, debuginfo_file_name, fd);
 }
 
 /* A core's file that is not on this machine may come from debuginfod. */
@@ -34,7 +46,7 @@ static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
 	int fd = dwfl_build_id_find_elf(mod, userdata, modname, base, file_name, elfp);
 	if (fd >= 0 || *elfp)
 		return fd;
-	return td_debuginfod_open(mod, true, file_name);
+	return from_debuginfod(mod, true, file_name, fd);
 }
 
 static const Dwfl_Callbacks live_callbacks = {
