@@ -162,9 +162,12 @@ static bool never_on_a_server(const char *name)
 	return name[0] == '[' || !strncmp(base, "linux-vdso", 10) || !strncmp(base, "linux-gate", 10);
 }
 
-static void mib(long bytes, char *buf, size_t size)
+static void human_size(long bytes, char *buf, size_t size)
 {
-	snprintf(buf, size, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+	if (bytes < 1024 * 1024)
+		snprintf(buf, size, "%.1f KiB", (double)bytes / 1024.0);
+	else
+		snprintf(buf, size, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
 }
 
 static int progress(debuginfod_client *c, long a, long b)
@@ -180,8 +183,8 @@ static int progress(debuginfod_client *c, long a, long b)
 	const char *url = debuginfod_get_url(c);
 	char done[32], total[32], line[1024];
 	if (url) {
-		mib(a, done, sizeof(done));
-		mib(b, total, sizeof(total));
+		human_size(a, done, sizeof(done));
+		human_size(b, total, sizeof(total));
 		snprintf(line, sizeof(line), "taskdbg: fetching %s for %s (build-id %.12s...) from %s: %s%s%s",
 			 ctx->executable ? "the executable" : "debug info", ctx->module, ctx->build_id,
 			 url, done, b > 0 ? "/" : "", b > 0 ? total : "");

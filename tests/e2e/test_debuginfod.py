@@ -7,6 +7,7 @@ The fixtures are split as distributions ship them: an executable without
 DWARF (`objcopy --strip-debug`) and its debug file (`--only-keep-debug`),
 which only the server has.
 """
+import http.server
 import json
 import os
 import pathlib
@@ -261,13 +262,12 @@ def test_core_whose_executable_is_gone_gets_it_from_the_server(c_split, tmp_path
     check_c(doc)
 
 
-def test_progress_line_on_a_terminal(c_split, c_target, tmp_path):
-    exe, server = c_split
+def on_a_terminal(args, env):
+    """Runs taskdbg with its stderr on a pseudo-terminal: (exit code, what it wrote there)."""
     master, slave = pty.openpty()
     try:
-        env = dict(os.environ, **fetch_env(tmp_path / "cache", server.url))
-        proc = subprocess.run([str(TASKDBG), "bt", str(c_target.pid)], stdout=subprocess.PIPE,
-                              stderr=slave, env=env, timeout=60)
+        proc = subprocess.run([str(TASKDBG)] + [str(a) for a in args], stdout=subprocess.PIPE,
+                              stderr=slave, env=dict(os.environ, **env), timeout=60)
         os.close(slave)
         slave = None
         err = b""
@@ -283,12 +283,73 @@ def test_progress_line_on_a_terminal(c_split, c_target, tmp_path):
         if slave is not None:
             os.close(slave)
         os.close(master)
-    assert proc.returncode == 0
-    text = err.decode()
+    return proc.returncode, err.decode()
+
+
+def test_progress_line_on_a_terminal(c_split, c_target, tmp_path):
+    exe, server = c_split
+    code, text = on_a_terminal(["bt", c_target.pid], fetch_env(tmp_path / "cache", server.url))
+    assert code == 0, text
     line = f"taskdbg: fetching debug info for {exe} (build-id {build_id(exe)[:12]}...) from {server.url}"
     assert line in text, text
     # Rewritten in place and cleared once done: the terminal is left clean.
     assert text.startswith("\r\x1b[K") and text.endswith("\r\x1b[K"), repr(text)
+    assert_untouched(c_target.pid)
+
+
+class DribblingServer:
+    """Serves one file as debuginfod would, 2 KiB every 0.1 s: a download the
+    progress line can follow."""
+
+    def __init__(self, build_id, path):
+        data = pathlib.Path(path).read_bytes()
+        want = f"/buildid/{build_id}/debuginfo"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != want:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(0, len(data), 2048):
+                    self.wfile.write(data[i:i + 2048])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def test_progress_line_counts_the_download(c_split, c_target, tmp_path):
+    exe, _ = c_split
+    debug = exe.parent.parent / "srv" / "fixture-threads.debug"
+    server = DribblingServer(build_id(exe), debug)
+    try:
+        code, text = on_a_terminal(["bt", c_target.pid], fetch_env(tmp_path / "cache", server.url))
+    finally:
+        server.stop()
+    assert code == 0, text
+    total = f"{debug.stat().st_size / 1024:.1f} KiB"
+    url = f"{server.url}/buildid/{build_id(exe)}/debuginfo"
+    counts = re.findall(rf"taskdbg: fetching debug info for {re.escape(str(exe))} "
+                        rf"\(build-id {build_id(exe)[:12]}\.\.\.\) from {re.escape(url)}: "
+                        rf"(\d+\.\d) KiB/{re.escape(total)}\r", text)
+    # Several lines, each rewriting the last, counting up.
+    assert len(counts) >= 3, repr(text)
+    assert [float(c) for c in counts] == sorted(float(c) for c in counts), counts
+    assert text.endswith("\r\x1b[K")
     assert_untouched(c_target.pid)
 
 
