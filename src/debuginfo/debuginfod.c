@@ -256,7 +256,8 @@ static struct fetched *new_fetched(const char *build_id, bool executable)
 }
 
 /* What a failed query's code means, for the user. */
-static char *explain(int rc, uint64_t took_ns, long maxtime_set, bool maxtime_ours, long timeout)
+static char *explain(int rc, uint64_t took_ns, long maxtime_set, bool maxtime_ours, long timeout,
+		     bool answered)
 {
 	char why[512];
 	long took = (long)(took_ns / 1000000000u);
@@ -267,6 +268,8 @@ static char *explain(int rc, uint64_t took_ns, long maxtime_set, bool maxtime_ou
 				 "per run were spent (TASKDBG_DEBUGINFOD_MAXTIME)", run_maxtime_s());
 		else if (maxtime_set > 0 && took >= maxtime_set)
 			snprintf(why, sizeof(why), "not done in DEBUGINFOD_MAXTIME=%ld s", maxtime_set);
+		else if (answered)  /* the library's low-speed limit */
+			snprintf(why, sizeof(why), "under 100 KiB/s for %ld s (DEBUGINFOD_TIMEOUT)", timeout);
 		else
 			snprintf(why, sizeof(why), "no answer in %ld s (DEBUGINFOD_TIMEOUT)", timeout);
 		break;
@@ -304,7 +307,7 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 	long remaining = spent_ns >= budget_ns ? 0 : (long)((budget_ns - spent_ns) / 1000000000u);
 	if (remaining < 1) {
 		f->rc = -ETIME;
-		f->why = explain(-ETIME, spent_ns, 1, true, 0);
+		f->why = explain(-ETIME, spent_ns, 1, true, 0, false);
 		warn("warning: not fetching %s for %s from debuginfod: %s; going on without it",
 		     executable ? "the executable" : "debug info", name, f->why);
 		given_up = true;
@@ -314,7 +317,7 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 		client = debuginfod_begin();
 		if (!client) {
 			f->rc = -errno;
-			f->why = explain(f->rc, 0, 0, false, 0);
+			f->why = explain(f->rc, 0, 0, false, 0, false);
 			warn("warning: cannot start a debuginfod client: %s; going on without debuginfod",
 			     f->why);
 			given_up = true;
@@ -374,12 +377,13 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 		return f;
 	}
 	free(path);
-	f->why = explain(rc, took, maxtime, maxtime_ours, timeout);
+	/* The URL of the download under way, if one began (reset by each query). */
+	const char *url = debuginfod_get_url(client);
+	f->why = explain(rc, took, maxtime, maxtime_ours, timeout, url != NULL);
 	if (rc == -ENOENT) {
 		add_name(&not_found, name);
 		return f;
 	}
-	const char *url = debuginfod_get_url(client);
 	warn("warning: cannot fetch %s for %s (build-id %s) from %s: %s; "
 	     "going on without it, and without debuginfod for the rest of this run",
 	     executable ? "the executable" : "debug info", name, build_id, url ? url : urls, f->why);

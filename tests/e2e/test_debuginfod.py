@@ -298,10 +298,10 @@ def test_progress_line_on_a_terminal(c_split, c_target, tmp_path):
 
 
 class DribblingServer:
-    """Serves one file as debuginfod would, 2 KiB every 0.1 s: a download the
-    progress line can follow."""
+    """Serves one file as debuginfod would, 2 KiB every `delay` s: a download
+    the progress line can follow, or one too slow to wait for."""
 
-    def __init__(self, build_id, path):
+    def __init__(self, build_id, path, delay=0.1):
         data = pathlib.Path(path).read_bytes()
         want = f"/buildid/{build_id}/debuginfo"
 
@@ -313,10 +313,13 @@ class DribblingServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                for i in range(0, len(data), 2048):
-                    self.wfile.write(data[i:i + 2048])
-                    self.wfile.flush()
-                    time.sleep(0.1)
+                try:
+                    for i in range(0, len(data), 2048):
+                        self.wfile.write(data[i:i + 2048])
+                        self.wfile.flush()
+                        time.sleep(delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up: what a test of a slow download wants
 
             def log_message(self, *args):
                 pass
@@ -350,6 +353,24 @@ def test_progress_line_counts_the_download(c_split, c_target, tmp_path):
     assert len(counts) >= 3, repr(text)
     assert [float(c) for c in counts] == sorted(float(c) for c in counts), counts
     assert text.endswith("\r\x1b[K")
+    assert_untouched(c_target.pid)
+
+
+def test_too_slow_a_download(c_split, c_target, tmp_path):
+    """4 KiB/s: under the library's 100 KiB/s for DEBUGINFOD_TIMEOUT seconds."""
+    exe, _ = c_split
+    server = DribblingServer(build_id(exe), exe.parent.parent / "srv" / "fixture-threads.debug", delay=0.5)
+    try:
+        t0 = time.monotonic()
+        r = run("bt", c_target.pid, env=fetch_env(tmp_path / "cache", server.url, DEBUGINFOD_TIMEOUT=1))
+        took = time.monotonic() - t0
+    finally:
+        server.stop()
+    assert took < 10, took
+    # The URL of the download that began.
+    assert (f"taskdbg: warning: cannot fetch debug info for {exe} (build-id {build_id(exe)}) from "
+            f"{server.url}/buildid/{build_id(exe)}/debuginfo: under 100 KiB/s for 1 s (DEBUGINFOD_TIMEOUT); "
+            "going on without it") in r.stderr, r.stderr
     assert_untouched(c_target.pid)
 
 
