@@ -336,8 +336,15 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 		}
 	}
 
-	struct env_save url_env, timeout_env = { 0 }, maxtime_env = { 0 };
+	struct env_save url_env, timeout_env = { 0 }, maxtime_env = { 0 }, retry_env = { 0 };
 	env_push(&url_env, "DEBUGINFOD_URLS", urls);
+	/*
+	 * No retries unless asked: a retry triples the wait for a silent server,
+	 * and in libdebuginfod 0.188 the retry of a download that was too slow
+	 * fails at once with ENOENT, which it caches as "not found" for 10 minutes.
+	 */
+	if (!getenv("DEBUGINFOD_RETRY_LIMIT"))
+		env_push(&retry_env, "DEBUGINFOD_RETRY_LIMIT", "0");
 	long timeout = env_seconds("DEBUGINFOD_TIMEOUT");
 	if (timeout < 0) {
 		timeout = TD_DEBUGINFOD_TIMEOUT_S;
@@ -364,6 +371,7 @@ static struct fetched *fetch(Dwfl_Module *mod, const char *build_id, bool execut
 	uint64_t took = td_now_ns() - t0;
 	spent_ns += took;
 	debuginfod_set_user_data(client, NULL);
+	env_pop(&retry_env);
 	env_pop(&maxtime_env);
 	env_pop(&timeout_env);
 	env_pop(&url_env);

@@ -7,7 +7,8 @@
  * - only in td_debuginfod_fetch_all, which the snapshot calls right after the
  *   modules are reported: before a live target is stopped, never during;
  * - each connection gives up after DEBUGINFOD_TIMEOUT seconds (default 10
- *   here, not the library's 90), the whole run after
+ *   here, not the library's 90; no retries unless DEBUGINFOD_RETRY_LIMIT
+ *   asks for them), the whole run after
  *   TASKDBG_DEBUGINFOD_MAXTIME seconds (default 60), and the first failure
  *   of a server (refused, timed out, ...) ends fetching for the run.
  *

@@ -366,7 +366,7 @@ def test_too_slow_a_download(c_split, c_target, tmp_path):
         took = time.monotonic() - t0
     finally:
         server.stop()
-    assert took < 10, took
+    assert took < 4, took
     # The URL of the download that began.
     assert (f"taskdbg: warning: cannot fetch debug info for {exe} (build-id {build_id(exe)}) from "
             f"{server.url}/buildid/{build_id(exe)}/debuginfo: under 100 KiB/s for 1 s (DEBUGINFOD_TIMEOUT); "
@@ -439,9 +439,9 @@ def test_silent_server_times_out(tokio_split, tmp_path, limit, why):
         silent.stop()
     assert samples > 10 and bad == 0, (bad, samples)
     assert proc.returncode == 2, err
-    # DEBUGINFOD_TIMEOUT: per connection, the library tries 3 times; the run's limit is one.
-    assert 1 <= took < 8, took
-    assert len(silent.conns) >= 1
+    # One connection (no retries unless DEBUGINFOD_RETRY_LIMIT): about the limit, not three times it.
+    assert 1 <= took < 4.5, took
+    assert len(silent.conns) == 1
     assert (f"taskdbg: warning: cannot fetch debug info for {exe} (build-id {build_id(exe)}) from "
             f"{silent.url}: {why}; going on without it") in err, err
     assert "has no debug info (DWARF)" in err
