@@ -2,9 +2,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "config.h"
+#include "debuginfo/debuginfod.h"
 #include "lua/binding.h"
 #include "snapshot/snapshot.h"
 #include "value/program.h"
@@ -29,6 +31,9 @@ static const char main_help[] =
 	"  top       live view of a process: tasks by CPU, workers, threads, warnings\n"
 	"\n"
 	"Run `taskdbg COMMAND --help` for a command's options.\n"
+	"Debug info missing here is fetched from the debuginfod servers in DEBUGINFOD_URLS\n"
+	"(DEBUGINFOD_TIMEOUT: seconds per connection, default 10; TASKDBG_DEBUGINFOD_MAXTIME:\n"
+	"seconds per run, default 60).\n"
 	"Exit codes: 0 success, 1 diagnose found something, 2 could not do the job, 64 usage.\n";
 
 int td_cli_fail(struct td_error *err)
@@ -112,8 +117,35 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 }
 
 
+/* debuginfod's progress: one line on a terminal, rewritten in place, cleared when done. */
+static bool progress_shown;
+
+static void debuginfod_progress(const char *line)
+{
+	if (!isatty(STDERR_FILENO))
+		return;
+	if (line)
+		fprintf(stderr, "\r\033[K%s", line);
+	else if (progress_shown)
+		fputs("\r\033[K", stderr);
+	progress_shown = line != NULL;
+}
+
+static void debuginfod_warn(const char *line)
+{
+	debuginfod_progress(NULL);
+	fprintf(stderr, "taskdbg: %s\n", line);
+}
+
+static const struct td_debuginfod_report debuginfod_report = {
+	.progress = debuginfod_progress,
+	.warn = debuginfod_warn,
+};
+
 int main(int argc, char **argv)
 {
+	/* Before any thread: it takes DEBUGINFOD_URLS out of the environment. */
+	td_debuginfod_init(&debuginfod_report);
 	td_cli_install_signal_handlers();
 	if (argc < 2) {
 		fputs(main_help, stderr);
@@ -126,6 +158,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "--version")) {
 		printf("taskdbg %s\n", TD_VERSION);
+		printf("debuginfod: %s\n", td_debuginfod_built_in() ? "built in (libdebuginfod)"
+		       : "not built in (no libdebuginfod at build time)");
 		return TD_EXIT_OK;
 	}
 	if (!strcmp(cmd, "bt"))

@@ -11,22 +11,59 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "debuginfo/debuginfod.h"
+
 static char *debuginfo_path = NULL;
+
+/* What debuginfod gave in place of a local search that failed with fd; *name becomes its path. */
+static int from_debuginfod(Dwfl_Module *mod, bool executable, char **name, int fd)
+{
+	char *path = NULL;
+	int fetched = td_debuginfod_open(mod, executable, &path);
+	if (fetched < 0)
+		return fd;
+	free(*name);
+	*name = path;
+	return fetched;
+}
+
+int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
+			      const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			      char **debuginfo_file_name)
+{
+	int fd = dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+					      debuglink_crc, debuginfo_file_name);
+	/* A named link without a CRC is libdwfl asking for a dwz alt file: not ours to give. */
+	if (fd >= 0 || (debuglink_file && debuglink_crc == 0))
+		return fd;
+	return from_debuginfod(mod, false, debuginfo_file_name, fd);
+}
+
+/* A core's file that is not on this machine may come from debuginfod. */
+static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+			 char **file_name, Elf **elfp)
+{
+	int fd = dwfl_build_id_find_elf(mod, userdata, modname, base, file_name, elfp);
+	if (fd >= 0 || *elfp)
+		return fd;
+	return from_debuginfod(mod, true, file_name, fd);
+}
 
 static const Dwfl_Callbacks live_callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = td_modules_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
 
 static const Dwfl_Callbacks core_callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_elf = core_find_elf,
+	.find_debuginfo = td_modules_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
 
 struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
 {
+	td_debuginfod_init(NULL);
 	Dwfl *dwfl = dwfl_begin(&live_callbacks);
 	if (!dwfl)
 		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
@@ -39,12 +76,15 @@ struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
 		dwfl_end(dwfl);
 		return err;
 	}
+	/* The process runs on while this waits for servers: it is stopped later. */
+	td_debuginfod_fetch_all(dwfl);
 	*ret = dwfl;
 	return NULL;
 }
 
 struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret)
 {
+	td_debuginfod_init(NULL);
 	Dwfl *dwfl = dwfl_begin(&core_callbacks);
 	if (!dwfl)
 		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
@@ -56,6 +96,8 @@ struct td_error *td_modules_report_core(struct td_core *core, const char *exe, D
 		dwfl_end(dwfl);
 		return err;
 	}
+	/* The process runs on while this waits for servers: it is stopped later. */
+	td_debuginfod_fetch_all(dwfl);
 	*ret = dwfl;
 	return NULL;
 }
@@ -138,11 +180,13 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 	Elf *elf = dwfl_module_getelf(mod, &bias);
 	if (!elf) {
 		struct stat st;
-		if (stat(wanted, &st) != 0)
+		if (stat(wanted, &st) != 0) {
+			const char *why = strerror(errno), *hint = td_debuginfod_hint(mod, true);
 			return td_error_format(TD_ERR_TARGET,
 				"the executable of %s, %s, is not there (%s)\n"
-				"Copy it back, or pass the binary that ran with --exe PATH.",
-				what, wanted, strerror(errno));
+				"Copy it back, or pass the binary that ran with --exe PATH.%s%s",
+				what, wanted, why, *hint ? " " : "", hint);
+		}
 		if (build_id_differs(wanted, want_id, have_id, sizeof(have_id)))
 			return mismatch_error(wanted, what, want_id, have_id);
 		return td_error_format(TD_ERR_TARGET, "cannot read the executable %s of %s: %s\n"
@@ -159,14 +203,15 @@ struct td_error *td_modules_require_dwarf(Dwfl_Module *mod)
 	Dwarf_Addr bias;
 	if (dwfl_module_getdwarf(mod, &bias))
 		return NULL;
+	const char *hint = td_debuginfod_hint(mod, false);
 	return td_error_format(TD_ERR_TARGET,
 		"%s has no debug info (DWARF), which taskdbg needs to find the runtime's tasks "
 		"and read their values (`taskdbg bt` works without it: it names functions from "
 		"the symbol table)\n"
 		"Rebuild it with debug info (Rust: `[profile.release] debug = true`, and no "
 		"`strip`; C: -g), or install its separate debug file (under /usr/lib/debug, found "
-		"by build-id, or from a server in DEBUGINFOD_URLS).",
-		td_module_path(mod));
+		"by build-id).%s%s",
+		td_module_path(mod), *hint ? " " : "", hint);
 }
 
 uint64_t td_modules_tls_block_size(Dwfl_Module *mod)

@@ -14,10 +14,25 @@
 #include "target/core.h"
 #include "util/error.h"
 
-/* Reports the modules mapped in a live process (from /proc/PID/maps). */
+/*
+ * libdwfl's find_debuginfo callback: the standard search (build-id and
+ * .gnu_debuglink under /usr/lib/debug, next to the file), then what
+ * debuginfod gave (debuginfo/debuginfod.h).
+ */
+int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, GElf_Addr base,
+			      const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+			      char **debuginfo_file_name);
+
+/*
+ * Reports the modules mapped in a live process (from /proc/PID/maps), and
+ * fetches what they miss from debuginfod: before the process is stopped.
+ */
 struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret);
 
-/* Reports the modules of a core; exe, if not NULL, overrides the core's notes. */
+/*
+ * Reports the modules of a core (and fetches what they miss from debuginfod);
+ * exe, if not NULL, overrides the core's notes.
+ */
 struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret);
 
 /*

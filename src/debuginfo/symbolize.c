@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "debuginfo/demangle.h"
+#include "debuginfo/modules.h"
 #include "debuginfo/source.h"
 #include "util/hash.h"
 
@@ -426,7 +427,7 @@ static void *helper_main(void *arg)
 static char *no_debuginfo_path;
 static const Dwfl_Callbacks helper_callbacks = {
 	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = td_modules_find_debuginfo,  /* with what debuginfod gave */
 	.section_address = dwfl_offline_section_address,
 	.debuginfo_path = &no_debuginfo_path,
 };

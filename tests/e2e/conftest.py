@@ -162,6 +162,8 @@ def run(*args, env=None, timeout=60, user=None):
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + cmd
     full_env = dict(os.environ)
     full_env.pop("TASKDBG_TEST_PAUSE_MS", None)
+    # No debuginfod server of the machine's (Debian's profile.d may set one): tests ask their own.
+    full_env.pop("DEBUGINFOD_URLS", None)
     if env:
         full_env.update(env)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)

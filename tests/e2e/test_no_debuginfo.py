@@ -315,8 +315,8 @@ def test_runtime_commands_need_dwarf(strip_debug, stripped_dir, command, tmp_pat
         "runtime's tasks and read their values (`taskdbg bt` works without it: it names functions from "
         "the symbol table)\n"
         "Rebuild it with debug info (Rust: `[profile.release] debug = true`, and no `strip`; C: -g), "
-        "or install its separate debug file (under /usr/lib/debug, found by build-id, or from a "
-        "server in DEBUGINFOD_URLS).\n")
+        "or install its separate debug file (under /usr/lib/debug, found by build-id). "
+        "Or set DEBUGINFOD_URLS to a debuginfod server that has it: taskdbg fetches it from there.\n")
     # Refused before the target was stopped.
     assert_untouched(strip_debug.pid)
 
