@@ -7,6 +7,7 @@
 #include "config.h"
 #include "lua/binding.h"
 #include "snapshot/snapshot.h"
+#include "util/size.h"
 #include "value/program.h"
 
 static const char main_help[] =
@@ -106,6 +107,13 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 					       "process's executable is found from /proc");
 		return td_snapshot_take_live((pid_t)pid, &opts, ret);
 	}
+	const char *max = getenv("TASKDBG_CORE_MAX");
+	if (max && *max && !td_parse_size(max, &opts.core_max))
+		return td_error_format(TD_ERR_TARGET,
+			"TASKDBG_CORE_MAX=%s is not a size\n"
+			"Give the most bytes a compressed core may decompress to, with K, M, G or T "
+			"for KiB, MiB, GiB, TiB (e.g. TASKDBG_CORE_MAX=64G), or unset it for the default "
+			"(32G).", max);
 	return td_snapshot_open_core(target, &opts, ret);
 }
 
