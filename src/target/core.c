@@ -186,6 +186,7 @@ static struct td_error *decompress(struct td_core *core, uint64_t max_size, stru
 	if (n <= 0 || td_compression_detect(head, (size_t)n) == TD_COMPRESSION_NONE)
 		return NULL;
 	struct td_decompressed out;
+	td_timing_mark("open core");
 	struct td_error *err = td_decompress_fd(core->fd, core->path, max_size, &out);
 	if (err)
 		return err;
