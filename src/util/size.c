@@ -51,9 +51,12 @@ const char *td_format_size(uint64_t bytes, char *buf, unsigned long size)
 		v /= 1024;
 		u++;
 	}
-	if (v == (double)(uint64_t)v)
+	/* Rounded down: a cap of 1 GiB - 1 is not "1024.0 MiB". */
+	uint64_t tenths = (uint64_t)(v * 10);
+	if (tenths % 10 == 0 && v == (double)(uint64_t)v)
 		snprintf(buf, size, "%llu %s", (unsigned long long)v, units[u]);
 	else
-		snprintf(buf, size, "%.1f %s", v, units[u]);
+		snprintf(buf, size, "%llu.%llu %s", (unsigned long long)(tenths / 10),
+			 (unsigned long long)(tenths % 10), units[u]);
 	return buf;
 }
