@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import (C_FIXTURES, RUST_FIXTURES, Target, assert_untouched, gcore, kernel_core, run)
+from conftest import (C_FIXTURES, RUST_FIXTURES, TASKDBG, Target, assert_untouched, gcore, kernel_core, run)
 
 TOOLS = {
     "zstd": lambda src, dst: ["zstd", "-q", "-f", src, "-o", dst],
@@ -326,5 +326,20 @@ def test_exe_dir_compressed(moved, tmp_path):
         r = run("bt", "--json", "--exe", tmp_path, packed)
         assert r.returncode == 0, r.stderr
         assert "reader_main" in functions(json.loads(r.stdout))
+    finally:
+        packed.unlink()
+
+
+def test_core_session_compressed_with_exe_dir(moved, tmp_path):
+    """`taskdbg core CORE EXE`: a compressed core and EXE a directory."""
+    top, exe, core, _ = moved
+    packed = compress(core, "zstd", "core-session.zst")
+    try:
+        shutil.copy(C_FIXTURES / "fixture-threads", tmp_path / "fx")
+        r = subprocess.run([str(TASKDBG), "core", str(packed), str(tmp_path)], input="bt\nquit\n",
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"^  #1   main at .*tests/fixtures/c/threads\.c:\d+$", r.stdout, re.M), r.stdout
+        assert "reader_main" in r.stdout
     finally:
         packed.unlink()
