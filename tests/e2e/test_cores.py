@@ -340,11 +340,12 @@ def test_core_session_compressed_with_exe_dir(moved, tmp_path):
     packed = compress(core, "zstd", "core-session.zst")
     try:
         shutil.copy(C_FIXTURES / "fixture-threads", tmp_path / "fx")
-        r = subprocess.run([str(TASKDBG), "core", str(packed), str(tmp_path)], input="bt\nquit\n",
+        r = subprocess.run([str(TASKDBG), "core", str(packed), str(tmp_path)], input="bt\nlua taskdbg.target().compression\nquit\n",
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert re.search(r"^  #1   main at .*tests/fixtures/c/threads\.c:\d+$", r.stdout, re.M), r.stdout
         assert "reader_main" in r.stdout
+        assert r.stdout.endswith("\nzstd\n"), r.stdout[-200:]
     finally:
         packed.unlink()
 
