@@ -311,10 +311,14 @@ struct td_error *td_core_open_max(const char *path, uint64_t max_size, struct td
 	}
 	if (needed > core->size) {
 		err = td_error_format(TD_ERR_TARGET,
-			"core file %s is truncated: it has %zu of its %llu bytes\n"
+			"core file %s is truncated: it has %zu of its %llu bytes%s\n"
 			"The dump was cut short (a `ulimit -c` limit, a full disk, or a copy that did "
-			"not finish). Make a new core with `ulimit -c unlimited` or `gcore PID`.",
-			path, core->size, (unsigned long long)needed);
+			"not finish%s). Make a new core with `ulimit -c unlimited` or `gcore PID`.",
+			path, core->size, (unsigned long long)needed,
+			core->compression ? " once decompressed" : "",
+			core->compression || core->coredump.present
+			? "; systemd-coredump cuts cores over ProcessSizeMax= and ExternalSizeMax= "
+			  "of /etc/systemd/coredump.conf" : "");
 		goto fail;
 	}
 	for (size_t i = 0; i < phnum; i++) {

@@ -394,3 +394,16 @@ def test_no_room_for_the_decompressed_core(tasks_core, tmp_path):
     assert_fails(r, f"taskdbg: cannot decompress core file {packed} into {tmp_path}: File too large "
                  "(after 8 MiB)\nSet TMPDIR to a directory with room for the whole core, or decompress "
                  f"it by hand (`zstd -d {packed} -o core`) where there is room and pass the result.")
+
+
+def test_compressed_core_cut_before_compression(tasks_core, tmp_path):
+    """A whole zstd stream of a core cut short (as systemd does past its size limits)."""
+    core, _ = tasks_core
+    half = tmp_path / "core-half"
+    half.write_bytes(core.read_bytes()[: core.stat().st_size // 2])
+    packed = compress(half, "zstd", "core-half.zst")
+    assert_fails(run("bt", packed),
+                 f"taskdbg: core file {packed} is truncated: it has {half.stat().st_size} of its ",
+                 " bytes once decompressed\nThe dump was cut short (a `ulimit -c` limit, a full disk, or a "
+                 "copy that did not finish; systemd-coredump cuts cores over ProcessSizeMax= and "
+                 "ExternalSizeMax= of /etc/systemd/coredump.conf). Make a new core")
