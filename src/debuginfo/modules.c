@@ -146,6 +146,9 @@ static void search_dir_set(const char *dir)
 	free(search.dir);
 	memset(&search, 0, sizeof(search));
 	search.dir = dir ? strdup(dir) : NULL;
+	/* "dir/" names its files "dir/name", not "dir//name". */
+	for (size_t n = search.dir ? strlen(search.dir) : 0; n > 1 && search.dir[n - 1] == '/'; n--)
+		search.dir[n - 1] = '\0';
 }
 
 /* Every ELF file with a build-id directly in the directory (at most TD_SEARCH_DIR_MAX_FILES). */
@@ -258,7 +261,7 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 	Elf *elf = dwfl_module_getelf(mod, &bias);
 	if (!elf && dir) {
 		char *copy = strdup(name ? name : ""), *in_dir = NULL;
-		if (!copy || asprintf(&in_dir, "%s/%s", dir, basename(copy)) < 0)
+		if (!copy || asprintf(&in_dir, "%s/%s", search.dir ? search.dir : dir, basename(copy)) < 0)
 			in_dir = NULL;
 		free(copy);
 		struct td_error *err;
