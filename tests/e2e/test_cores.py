@@ -407,3 +407,27 @@ def test_compressed_core_cut_before_compression(tasks_core, tmp_path):
                  " bytes once decompressed\nThe dump was cut short (a `ulimit -c` limit, a full disk, or a "
                  "copy that did not finish; systemd-coredump cuts cores over ProcessSizeMax= and "
                  "ExternalSizeMax= of /etc/systemd/coredump.conf). Make a new core")
+
+
+def test_exe_dir_tokio_tasks(tmp_path):
+    """A tokio program's core after its binary moved and was renamed: `tasks
+    --exe DIR` finds it by build-id and reads the same tasks."""
+    ran, kept = tmp_path / "ran", tmp_path / "kept"
+    ran.mkdir()
+    kept.mkdir()
+    shutil.copy(RUST_FIXTURES / "tasks", ran / "tasks")
+    target = Target([ran / "tasks"])
+    try:
+        core = gcore(target.pid, tmp_path)
+    finally:
+        target.stop()
+    before = tasks_json(core)
+    shutil.move(ran / "tasks", kept / "tasks-v2")
+    r = run("tasks", "--json", core)
+    assert_fails(r, f"the executable of core file {core}, {ran}/tasks, is not there")
+    r = run("tasks", "--json", "--exe", kept, core)
+    assert r.returncode == 0, r.stderr
+    after = json.loads(r.stdout)
+    assert after["target"] == dict(before["target"], exe=str(kept / "tasks-v2"))
+    assert after["runtimes"] == before["runtimes"] and after["threads"] == before["threads"]
+    assert len(after["runtimes"][0]["tasks"]) >= 4
