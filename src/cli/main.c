@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "config.h"
@@ -83,6 +84,18 @@ unsigned td_cli_test_pause_ms(void)
 	return pause ? (unsigned)strtoul(pause, NULL, 10) : 0;
 }
 
+/* On a terminal, a line that says how far a large compressed core is, erased once done. */
+static void decompress_progress(void *arg, const char *path, uint64_t done, bool finished)
+{
+	char size[32];
+	if (finished)
+		fputs("\r\033[K", stderr);
+	else
+		fprintf(stderr, "\r\033[Kdecompressing %s: %s so far", path,
+			td_format_size(done, size, sizeof(size)));
+	fflush(stderr);
+}
+
 struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret)
 {
 	return td_cli_snapshot_with(target, exe, NULL, NULL, NULL, ret);
@@ -114,6 +127,9 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 			"Give the most bytes a compressed core may decompress to, with K, M, G or T "
 			"for KiB, MiB, GiB, TiB (e.g. TASKDBG_CORE_MAX=64G), or unset it for the default "
 			"(32G).", max);
+	struct td_decompress_progress progress = { decompress_progress, NULL };
+	if (isatty(STDERR_FILENO))
+		opts.core_progress = &progress;
 	return td_snapshot_open_core(target, &opts, ret);
 }
 

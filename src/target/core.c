@@ -179,7 +179,8 @@ static void read_coredump_meta(struct td_core *core, int fd)
 }
 
 /* A compressed core: core->fd becomes the decompressed copy. */
-static struct td_error *decompress(struct td_core *core, uint64_t max_size, struct stat *st)
+static struct td_error *decompress(struct td_core *core, uint64_t max_size,
+				   const struct td_decompress_progress *progress, struct stat *st)
 {
 	unsigned char head[8];
 	ssize_t n = pread(core->fd, head, sizeof(head), 0);
@@ -187,7 +188,7 @@ static struct td_error *decompress(struct td_core *core, uint64_t max_size, stru
 		return NULL;
 	struct td_decompressed out;
 	td_timing_mark("open core");
-	struct td_error *err = td_decompress_fd(core->fd, core->path, max_size, &out);
+	struct td_error *err = td_decompress_fd_progress(core->fd, core->path, max_size, progress, &out);
 	if (err)
 		return err;
 	td_timing_mark("decompress core");
@@ -203,10 +204,11 @@ static struct td_error *decompress(struct td_core *core, uint64_t max_size, stru
 
 struct td_error *td_core_open(const char *path, struct td_core **ret)
 {
-	return td_core_open_max(path, 0, ret);
+	return td_core_open_max(path, 0, NULL, ret);
 }
 
-struct td_error *td_core_open_max(const char *path, uint64_t max_size, struct td_core **ret)
+struct td_error *td_core_open_max(const char *path, uint64_t max_size,
+				  const struct td_decompress_progress *progress, struct td_core **ret)
 {
 	struct td_error *err = NULL;
 	struct td_core *core = calloc(1, sizeof(*core));
@@ -230,7 +232,7 @@ struct td_error *td_core_open_max(const char *path, uint64_t max_size, struct td
 		goto fail;
 	}
 	read_coredump_meta(core, core->fd);
-	if ((err = decompress(core, max_size, &st)))
+	if ((err = decompress(core, max_size, progress, &st)))
 		goto fail;
 	core->size = (size_t)st.st_size;
 	/* Said of a compressed file: what it held once decompressed. */

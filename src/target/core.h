@@ -74,11 +74,13 @@ struct td_core {
 /*
  * Opens and validates a core file, a plain one or one compressed with zstd,
  * xz or lz4 (decompressed first: target/decompress.h, at most max_size bytes;
- * 0: TD_DECOMPRESS_MAX_DEFAULT). *ret is freed with td_core_destroy.
+ * 0: TD_DECOMPRESS_MAX_DEFAULT; progress may be NULL). *ret is freed with
+ * td_core_destroy.
  */
-struct td_error *td_core_open_max(const char *path, uint64_t max_size, struct td_core **ret);
+struct td_error *td_core_open_max(const char *path, uint64_t max_size,
+				  const struct td_decompress_progress *progress, struct td_core **ret);
 
-/* td_core_open_max with the default cap. */
+/* td_core_open_max with the default cap, no progress. */
 struct td_error *td_core_open(const char *path, struct td_core **ret);
 
 /* Reads target memory; returns bytes read (short at the first unmapped byte). */

@@ -17,6 +17,8 @@
 
 /* Bytes read, and bytes decompressed, per step. */
 #define CHUNK (1u << 20)
+/* Output between two progress calls. */
+#define PROGRESS_EVERY (64ull << 20)
 /* xz's dictionary may ask for this much memory; more is refused (xz -9 needs 65 MiB). */
 #define XZ_MEMLIMIT (1ull << 30)
 
@@ -64,6 +66,8 @@ struct job {
 	uint64_t size, cap;
 	unsigned char *in, *out;
 	char by_hand[4200];        /* the command that decompresses it by hand */
+	const struct td_decompress_progress *progress;
+	uint64_t next_progress;
 };
 
 static struct td_error *open_tmpfile(struct job *j)
@@ -121,6 +125,10 @@ static struct td_error *sink(struct job *j, const unsigned char *buf, size_t len
 		buf += n;
 		len -= (size_t)n;
 		j->size += (uint64_t)n;
+	}
+	if (j->progress && j->progress->fn && j->size >= j->next_progress) {
+		j->progress->fn(j->progress->arg, j->path, j->size, false);
+		j->next_progress = j->size + PROGRESS_EVERY;
 	}
 	return NULL;
 }
@@ -286,8 +294,16 @@ out:
 struct td_error *td_decompress_fd(int in_fd, const char *path, uint64_t cap,
 				  struct td_decompressed *ret)
 {
+	return td_decompress_fd_progress(in_fd, path, cap, NULL, ret);
+}
+
+struct td_error *td_decompress_fd_progress(int in_fd, const char *path, uint64_t cap,
+					   const struct td_decompress_progress *progress,
+					   struct td_decompressed *ret)
+{
 	struct job j = { .path = path, .in_fd = in_fd, .out_fd = -1,
-			 .cap = cap ? cap : TD_DECOMPRESS_MAX_DEFAULT };
+			 .cap = cap ? cap : TD_DECOMPRESS_MAX_DEFAULT, .progress = progress,
+			 .next_progress = PROGRESS_EVERY };
 	struct td_error *err = NULL;
 	j.in = malloc(CHUNK);
 	j.out = malloc(CHUNK);
@@ -317,6 +333,8 @@ struct td_error *td_decompress_fd(int in_fd, const char *path, uint64_t cap,
 	*ret = (struct td_decompressed){ .fd = j.out_fd, .size = j.size, .kind = j.kind };
 	j.out_fd = -1;
 out:
+	if (progress && progress->fn && j.next_progress > PROGRESS_EVERY)
+		progress->fn(progress->arg, path, j.size, true);
 	if (j.out_fd >= 0)
 		close(j.out_fd);
 	free(j.in);

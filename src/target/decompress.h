@@ -8,6 +8,7 @@
 #ifndef TD_TARGET_DECOMPRESS_H
 #define TD_TARGET_DECOMPRESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,5 +52,21 @@ struct td_decompressed {
  */
 struct td_error *td_decompress_fd(int in_fd, const char *name, uint64_t cap,
 				  struct td_decompressed *ret);
+
+/*
+ * How far a long decompression is: called with the bytes written so far,
+ * every 64 MiB of output (a core under that never calls it), and once more
+ * with finished true when it ends (success or not) if it was called before.
+ * The caller shows it (the library prints nothing).
+ */
+struct td_decompress_progress {
+	void (*fn)(void *arg, const char *path, uint64_t done, bool finished);
+	void *arg;
+};
+
+/* td_decompress_fd with progress (NULL: none). */
+struct td_error *td_decompress_fd_progress(int in_fd, const char *name, uint64_t cap,
+					   const struct td_decompress_progress *progress,
+					   struct td_decompressed *ret);
 
 #endif

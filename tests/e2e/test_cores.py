@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pathlib
+import pty
 import resource
 import signal
 import re
@@ -431,3 +432,33 @@ def test_exe_dir_tokio_tasks(tmp_path):
     assert after["target"] == dict(before["target"], exe=str(kept / "tasks-v2"))
     assert after["runtimes"] == before["runtimes"] and after["threads"] == before["threads"]
     assert len(after["runtimes"][0]["tasks"]) >= 4
+
+
+def test_progress_on_a_terminal(tasks_core, tmp_path):
+    """On a terminal, a line says how far the decompression is, then is erased;
+    elsewhere (every other test) nothing is said."""
+    core, _ = tasks_core
+    packed = compress(core, "zstd", "core-progress.zst")
+    r = run("bt", packed)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([str(TASKDBG), "bt", str(packed)], stdout=subprocess.PIPE, stderr=slave,
+                           timeout=60)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other end is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        packed.unlink()
+    assert r.returncode == 0
+    line = f"\r\x1b[Kdecompressing {packed}: ".encode()
+    assert seen.startswith(line + b"64 MiB so far" + line + b"128 MiB so far"), seen
+    assert seen.endswith(b" so far\r\x1b[K"), seen
