@@ -29,7 +29,8 @@ static const char core_help[] =
 	"\n"
 	"An interactive session on a core file (see `taskdbg attach --help`): one\n"
 	"snapshot, the same commands. EXE names the executable when the core's notes\n"
-	"do not lead to it.\n"
+	"do not lead to it (a file, or a directory where it is found by name or\n"
+	"build-id). CORE may be compressed (zstd, xz, lz4: systemd-coredump's).\n"
 	"\n"
 	TD_SESSION_HELP;
 

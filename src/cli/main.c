@@ -9,6 +9,7 @@
 #include "debuginfo/debuginfod.h"
 #include "lua/binding.h"
 #include "snapshot/snapshot.h"
+#include "util/size.h"
 #include "value/program.h"
 
 static const char main_help[] =
@@ -89,6 +90,18 @@ unsigned td_cli_test_pause_ms(void)
 	return pause ? (unsigned)strtoul(pause, NULL, 10) : 0;
 }
 
+/* On a terminal, a line that says how far a large compressed core is, erased once done. */
+static void decompress_progress(void *arg, const char *path, uint64_t done, bool finished)
+{
+	char size[32];
+	if (finished)
+		fputs("\r\033[K", stderr);
+	else
+		fprintf(stderr, "\r\033[Kdecompressing %s: %s so far", path,
+			td_format_size(done, size, sizeof(size)));
+	fflush(stderr);
+}
+
 struct td_error *td_cli_snapshot(const char *target, const char *exe, struct td_snapshot **ret)
 {
 	return td_cli_snapshot_with(target, exe, NULL, NULL, NULL, ret);
@@ -113,6 +126,16 @@ struct td_error *td_cli_snapshot_with(const char *target, const char *exe,
 					       "process's executable is found from /proc");
 		return td_snapshot_take_live((pid_t)pid, &opts, ret);
 	}
+	const char *max = getenv("TASKDBG_CORE_MAX");
+	if (max && *max && !td_parse_size(max, &opts.core_max))
+		return td_error_format(TD_ERR_TARGET,
+			"TASKDBG_CORE_MAX=%s is not a size\n"
+			"Give the most bytes a compressed core may decompress to, with K, M, G or T "
+			"for KiB, MiB, GiB, TiB (e.g. TASKDBG_CORE_MAX=64G), or unset it for the default "
+			"(32G).", max);
+	struct td_decompress_progress progress = { decompress_progress, NULL };
+	if (isatty(STDERR_FILENO))
+		opts.core_progress = &progress;
 	return td_snapshot_open_core(target, &opts, ret);
 }
 

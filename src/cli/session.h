@@ -46,6 +46,7 @@ struct td_session {
 	"  --json                  one JSON object on stdout (see docs/cli-contract.md)\n"
 #define TD_SESSION_HELP \
 	"  --exe PATH              the executable, when a core file's notes do not lead to it\n" \
+	"                          (or a directory where it is, by name or build-id)\n" \
 	"  --plugins DIR           look for runtime plugins in DIR first\n" \
 	"  --help                  this text\n"
 

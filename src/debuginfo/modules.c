@@ -2,9 +2,11 @@
 
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +41,16 @@ int td_modules_find_debuginfo(Dwfl_Module *mod, void **userdata, const char *mod
 	return from_debuginfod(mod, false, debuginfo_file_name, fd);
 }
 
-/* A core's file that is not on this machine may come from debuginfod. */
-static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
-			 char **file_name, Elf **elfp)
-{
-	int fd = dwfl_build_id_find_elf(mod, userdata, modname, base, file_name, elfp);
-	if (fd >= 0 || *elfp)
-		return fd;
-	return from_debuginfod(mod, true, file_name, fd);
-}
-
 static const Dwfl_Callbacks live_callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
 	.find_debuginfo = td_modules_find_debuginfo,
 	.debuginfo_path = &debuginfo_path,
 };
+
+static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
+			 Dwarf_Addr base, char **file_name, Elf **elfp);
+
+static void search_dir_set(const char *dir);
 
 static const Dwfl_Callbacks core_callbacks = {
 	.find_elf = core_find_elf,
@@ -82,14 +79,27 @@ struct td_error *td_modules_report_live(pid_t pid, Dwfl **ret)
 	return NULL;
 }
 
+static bool is_directory(const char *path)
+{
+	struct stat st;
+	return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool is_regular(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 struct td_error *td_modules_report_core(struct td_core *core, const char *exe, Dwfl **ret)
 {
 	td_debuginfod_init(NULL);
 	Dwfl *dwfl = dwfl_begin(&core_callbacks);
 	if (!dwfl)
 		return td_error_format(TD_ERR_INTERNAL, "libdwfl: %s", dwfl_errmsg(-1));
+	search_dir_set(is_directory(exe) ? exe : NULL);
 	dwfl_report_begin(dwfl);
-	int n = dwfl_core_file_report(dwfl, core->elf, exe);
+	int n = dwfl_core_file_report(dwfl, core->elf, is_directory(exe) ? NULL : exe);
 	if (dwfl_report_end(dwfl, NULL, NULL) != 0 || n < 0) {
 		struct td_error *err = td_error_format(TD_ERR_TARGET,
 			"cannot find the modules of core file %s: %s", core->path, dwfl_errmsg(-1));
@@ -146,6 +156,105 @@ static bool build_id_differs(const char *path, const char *want_id, char *have_i
 	return want_id[0] && file_build_id(path, have_id, size) && strcmp(want_id, have_id) != 0;
 }
 
+/*
+ * --exe DIR: a directory where a core's modules are looked for first, by
+ * their file name and then by build-id (td_modules_report_core sets it; one
+ * at a time, as libdwfl's callbacks take no context). Its files' build-ids
+ * are read once, when a module is first looked for by build-id.
+ */
+#define TD_SEARCH_DIR_MAX_FILES 4096
+static struct {
+	char *dir;
+	bool scanned;
+	size_t n;
+	struct { char *path; char id[128]; } *files;
+} search;
+
+static void search_dir_set(const char *dir)
+{
+	for (size_t i = 0; i < search.n; i++)
+		free(search.files[i].path);
+	free(search.files);
+	free(search.dir);
+	memset(&search, 0, sizeof(search));
+	search.dir = dir ? strdup(dir) : NULL;
+	/* "dir/" names its files "dir/name", not "dir//name". */
+	for (size_t n = search.dir ? strlen(search.dir) : 0; n > 1 && search.dir[n - 1] == '/'; n--)
+		search.dir[n - 1] = '\0';
+}
+
+/* Every ELF file with a build-id directly in the directory (at most TD_SEARCH_DIR_MAX_FILES). */
+static void search_dir_scan(void)
+{
+	search.scanned = true;
+	DIR *d = opendir(search.dir);
+	if (!d)
+		return;
+	search.files = calloc(TD_SEARCH_DIR_MAX_FILES, sizeof(*search.files));
+	struct dirent *e;
+	size_t seen = 0;
+	while (search.files && (e = readdir(d)) && seen++ < TD_SEARCH_DIR_MAX_FILES) {
+		char *path;
+		if (e->d_name[0] == '.' || asprintf(&path, "%s/%s", search.dir, e->d_name) < 0)
+			continue;
+		if (is_regular(path) && file_build_id(path, search.files[search.n].id,
+							sizeof(search.files[search.n].id)))
+			search.files[search.n++].path = path;
+		else
+			free(path);
+	}
+	closedir(d);
+}
+
+/* The file in the search directory for a module: by name, then by build-id; NULL if none. */
+static char *search_dir_find(Dwfl_Module *mod, const char *modname)
+{
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	int len = dwfl_module_build_id(mod, &bits, &vaddr);
+	char want[128] = "", have[128];
+	if (len > 0)
+		hex(bits, len, want, sizeof(want));
+	char *copy = strdup(modname), *path = NULL;
+	if (copy && asprintf(&path, "%s/%s", search.dir, basename(copy)) < 0)
+		path = NULL;
+	free(copy);
+	/* Without a build-id to check, the name alone must do. */
+	if (path && is_regular(path) && (want[0] ? file_build_id(path, have, sizeof(have)) &&
+					 !strcmp(have, want) : true))
+		return path;
+	free(path);
+	if (!want[0])
+		return NULL;
+	if (!search.scanned)
+		search_dir_scan();
+	for (size_t i = 0; i < search.n; i++)
+		if (!strcmp(search.files[i].id, want))
+			return strdup(search.files[i].path);
+	return NULL;
+}
+
+static int core_find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
+			 Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	int fd = dwfl_build_id_find_elf(mod, userdata, modname, base, file_name, elfp);
+	if (fd >= 0 || *elfp)
+		return fd;
+	/* --exe DIR first, then a debuginfod server: a file that is not on this machine. */
+	char *path = search.dir && modname ? search_dir_find(mod, modname) : NULL;
+	if (!path)
+		return from_debuginfod(mod, true, file_name, fd);
+	int found = open(path, O_RDONLY | O_CLOEXEC);
+	if (found < 0) {
+		free(path);
+		return from_debuginfod(mod, true, file_name, fd);
+	}
+	/* libdwfl opens the ELF from fd and checks its build-id again. */
+	free(*file_name);
+	*file_name = path;
+	return found;
+}
+
 static struct td_error *mismatch_error(const char *path, const char *what, const char *want_id,
 				       const char *have_id)
 {
@@ -173,18 +282,44 @@ struct td_error *td_modules_check_exe(Dwfl *dwfl, uint64_t entry, const char *wh
 	char want_id[128] = "", have_id[128] = "";
 	if (len > 0)
 		hex(bits, len, want_id, sizeof(want_id));
+	/* --exe DIR: files in it were looked for (core_find_elf); messages name them. */
+	const char *dir = is_directory(exe_override) ? exe_override : NULL;
+	if (dir) {
+		exe_override = NULL;
+		wanted = name ? name : "?";
+	}
 	/* libdwfl may find the original by path and never read --exe: check it. */
 	if (exe_override && build_id_differs(exe_override, want_id, have_id, sizeof(have_id)))
 		return mismatch_error(exe_override, what, want_id, have_id);
 	GElf_Addr bias;
 	Elf *elf = dwfl_module_getelf(mod, &bias);
+	if (!elf && dir) {
+		char *copy = strdup(name ? name : ""), *in_dir = NULL;
+		if (!copy || asprintf(&in_dir, "%s/%s", search.dir ? search.dir : dir, basename(copy)) < 0)
+			in_dir = NULL;
+		free(copy);
+		struct td_error *err;
+		if (in_dir && is_regular(in_dir) && build_id_differs(in_dir, want_id, have_id, sizeof(have_id)))
+			err = mismatch_error(in_dir, what, want_id, have_id);
+		else if (!is_regular(wanted) || !build_id_differs(wanted, want_id, have_id, sizeof(have_id)))
+			err = td_error_format(TD_ERR_TARGET,
+				"the executable of %s, %s, is not there, and %s holds no file of that "
+				"name or with its build-id (%s)\n"
+				"Copy the binary that ran into %s, or pass it with --exe PATH.",
+				what, wanted, dir, want_id[0] ? want_id : "none recorded", dir);
+		else
+			err = mismatch_error(wanted, what, want_id, have_id);
+		free(in_dir);
+		return err;
+	}
 	if (!elf) {
 		struct stat st;
 		if (stat(wanted, &st) != 0) {
 			const char *why = strerror(errno), *hint = td_debuginfod_hint(mod, true);
 			return td_error_format(TD_ERR_TARGET,
 				"the executable of %s, %s, is not there (%s)\n"
-				"Copy it back, or pass the binary that ran with --exe PATH.%s%s",
+				"Copy it back, or pass the binary that ran with --exe PATH (or --exe DIR, a "
+				"directory where it is, found by name or build-id).%s%s",
 				what, wanted, why, *hint ? " " : "", hint);
 		}
 		if (build_id_differs(wanted, want_id, have_id, sizeof(have_id)))

@@ -1,7 +1,9 @@
 #include "report/bt.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "debuginfo/source.h"
 #include "target/syscalls.h"
@@ -18,6 +20,100 @@ static struct json_object *json_address(uint64_t addr)
 	return json_object_new_string(buf);
 }
 
+static const struct td_coredump_meta *coredump_of(const struct td_snapshot *snap)
+{
+	return snap->kind == TD_SNAPSHOT_CORE && snap->core && snap->core->coredump.present
+		? &snap->core->coredump : NULL;
+}
+
+/* "SIGABRT"; NULL for a number that is no signal. */
+static const char *signal_name(long long sig, char *buf, size_t size)
+{
+	const char *abbrev = sig > 0 && sig < 65 ? sigabbrev_np((int)sig) : NULL;
+	if (!abbrev)
+		return NULL;
+	snprintf(buf, size, "SIG%s", abbrev);
+	return buf;
+}
+
+/* systemd's timestamp (microseconds since the epoch) as a time of day. */
+static bool coredump_time(long long usec, bool utc, char *buf, size_t size)
+{
+	time_t t = (time_t)(usec / 1000000);
+	struct tm tm;
+	if (!(utc ? gmtime_r(&t, &tm) : localtime_r(&t, &tm)))
+		return false;
+	return strftime(buf, size, utc ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d %H:%M:%S %Z", &tm) > 0;
+}
+
+static struct json_object *coredump_json(const struct td_coredump_meta *m)
+{
+	struct json_object *o = json_object_new_object();
+	const struct { const char *key; long long v; } numbers[] = {
+		{ "pid", m->pid }, { "uid", m->uid }, { "gid", m->gid }, { "signal", m->signal },
+		{ "timestamp_us", m->timestamp_us } };
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+		if (numbers[i].v >= 0)
+			json_object_object_add(o, numbers[i].key, json_object_new_int64(numbers[i].v));
+	char buf[64];
+	if (m->signal >= 0 && signal_name(m->signal, buf, sizeof(buf)))
+		json_object_object_add(o, "signal_name", json_object_new_string(buf));
+	if (m->timestamp_us >= 0 && coredump_time(m->timestamp_us, true, buf, sizeof(buf)))
+		json_object_object_add(o, "time", json_object_new_string(buf));
+	if (m->has_rlimit)
+		json_object_object_add(o, "rlimit", json_object_new_uint64(m->rlimit));
+	if (m->comm)
+		json_object_object_add(o, "comm", json_object_new_string(m->comm));
+	if (m->exe)
+		json_object_object_add(o, "exe", json_object_new_string(m->exe));
+	if (m->hostname)
+		json_object_object_add(o, "hostname", json_object_new_string(m->hostname));
+	return o;
+}
+
+void td_report_coredump_text(FILE *out, const struct td_snapshot *snap)
+{
+	const struct td_coredump_meta *m = coredump_of(snap);
+	if (!m)
+		return;
+	const char *sep = " ";
+	char buf[64];
+	fputs("systemd-coredump:", out);
+	if (m->signal >= 0) {
+		const char *name = signal_name(m->signal, buf, sizeof(buf));
+		fprintf(out, "%ssignal %lld%s%s%s", sep, m->signal, name ? " (" : "", name ? name : "",
+			name ? ")" : "");
+		sep = ", ";
+	}
+	if (m->timestamp_us >= 0 && coredump_time(m->timestamp_us, false, buf, sizeof(buf))) {
+		fprintf(out, "%s %s", m->signal >= 0 ? " at" : " dumped at", buf);
+		sep = ", ";
+	}
+	if (m->pid >= 0 || m->comm) {
+		if (m->pid >= 0)
+			fprintf(out, "%spid %lld%s%s%s", sep, m->pid, m->comm ? " (" : "",
+				m->comm ? m->comm : "", m->comm ? ")" : "");
+		else
+			fprintf(out, "%scommand %s", sep, m->comm);
+		sep = ", ";
+	}
+	if (m->uid >= 0) {
+		fprintf(out, "%suid %lld", sep, m->uid);
+		sep = ", ";
+	}
+	if (m->gid >= 0) {
+		fprintf(out, "%sgid %lld", sep, m->gid);
+		sep = ", ";
+	}
+	if (m->exe) {
+		fprintf(out, "%sexe %s", sep, m->exe);
+		sep = ", ";
+	}
+	if (m->hostname)
+		fprintf(out, "%shost %s", sep, m->hostname);
+	fputc('\n', out);
+}
+
 struct json_object *td_report_target_json(const struct td_snapshot *snap)
 {
 	struct json_object *t = json_object_new_object();
@@ -32,6 +128,12 @@ struct json_object *td_report_target_json(const struct td_snapshot *snap)
 	if (live)
 		json_object_object_add(t, "stopped_us",
 				       json_object_new_int64((int64_t)(snap->stopped_ns / 1000)));
+	if (!live && snap->core && snap->core->compression)
+		json_object_object_add(t, "compression",
+				       json_object_new_string(td_compression_name(snap->core->compression)));
+	const struct td_coredump_meta *m = coredump_of(snap);
+	if (m)
+		json_object_object_add(t, "coredump", coredump_json(m));
 	return t;
 }
 
@@ -248,6 +350,7 @@ void td_report_bt_text(FILE *out, const struct td_snapshot *snap, const struct t
 		fprintf(out, "core %s of process %d (%s), %zu thread%s\n", snap->core_path,
 			(int)snap->pid, snap->comm ? snap->comm : "?", snap->nthreads,
 			snap->nthreads == 1 ? "" : "s");
+	td_report_coredump_text(out, snap);
 	for (size_t i = 0; i < list->count; i++) {
 		const struct td_thread_view *v = &list->threads[i];
 		const struct td_snapshot_thread *t = v->thread;

@@ -12,6 +12,13 @@
 /* The "target" object every JSON output starts with. Caller owns the result. */
 struct json_object *td_report_target_json(const struct td_snapshot *snap);
 
+/*
+ * For a core that systemd-coredump stored: one line of what it recorded
+ * (signal, time, pid, uid, exe, host), after the header of every text
+ * output. Nothing when the core carries no such metadata.
+ */
+void td_report_coredump_text(FILE *out, const struct td_snapshot *snap);
+
 /* One THREAD object of docs/cli-contract.md. Caller owns the result. */
 struct json_object *td_report_thread_json(const struct td_thread_view *v);
 

@@ -57,6 +57,7 @@ static void print_header(FILE *out, const struct td_snapshot *snap, const struct
 		fprintf(out, "core file %s (process %d, %s): one snapshot\n",
 			snap->core_path ? snap->core_path : "?", (int)snap->pid,
 			snap->comm ? snap->comm : "?");
+	td_report_coredump_text(out, snap);
 }
 
 static void print_list(FILE *out, const char *label, struct json_object *items)

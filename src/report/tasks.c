@@ -407,6 +407,7 @@ void td_report_tasks_text(FILE *out, const struct td_snapshot *snap,
 	else
 		fprintf(out, "core %s of process %d (%s)\n", snap->core_path, (int)snap->pid,
 			snap->comm ? snap->comm : "?");
+	td_report_coredump_text(out, snap);
 	if (nr == 0) {
 		struct json_object *why;
 		fprintf(out, "no async runtime found: %s\n",

@@ -314,7 +314,8 @@ struct td_error *td_snapshot_open_core(const char *path, const struct td_snapsho
 	struct td_snapshot *snap = snapshot_new(TD_SNAPSHOT_CORE);
 	if (!snap)
 		return &td_enomem;
-	if ((err = td_core_open(path, &snap->core)))
+	if ((err = td_core_open_max(path, opts ? opts->core_max : 0,
+				    opts ? opts->core_progress : NULL, &snap->core)))
 		goto fail;
 	struct td_core *core = snap->core;
 	snap->pid = core->pid;

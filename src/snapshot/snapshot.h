@@ -82,6 +82,8 @@ uint64_t td_snapshot_scratch(struct td_snapshot *snap, const void *bytes, size_t
 
 struct td_snapshot_options {
 	const char *exe;            /* core: the executable, overriding the notes */
+	uint64_t core_max;          /* core: cap on a compressed core's size (0: default) */
+	const struct td_decompress_progress *core_progress;   /* core: NULL, or shown while decompressed */
 	unsigned pause_stopped_ms;  /* tests only: hold the target stopped this long */
 	size_t stack_max;           /* stack copied per thread; 0: TD_STACK_COPY_MAX (a profiler copies less) */
 	/*

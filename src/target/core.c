@@ -3,13 +3,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/procfs.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include "util/timing.h"
 
 /* Caps on what a (possibly malformed) core may make us allocate. */
 #define TD_CORE_MAX_THREADS 65536
@@ -115,7 +119,96 @@ static struct td_error *parse_notes(struct td_core *core, const GElf_Phdr *ph)
 	return NULL;
 }
 
+/* One user.coredump.* attribute as a string (NUL-terminated), or false. */
+static bool coredump_xattr(int fd, const char *name, char *buf, size_t size)
+{
+	ssize_t n = fgetxattr(fd, name, buf, size - 1);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+static long long coredump_number(int fd, const char *name, bool *present)
+{
+	char buf[64], *end;
+	if (!coredump_xattr(fd, name, buf, sizeof(buf)) || !buf[0])
+		return -1;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	if (errno || *end || v < 0)
+		return -1;
+	*present = true;
+	return v;
+}
+
+static char *coredump_string(int fd, const char *name, bool *present)
+{
+	char buf[4096];
+	if (!coredump_xattr(fd, name, buf, sizeof(buf)))
+		return NULL;
+	/* Printed on a terminal: no control characters from the file. */
+	for (char *c = buf; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	*present = true;
+	return strdup(buf);
+}
+
+/* systemd-coredump's metadata, when the file carries it (absent: nothing). */
+static void read_coredump_meta(struct td_core *core, int fd)
+{
+	struct td_coredump_meta *m = &core->coredump;
+	m->pid = coredump_number(fd, "user.coredump.pid", &m->present);
+	m->uid = coredump_number(fd, "user.coredump.uid", &m->present);
+	m->gid = coredump_number(fd, "user.coredump.gid", &m->present);
+	m->signal = coredump_number(fd, "user.coredump.signal", &m->present);
+	m->timestamp_us = coredump_number(fd, "user.coredump.timestamp", &m->present);
+	char buf[64], *end;
+	if (coredump_xattr(fd, "user.coredump.rlimit", buf, sizeof(buf)) && buf[0] >= '0' && buf[0] <= '9') {
+		errno = 0;
+		unsigned long long v = strtoull(buf, &end, 10);
+		if (!errno && !*end) {
+			m->rlimit = v;
+			m->has_rlimit = m->present = true;
+		}
+	}
+	m->comm = coredump_string(fd, "user.coredump.comm", &m->present);
+	m->exe = coredump_string(fd, "user.coredump.exe", &m->present);
+	m->hostname = coredump_string(fd, "user.coredump.hostname", &m->present);
+}
+
+/* A compressed core: core->fd becomes the decompressed copy. */
+static struct td_error *decompress(struct td_core *core, uint64_t max_size,
+				   const struct td_decompress_progress *progress, struct stat *st)
+{
+	unsigned char head[8];
+	ssize_t n = pread(core->fd, head, sizeof(head), 0);
+	if (n <= 0 || td_compression_detect(head, (size_t)n) == TD_COMPRESSION_NONE)
+		return NULL;
+	struct td_decompressed out;
+	td_timing_mark("open core");
+	struct td_error *err = td_decompress_fd_progress(core->fd, core->path, max_size, progress, &out);
+	if (err)
+		return err;
+	td_timing_mark("decompress core");
+	close(core->fd);
+	core->fd = out.fd;
+	core->compression = out.kind;
+	core->compressed_size = (uint64_t)st->st_size;
+	if (fstat(core->fd, st) < 0)
+		return td_error_format(TD_ERR_TARGET, "cannot read the decompressed core file %s: %s",
+				       core->path, strerror(errno));
+	return NULL;
+}
+
 struct td_error *td_core_open(const char *path, struct td_core **ret)
+{
+	return td_core_open_max(path, 0, NULL, ret);
+}
+
+struct td_error *td_core_open_max(const char *path, uint64_t max_size,
+				  const struct td_decompress_progress *progress, struct td_core **ret)
 {
 	struct td_error *err = NULL;
 	struct td_core *core = calloc(1, sizeof(*core));
@@ -138,12 +231,19 @@ struct td_error *td_core_open(const char *path, struct td_core **ret)
 		err = td_error_format(TD_ERR_TARGET, "%s is not a regular file, so not a core file", path);
 		goto fail;
 	}
+	read_coredump_meta(core, core->fd);
+	if ((err = decompress(core, max_size, progress, &st)))
+		goto fail;
 	core->size = (size_t)st.st_size;
+	/* Said of a compressed file: what it held once decompressed. */
+	char held[64] = "";
+	if (core->compression)
+		snprintf(held, sizeof(held), " (what its %s data holds)", td_compression_name(core->compression));
 	if (core->size < sizeof(Elf64_Ehdr) || core->size < 4) {
 		err = td_error_format(TD_ERR_TARGET,
-			"%s is not an ELF core file (it is %zu bytes long)\n"
+			"%s is not an ELF core file (%s %zu bytes long)\n"
 			"Give the path of a core dump (made by the kernel or by `gcore PID`).",
-			path, core->size);
+			path, core->compression ? "decompressed, it is" : "it is", core->size);
 		goto fail;
 	}
 	core->image = mmap(NULL, core->size, PROT_READ, MAP_PRIVATE, core->fd, 0);
@@ -154,8 +254,8 @@ struct td_error *td_core_open(const char *path, struct td_core **ret)
 	}
 	if (memcmp(core->image, ELFMAG, SELFMAG) != 0) {
 		err = td_error_format(TD_ERR_TARGET,
-			"%s is not an ELF core file\n"
-			"Give the path of a core dump (made by the kernel or by `gcore PID`).", path);
+			"%s is not an ELF core file%s\n"
+			"Give the path of a core dump (made by the kernel or by `gcore PID`).", path, held);
 		goto fail;
 	}
 	elf_version(EV_CURRENT);
@@ -213,10 +313,14 @@ struct td_error *td_core_open(const char *path, struct td_core **ret)
 	}
 	if (needed > core->size) {
 		err = td_error_format(TD_ERR_TARGET,
-			"core file %s is truncated: it has %zu of its %llu bytes\n"
+			"core file %s is truncated: it has %zu of its %llu bytes%s\n"
 			"The dump was cut short (a `ulimit -c` limit, a full disk, or a copy that did "
-			"not finish). Make a new core with `ulimit -c unlimited` or `gcore PID`.",
-			path, core->size, (unsigned long long)needed);
+			"not finish%s). Make a new core with `ulimit -c unlimited` or `gcore PID`.",
+			path, core->size, (unsigned long long)needed,
+			core->compression ? " once decompressed" : "",
+			core->compression || core->coredump.present
+			? "; systemd-coredump cuts cores over ProcessSizeMax= and ExternalSizeMax= "
+			  "of /etc/systemd/coredump.conf" : "");
 		goto fail;
 	}
 	for (size_t i = 0; i < phnum; i++) {
@@ -328,6 +432,9 @@ void td_core_destroy(struct td_core *core)
 		free(core->files[i].path);
 	}
 	free(core->files);
+	free(core->coredump.comm);
+	free(core->coredump.exe);
+	free(core->coredump.hostname);
 	free(core->segments);
 	free(core->threads);
 	if (core->elf)

@@ -8,11 +8,13 @@
 #define TD_TARGET_CORE_H
 
 #include <libelf.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "target/decompress.h"
 #include "util/error.h"
 
 struct td_core_thread {
@@ -31,9 +33,27 @@ struct td_core_file {
 	int fd;                        /* opened lazily; -1 closed, -2 unopenable */
 };
 
+/*
+ * What systemd-coredump records of a crash in the core file's extended
+ * attributes (user.coredump.*), when the core comes from it. Numbers are -1
+ * when their attribute is absent, strings NULL (control characters in them
+ * are replaced by '?').
+ */
+struct td_coredump_meta {
+	bool present;                  /* any of them */
+	long long pid, uid, gid, signal;
+	long long timestamp_us;        /* when it crashed: microseconds since the epoch */
+	bool has_rlimit;
+	uint64_t rlimit;               /* RLIMIT_CORE's soft limit (UINT64_MAX: unlimited) */
+	char *comm, *exe, *hostname;
+};
+
 struct td_core {
 	char *path;
-	int fd;
+	int fd;                        /* the core (decompressed: the temporary file) */
+	enum td_compression compression;
+	uint64_t compressed_size;      /* the file's size when compressed */
+	struct td_coredump_meta coredump;
 	Elf *elf;
 	const unsigned char *image;   /* the whole core, mapped read-only */
 	size_t size;
@@ -51,7 +71,16 @@ struct td_core {
 	size_t nfiles;
 };
 
-/* Opens and validates a core file. *ret is freed with td_core_destroy. */
+/*
+ * Opens and validates a core file, a plain one or one compressed with zstd,
+ * xz or lz4 (decompressed first: target/decompress.h, at most max_size bytes;
+ * 0: TD_DECOMPRESS_MAX_DEFAULT; progress may be NULL). *ret is freed with
+ * td_core_destroy.
+ */
+struct td_error *td_core_open_max(const char *path, uint64_t max_size,
+				  const struct td_decompress_progress *progress, struct td_core **ret);
+
+/* td_core_open_max with the default cap, no progress. */
 struct td_error *td_core_open(const char *path, struct td_core **ret);
 
 /* Reads target memory; returns bytes read (short at the first unmapped byte). */
