@@ -329,9 +329,12 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			if (f.symtab) {
 				f.base = adj - offset;
 			} else {
+				/* The load bias; a module whose file is missing: its lowest address. */
 				GElf_Addr elfbias = 0;
-				dwfl_module_getelf(mod, &elfbias);
-				f.base = elfbias;
+				Dwarf_Addr start = 0;
+				if (!dwfl_module_getelf(mod, &elfbias))
+					dwfl_module_info(mod, NULL, &start, NULL, NULL, NULL, NULL, NULL);
+				f.base = elfbias ? elfbias : start;
 			}
 			if (!push_frame(&frames, &count, &cap, f))
 				free((char *)f.function);

@@ -370,7 +370,10 @@ def test_exe_dir_finds_moved_library(tmp_path):
                              r"  #0   0x[0-9a-f]+ in (.+)\n  #1   0x[0-9a-f]+ in (.+)\n", re.M)
     r = run("bt", core)
     assert r.returncode == 0, r.stderr
-    assert main_thread.search(r.stdout).groups() == ("?? from libc.so.6", "?? from libc.so.6")
+    # Without the file, no symbol: the offset into libc's image, within the file's size.
+    for frame in main_thread.search(r.stdout).groups():
+        m = re.fullmatch(r"\?\? \(libc\.so\.6\+0x([0-9a-f]+)\)", frame)
+        assert m and 0 < int(m[1], 16) < (kept / "libc.so.6").stat().st_size, frame
     r = run("bt", "--exe", kept, core)
     assert r.returncode == 0, r.stderr
     frames = main_thread.search(r.stdout).groups()
