@@ -114,30 +114,30 @@ static struct td_error *op_refresh(void *ctx)
 	return td_hold_refresh(ctx);
 }
 
-static struct td_error *op_threads(void *ctx, struct json_object **ret)
+/* One JSON entry per thread: its stack (threads) or the runs bt folds (folds). */
+static struct td_error *per_thread(struct td_hold *h, bool folds, struct json_object **ret)
 {
-	struct td_hold *h = ctx;
 	struct td_error *err = NULL;
 	if (!h->s.threads && (err = td_session_threads(&h->s)))
 		return err;
 	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; i < h->s.threads->count; i++)
-		json_object_array_add(a, td_report_thread_json(&h->s.threads->threads[i]));
+	for (size_t i = 0; i < h->s.threads->count; i++) {
+		const struct td_thread_view *v = &h->s.threads->threads[i];
+		json_object_array_add(a, folds ? td_report_folds_json(v, h->s.snap->exe)
+					       : td_report_thread_json(v));
+	}
 	*ret = a;
 	return NULL;
 }
 
+static struct td_error *op_threads(void *ctx, struct json_object **ret)
+{
+	return per_thread(ctx, false, ret);
+}
+
 static struct td_error *op_folds(void *ctx, struct json_object **ret)
 {
-	struct td_hold *h = ctx;
-	struct td_error *err = NULL;
-	if (!h->s.threads && (err = td_session_threads(&h->s)))
-		return err;
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; i < h->s.threads->count; i++)
-		json_object_array_add(a, td_report_folds_json(&h->s.threads->threads[i], h->s.snap->exe));
-	*ret = a;
-	return NULL;
+	return per_thread(ctx, true, ret);
 }
 
 /* `dump FILE`: a core of the live target, from a stop of its own (target/dump.c). */
