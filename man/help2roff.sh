@@ -266,10 +266,27 @@ The directory of the detectors of \fBdiagnose\fR (and of the sessions' and
 \fBtop\fR's diagnoses), instead of taskdbg's own.
 .TP
 .B \\%DEBUGINFOD_URLS
-Servers that elfutils' debuginfod client asks for debug info missing on
-this machine (see
-.BR debuginfod (8));
-\fB\\%DEBUGINFOD_CACHE_PATH\fR and \fB\\%DEBUGINFOD_TIMEOUT\fR as elfutils reads them.
+Servers (space\-separated) that taskdbg asks, through elfutils'
+debuginfod client, for debug info and executables missing on this machine
+(see
+.BR debuginfod (8)),
+before a live target is stopped; fetched files are kept in elfutils' cache
+\\%(\fBDEBUGINFOD_CACHE_PATH\fR, else \fI~/.cache/debuginfod_client\fR).
+.TP
+.B \\%DEBUGINFOD_TIMEOUT
+Seconds a connection to a debuginfod server may go without an answer
+(taskdbg's default: 10).
+.TP
+.B \\%TASKDBG_DEBUGINFOD_MAXTIME
+Seconds all debuginfod fetches of one run may take together (default 60).
+.TP
+.B TASKDBG_CORE_MAX
+The largest size a compressed core (zstd, xz, lz4) is decompressed to:
+bytes, or with a \fBK\fR, \fBM\fR, \fBG\fR or \fBT\fR suffix (default \fB32G\fR).
+.TP
+.B TMPDIR
+Where a compressed core is decompressed, into a file that has no name
+(default \fI/var/tmp\fR).
 .TP
 .B TASKDBG_DEBUG
 When set, a failing plugin, detector or script reports its Lua stack too.
