@@ -55,6 +55,10 @@ int main(void)
 	check_json(L, "return 1.5", 8, "1.5");
 	check_json(L, "return 2.0", 8, "2.0");        /* a float stays a float */
 	check_json(L, "return 0/0", 8, "null");       /* no NaN in JSON */
+	/* JSON text is UTF-8: each byte that is not becomes U+FFFD (found by fuzz/fuzz_json.c). */
+	check_json(L, "return '\\xff a \\xc3\\x28 \\u{e9}\\u{1F600} \\xed\\xa0\\x80'", 8,
+		   "\"\\ufffd a \\ufffd( \xc3\xa9\xf0\x9f\x98\x80 \\ufffd\\ufffd\\ufffd\"");
+	check_json(L, "return { ['k\\xff'] = 'v\\0' }", 8, "{\"k\\ufffd\":\"v\\u0000\"}");
 	check_json(L, "return true", 8, "true");
 	check_json(L, "return null", 8, "null");
 	check_json(L, "return ptr(0x7f001234abcd)", 8, "\"0x7f001234abcd\"");
