@@ -189,7 +189,8 @@ static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod
 	struct cu_index *idx = &sym->cus[sym->ncus++];
 	*idx = (struct cu_index){ .cu_offset = off, .mod = mod };
 	index_functions(idx, cudie, 0);
-	qsort(idx->funcs, idx->count, sizeof(*idx->funcs), compare_range);
+	if (idx->count)   /* a unit with no functions: funcs is NULL, which qsort must not get */
+		qsort(idx->funcs, idx->count, sizeof(*idx->funcs), compare_range);
 	return idx;
 }
 
