@@ -4,7 +4,8 @@
  * `bt`, `diagnose`). The input is a little program that builds a Lua value:
  * strings of any bytes (invalid UTF-8, control characters, NUL), integers,
  * floats of any bits (NaN, infinities), booleans, td.null, pointers, tables
- * as objects and arrays, tables shared and nested, cycles. Both texts must
+ * as objects and arrays, tables shared and nested, cycles (null where a
+ * table is met inside itself). Both texts must
  * be JSON that json-c's strict parser (with UTF-8 checked) reads back, and
  * must mean the same.
  */
@@ -141,24 +142,30 @@ static void build(lua_State *L, struct reader *r)
 
 /*
  * How many JSON values the value at idx expands to (tables written out
- * again wherever they are met, cut at depth TD_LUA_JSON_DEPTH), stopping
- * past EXPANDED_MAX: a table that holds itself twice is 2^32 values, text
- * too long to be a finding. *cut: some table lies past the depth limit.
+ * again wherever they are met, a table inside itself null, cut at depth
+ * TD_LUA_JSON_DEPTH), stopping past EXPANDED_MAX: tables that hold the next
+ * one twice, 30 deep, are 2^30 values, text too long to be a finding.
+ * *deep: some table lies past the depth limit. path: the tables around.
  */
-static size_t expanded(lua_State *L, int idx, int depth, size_t sofar, bool *cut)
+static size_t expanded(lua_State *L, int idx, int depth, size_t sofar, bool *deep, const void **path)
 {
 	if (sofar > EXPANDED_MAX || lua_type(L, idx) != LUA_TTABLE)
 		return sofar + 1;
+	const void *table = lua_topointer(L, idx);
+	for (int i = 0; i < depth; i++)
+		if (path[i] == table)
+			return sofar + 1;
 	if (depth >= TD_LUA_JSON_DEPTH) {
-		*cut = true;
+		*deep = true;
 		return sofar + 1;
 	}
+	path[depth] = table;
 	sofar++;
 	idx = lua_absindex(L, idx);
 	luaL_checkstack(L, 3, "fuzz_json: nesting");
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
-		sofar = expanded(L, -1, depth + 1, sofar, cut);
+		sofar = expanded(L, -1, depth + 1, sofar, deep, path);
 		lua_pop(L, 1);
 		if (sofar > EXPANDED_MAX) {
 			lua_pop(L, 1);
@@ -222,8 +229,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	struct reader r = { data, size, 0 };
 	build(L, &r);
-	bool cut = false;
-	if (expanded(L, 1, 0, 0, &cut) > EXPANDED_MAX) {
+	bool deep = false;
+	const void *path[TD_LUA_JSON_DEPTH];
+	if (expanded(L, 1, 0, 0, &deep, path) > EXPANDED_MAX) {
 		lua_close(L);
 		return 0;
 	}
@@ -247,7 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * places (json.c shares the tree made where it was met first, wherever
 	 * it is met again): both texts must still be JSON, but need not match.
 	 */
-	if (!cut && !json_object_equal(streamed, printed)) {
+	if (!deep && !json_object_equal(streamed, printed)) {
 		fprintf(stderr, "fuzz_json: the two writers disagree:\njson_text.c: %.*s\njson.c:      %s\n",
 			(int)(len > 2000 ? 2000 : len), text, tree_text);
 		abort();

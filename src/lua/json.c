@@ -9,6 +9,9 @@
 #include <math.h>
 
 /* Tables converted so far in one conversion (Lua table -> its JSON): a table met again is shared, not copied. */
+/* A table's value in the memo while it is being converted. */
+#define TD_JSON_OPEN 1u
+
 struct json_memo {
 	struct td_map map;
 	bool cut;   /* the depth limit cut the table being converted */
@@ -51,8 +54,16 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 		}
 		uint64_t key = (uintptr_t)lua_topointer(L, idx);
 		uint64_t *shared = td_map_get(&memo->map, key);
+		if (shared && *shared == TD_JSON_OPEN) {
+			/* Met inside itself: a cycle is null, as in json_text.c. */
+			memo->cut = true;
+			return NULL;
+		}
 		if (shared && *shared)
 			return json_object_get((struct json_object *)(uintptr_t)*shared);
+		bool added;
+		if ((shared = td_map_put(&memo->map, key, &added)))
+			*shared = TD_JSON_OPEN;
 		bool outer_cut = memo->cut;
 		memo->cut = false;
 		struct json_object *result;
@@ -87,17 +98,14 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 		}
 		/*
 		 * The memo holds a reference of its own, dropped at the end. Not
-		 * to a conversion the depth limit cut (a table inside itself): met
-		 * again less deep, it is converted again, as json_text.c writes it.
+		 * to a conversion that was cut (by the depth limit, or a cycle):
+		 * met again elsewhere, it is converted again, as json_text.c
+		 * writes it.
 		 */
 		bool cut = memo->cut;
 		memo->cut = outer_cut || cut;
-		bool added;
-		if (!cut && (shared = td_map_put(&memo->map, key, &added))) {
-			if (!added && *shared)
-				json_object_put((struct json_object *)(uintptr_t)*shared);
-			*shared = (uintptr_t)json_object_get(result);
-		}
+		if ((shared = td_map_get(&memo->map, key)))   /* the map may have grown meanwhile */
+			*shared = cut ? 0 : (uintptr_t)json_object_get(result);
 		return result;
 	}
 	default:

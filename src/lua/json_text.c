@@ -20,6 +20,7 @@ struct td_json_text {
 /* A table met before: once (no text kept), or shared (its text in the arena). */
 struct shared {
 	const void *table;
+	bool open;         /* being written: met again, it is a cycle */
 	bool kept;
 	size_t off, len;   /* in the arena, if kept */
 };
@@ -254,6 +255,13 @@ static void memo_add(struct writer *w, const void *table)
 	w->count++;
 }
 
+static void set_open(struct writer *w, const void *table, bool open)
+{
+	struct shared *e = memo_find(w, table);   /* found anew: the memo may have grown */
+	if (e)
+		e->open = open;
+}
+
 bool td_json_is_array(lua_State *L, int idx)
 {
 	bool array = lua_rawgeti(L, idx, 1) != LUA_TNIL;
@@ -321,9 +329,17 @@ static bool write_value(struct writer *w, int idx, int depth)
 	}
 	const void *table = lua_topointer(L, idx);
 	struct shared *seen = memo_find(w, table);
+	if (seen && seen->open) {
+		/* A table inside itself: null, and cut like the depth limit (a cycle twice inside would double each level). */
+		put(out, "null", 4);
+		return false;
+	}
 	if (!seen) {
 		memo_add(w, table);
-		return write_table(w, idx, depth);
+		set_open(w, table, true);
+		bool whole = write_table(w, idx, depth);
+		set_open(w, table, false);
+		return whole;
 	}
 	size_t off = seen->off, len = seen->len;
 	bool whole = true;
@@ -332,7 +348,9 @@ static bool write_value(struct writer *w, int idx, int depth)
 		struct td_json_text *saved = w->out;
 		w->out = &w->arena;
 		off = w->arena.len;
+		set_open(w, table, true);
 		whole = write_table(w, idx, depth);
+		set_open(w, table, false);
 		w->out = saved;
 		len = w->arena.len - off;
 		if (whole && (seen = memo_find(w, table)))   /* the memo may have grown meanwhile */

@@ -8,7 +8,8 @@
  * or whose metatable has __array, is an array; other tables are objects of
  * their string keys; the light userdata `null` (td.null) is null, others
  * (td.ptr) are "0x..." strings; NaN and infinities are null; bytes of a
- * string that are not UTF-8 are U+FFFD; nesting deeper than `max_depth` is null. A
+ * string that are not UTF-8 are U+FFFD; nesting deeper than `max_depth` is null,
+ * and so is a table met inside itself (a cycle). A
  * table met a second time is shared (a backtrace thousands of tasks share):
  * its text is kept from then on and copied, not made again.
  */

@@ -80,7 +80,10 @@ int main(void)
 		   "[[[1],[1]],[[1],[1]],[1]]");
 	/* Depth: nesting past the limit is null, and a table cut short is not kept. */
 	check_json(L, "local t = {{{1}}} return {t, t}", 2, "[[null],[null]]");
-	check_json(L, "local t = {} t[1] = t return t", 3, "[[[null]]]");
+	/* A cycle is null where the table is met inside itself, however deep the limit. */
+	check_json(L, "local t = {} t[1] = t return t", 3, "[null]");
+	check_json(L, "local t = {} t[1] = t t[2] = {t, 1} return {t, t}", 32, "[[null,[null,1]],[null,[null,1]]]");
+	check_json(L, "local a, b = {}, {} a.b = b b.a = a return {a, b}", 32, "[{\"b\":{\"a\":null}},{\"a\":{\"b\":null}}]");
 	/* Big: more than one flush of the buffer, every element right. */
 	bool ok;
 	char *big = json_of(L, "local t = {} for i = 1, 100000 do t[i] = {id = i} end return t", 8, &ok);
