@@ -5,7 +5,9 @@
  * (functions, inline frames, lines at addresses of the module and of its
  * symbols), the program's lookups by name (td_program_find with the names
  * the DWARF itself holds, qualified names, statics, thread-locals, the
- * walk of a namespace), and the locals of a made-up frame at each function
+ * walk of a namespace), the value reader on each variable's type (members,
+ * enum variants, pointers, array elements, over memory made of the input's
+ * bytes), and the locals of a made-up frame at each function
  * (debuginfo/locals.c: location expressions evaluated over registers and a
  * stack made of the input's bytes). Separate debug files are not looked
  * for: the input alone decides what happens.
@@ -25,6 +27,7 @@
 #include "snapshot/snapshot.h"
 #include "snapshot/unwind.h"
 #include "value/program.h"
+#include "value/value.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,11 +50,26 @@ static const Dwfl_Callbacks offline_callbacks = {
 	.section_address = dwfl_offline_section_address,
 };
 
-static int count_local(const struct td_local *local, void *arg)
+struct td_value;
+static void walk_value(const struct td_value *v, int depth, int *budget);
+
+struct locals_state {
+	struct td_program *prog;
+	int count;
+};
+
+static int each_local(const struct td_local *local, void *arg)
 {
+	struct locals_state *st = arg;
 	volatile size_t n = local->name ? strlen(local->name) : 0;
 	(void)n;
-	return ++*(int *)arg >= 200;
+	if (local->located && st->prog) {
+		struct td_value v;
+		td_value_init(&v, st->prog, (Dwarf_Die *)&local->type, local->addr);
+		int budget = 16;
+		walk_value(&v, 0, &budget);
+	}
+	return ++st->count >= 200;
 }
 
 static bool count_die(Dwarf_Die *die, void *arg)
@@ -59,8 +77,91 @@ static bool count_die(Dwarf_Die *die, void *arg)
 	return ++*(int *)arg < 100;
 }
 
+/* A value of the type, read as plugins read values: members, variants, pointees, elements. */
+static void walk_value(const struct td_value *v, int depth, int *budget)
+{
+	if (depth > 3 || --*budget < 0)
+		return;
+	uint64_t size = 0, word;
+	volatile size_t n = td_type_name((Dwarf_Die *)&v->type) ? 1 : 0;
+	(void)n;
+	td_type_size((Dwarf_Die *)&v->type, &size);
+	struct td_value next;
+	struct td_error *err;
+	switch (dwarf_tag((Dwarf_Die *)&v->type)) {
+	case DW_TAG_structure_type:
+	case DW_TAG_union_type:
+	case DW_TAG_class_type: {
+		if (td_type_has_discr(v->prog, (Dwarf_Die *)&v->type)) {
+			const char *name;
+			uint64_t discr;
+			Dwarf_Die member;
+			err = td_value_variant(v, &next, &name, &discr, &member);
+			if (!err)
+				walk_value(&next, depth + 1, budget);
+			td_error_destroy(err);
+		}
+		Dwarf_Die child;
+		int members = 0;
+		if (dwarf_child((Dwarf_Die *)&v->type, &child) != 0)
+			break;
+		do {
+			const char *name = dwarf_diename(&child);
+			if (dwarf_tag(&child) != DW_TAG_member || !name)
+				continue;
+			err = td_value_member(v, name, &next);
+			if (!err)
+				walk_value(&next, depth + 1, budget);
+			td_error_destroy(err);
+		} while (++members < 16 && dwarf_siblingof(&child, &child) == 0);
+		break;
+	}
+	case DW_TAG_enumeration_type: {
+		const char *name;
+		uint64_t discr;
+		err = td_value_variant(v, &next, &name, &discr, NULL);
+		td_error_destroy(err);
+		break;
+	}
+	case DW_TAG_pointer_type:
+	case DW_TAG_reference_type:
+	case DW_TAG_rvalue_reference_type:
+		err = td_value_pointer(v, &word);
+		td_error_destroy(err);
+		err = td_value_deref(v, &next);
+		if (!err)
+			walk_value(&next, depth + 1, budget);
+		td_error_destroy(err);
+		break;
+	case DW_TAG_array_type:
+		for (uint64_t i = 0; i < 2; i++) {
+			err = td_value_index(v, i, &next);
+			if (!err)
+				walk_value(&next, depth + 1, budget);
+			td_error_destroy(err);
+		}
+		break;
+	default:
+		err = td_value_uint(v, &word);
+		td_error_destroy(err);
+		break;
+	}
+}
+
+/* The variable's type at an address inside the input's bytes. */
+static void walk_variable(struct td_program *prog, Dwarf_Die *var, size_t size)
+{
+	Dwarf_Die type;
+	if (!td_die_type(var, &type))
+		return;
+	struct td_value v;
+	td_value_init(&v, prog, &type, STACK_ADDR + (size ? dwarf_dieoffset(var) % size : 0));
+	int budget = 64;
+	walk_value(&v, 0, &budget);
+}
+
 /* Lookups by the names the DWARF holds, as plugins make them. */
-static void walk_names(struct td_program *prog, Dwarf *dw)
+static void walk_names(struct td_program *prog, Dwarf *dw, size_t size)
 {
 	Dwarf_Off off = 0, next;
 	size_t hsize;
@@ -83,6 +184,7 @@ static void walk_names(struct td_program *prog, Dwarf *dw)
 					td_program_each_in_namespace(prog, name, 0, "", count_die, &n);
 				}
 				if (tag == DW_TAG_variable) {
+					walk_variable(prog, &child, size);
 					uint64_t addr;
 					struct td_error *err = td_program_static_address(prog, &child, &addr);
 					td_error_destroy(err);
@@ -103,7 +205,7 @@ static void walk_names(struct td_program *prog, Dwarf *dw)
 }
 
 /* The locals of a two-frame stack at pc, registers pointing into the input. */
-static void walk_locals(struct td_snapshot *snap, struct td_symbolizer *sym, uint64_t pc, uint64_t ret_pc)
+static void walk_locals(struct td_snapshot *snap, struct td_program *prog, struct td_symbolizer *sym, uint64_t pc, uint64_t ret_pc)
 {
 	uint64_t pcs[2] = { pc, ret_pc };
 	bool activation[2] = { true, false };
@@ -114,8 +216,8 @@ static void walk_locals(struct td_snapshot *snap, struct td_symbolizer *sym, uin
 			regs[f].r[i] = STACK_ADDR + 64 * (uint64_t)i + 8 * (uint64_t)f;
 	}
 	struct td_stack stack = { .pcs = pcs, .activation = activation, .regs = regs, .count = 2 };
-	int n = 0;
-	td_frame_locals(snap, sym, &stack, 0, TD_LOCALS_UNLOCATED, count_local, &n);
+	struct locals_state st = { prog, 0 };
+	td_frame_locals(snap, sym, &stack, 0, TD_LOCALS_UNLOCATED, each_local, &st);
 	snap->scratch_len = 0;
 }
 
@@ -200,10 +302,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				free(td_program_qualified_name(prog, &fn));
 			free(td_program_symbol_at(prog, pcs[i]));
 			if (i < MAX_FRAMES)
-				walk_locals(&snap, sym, pcs[i], pcs[(i + 1) % npcs]);
+				walk_locals(&snap, prog, sym, pcs[i], pcs[(i + 1) % npcs]);
 		}
 		Dwarf_Addr bias;
-		walk_names(prog, dwfl_module_getdwarf(mod, &bias));
+		walk_names(prog, dwfl_module_getdwarf(mod, &bias), size);
 		td_program_destroy(prog);
 	} else {
 		td_symbolizer_destroy(sym);
