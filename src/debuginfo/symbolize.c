@@ -54,6 +54,7 @@ struct td_symbolizer {
 	struct dwarf_context helper;  /* private Dwfl of the helper thread (shared libraries) */
 	struct cache_entry *table;
 	size_t capacity, used;  /* capacity is a power of two */
+	struct cache_entry top; /* the address 2^64-1, whose key would be 0 (a hostile core's pc) */
 };
 
 struct td_error *td_symbolizer_create(Dwfl *dwfl, struct td_symbolizer **ret)
@@ -191,7 +192,8 @@ static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod
 	struct cu_index *idx = &sym->cus[sym->ncus++];
 	*idx = (struct cu_index){ .cu_offset = off, .mod = mod };
 	index_functions(idx, cudie, 0);
-	qsort(idx->funcs, idx->count, sizeof(*idx->funcs), compare_range);
+	if (idx->count)   /* a unit with no functions: funcs is NULL, which qsort must not get */
+		qsort(idx->funcs, idx->count, sizeof(*idx->funcs), compare_range);
 	return idx;
 }
 
@@ -393,6 +395,15 @@ size_t td_symbolize(struct td_symbolizer *sym, uint64_t pc, bool is_activation,
 {
 	uint64_t adj = is_activation || pc == 0 ? pc : pc - 1;
 	uint64_t key = adj + 1;
+	if (key == 0) {
+		struct cache_entry *e = &sym->top;
+		if (!e->key) {
+			symbolize_uncached(&sym->main, pc, adj, &e->frames, &e->count);
+			e->key = 1;
+		}
+		*ret = e->frames;
+		return e->count;
+	}
 	if (sym->used * 2 >= sym->capacity)
 		grow(sym);
 	struct cache_entry *e = lookup(sym, key);
@@ -491,6 +502,8 @@ void td_symbolize_prefetch(struct td_symbolizer *sym, Dwfl_Module *main_module,
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint64_t adj = activation[i] || pcs[i] == 0 ? pcs[i] : pcs[i] - 1;
+		if (adj == UINT64_MAX)
+			continue;   /* td_symbolize's own entry (sym->top) */
 		struct cache_entry *e = lookup(sym, adj + 1);
 		if (e->key)
 			continue;
@@ -602,6 +615,9 @@ void td_symbolizer_destroy(struct td_symbolizer *sym)
 			free((char *)sym->table[i].frames[j].function);
 		free(sym->table[i].frames);
 	}
+	for (size_t j = 0; j < sym->top.count; j++)
+		free((char *)sym->top.frames[j].function);
+	free(sym->top.frames);
 	context_deinit(&sym->main);
 	context_deinit(&sym->helper);
 	free(sym->table);

@@ -5,9 +5,16 @@
 #include "lua/internal.h"
 #include "util/map.h"
 
+#include <limits.h>
+#include <math.h>
+
 /* Tables converted so far in one conversion (Lua table -> its JSON): a table met again is shared, not copied. */
+/* A table's value in the memo while it is being converted. */
+#define TD_JSON_OPEN 1u
+
 struct json_memo {
 	struct td_map map;
+	bool cut;   /* the depth limit cut the table being converted */
 };
 
 static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct json_memo *memo)
@@ -25,16 +32,40 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 	case LUA_TNUMBER:
 		if (lua_isinteger(L, idx))
 			return json_object_new_int64(lua_tointeger(L, idx));
-		return json_object_new_double(lua_tonumber(L, idx));
-	case LUA_TSTRING:
-		return json_object_new_string(lua_tostring(L, idx));
-	case LUA_TTABLE: {
-		if (depth >= TD_LUA_JSON_DEPTH)
+		/* JSON has no NaN or infinity (json-c would print them bare): null, as json_text.c. */
+		if (!isfinite(lua_tonumber(L, idx)))
 			return NULL;
+		return json_object_new_double(lua_tonumber(L, idx));
+	case LUA_TSTRING: {
+		/* With its length: a Lua string may hold NUL bytes. */
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		/* JSON text is UTF-8: other bytes become U+FFFD, as in json_text.c. */
+		char *repaired = td_json_utf8_repair(L, idx, &len);
+		struct json_object *o = json_object_new_string_len(repaired ? repaired : s,
+								   (int)(len > INT_MAX ? INT_MAX : len));
+		free(repaired);
+		return o;
+	}
+	case LUA_TTABLE: {
+		if (depth >= TD_LUA_JSON_DEPTH) {
+			memo->cut = true;
+			return NULL;
+		}
 		uint64_t key = (uintptr_t)lua_topointer(L, idx);
 		uint64_t *shared = td_map_get(&memo->map, key);
+		if (shared && *shared == TD_JSON_OPEN) {
+			/* Met inside itself: a cycle is null, as in json_text.c. */
+			memo->cut = true;
+			return NULL;
+		}
 		if (shared && *shared)
 			return json_object_get((struct json_object *)(uintptr_t)*shared);
+		bool added;
+		if ((shared = td_map_put(&memo->map, key, &added)))
+			*shared = TD_JSON_OPEN;
+		bool outer_cut = memo->cut;
+		memo->cut = false;
 		struct json_object *result;
 		if (td_json_is_array(L, idx)) {
 			result = json_object_new_array();
@@ -53,18 +84,28 @@ static struct json_object *to_json_memo(lua_State *L, int idx, int depth, struct
 				 * table (kept in the registry, see tdl_keep_alive): borrowed,
 				 * not copied; a Lua table's keys are unique.
 				 */
-				if (lua_type(L, -2) == LUA_TSTRING)
-					json_object_object_add_ex(result, lua_tostring(L, -2),
+				if (lua_type(L, -2) == LUA_TSTRING) {
+					size_t len;
+					char *repaired = td_json_utf8_repair(L, -2, &len);
+					json_object_object_add_ex(result, repaired ? repaired : lua_tostring(L, -2),
 								  to_json_memo(L, -1, depth + 1, memo),
-								  JSON_C_OBJECT_ADD_KEY_IS_NEW |
-								  JSON_C_OBJECT_KEY_IS_CONSTANT);
+								  repaired ? 0 :
+								  JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT);
+					free(repaired);
+				}
 				lua_pop(L, 1);
 			}
 		}
-		/* The memo holds a reference of its own, dropped at the end. */
-		bool added;
-		if ((shared = td_map_put(&memo->map, key, &added)))
-			*shared = (uintptr_t)json_object_get(result);
+		/*
+		 * The memo holds a reference of its own, dropped at the end. Not
+		 * to a conversion that was cut (by the depth limit, or a cycle):
+		 * met again elsewhere, it is converted again, as json_text.c
+		 * writes it.
+		 */
+		bool cut = memo->cut;
+		memo->cut = outer_cut || cut;
+		if ((shared = td_map_get(&memo->map, key)))   /* the map may have grown meanwhile */
+			*shared = cut ? 0 : (uintptr_t)json_object_get(result);
 		return result;
 	}
 	default:

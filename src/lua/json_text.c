@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <lauxlib.h>
+#include <lualib.h>
 
 struct td_json_text {
 	char *data;
@@ -19,6 +20,7 @@ struct td_json_text {
 /* A table met before: once (no text kept), or shared (its text in the arena). */
 struct shared {
 	const void *table;
+	bool open;         /* being written: met again, it is a cycle */
 	bool kept;
 	size_t off, len;   /* in the arena, if kept */
 };
@@ -65,13 +67,12 @@ static void put(struct td_json_text *out, const char *s, size_t n)
 	}
 }
 
-/* JSON's escapes, as json-c writes them (no "\/"). */
-static void put_string(struct td_json_text *out, const char *s, size_t n)
+/* JSON's escapes, as json-c writes them (no "\/"), without the quotes. */
+static void put_string_body(struct td_json_text *out, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	if (!reserve(out, n + 2))
+	if (!reserve(out, n))
 		return;
-	out->data[out->len++] = '"';
 	size_t from = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -98,7 +99,81 @@ static void put_string(struct td_json_text *out, const char *s, size_t n)
 		from = i + 1;
 	}
 	put(out, s + from, n - from);
-	put(out, "\"", 1);
+}
+
+size_t td_json_utf8_end(lua_State *L, int idx, size_t from)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, idx, &n);
+	size_t i = from;
+	while (i < n && (unsigned char)s[i] < 0x80)
+		i++;
+	if (i == n)
+		return n;
+	/* Lua's own decoder: utf8.len(s, i) is strict (no overlong forms, surrogates or
+	 * code points past U+10FFFF) and gives the position of the first bad byte. */
+	idx = lua_absindex(L, idx);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "taskdbg.utf8len") != LUA_TFUNCTION) {
+		lua_pop(L, 1);
+		luaL_requiref(L, "utf8", luaopen_utf8, 0);
+		lua_getfield(L, -1, "len");
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "taskdbg.utf8len");
+		lua_remove(L, -2);
+	}
+	lua_pushvalue(L, idx);
+	lua_pushinteger(L, (lua_Integer)i + 1);
+	lua_call(L, 2, 2);
+	size_t end = n;
+	if (lua_isnil(L, -2))
+		end = (size_t)lua_tointeger(L, -1) - 1;
+	lua_pop(L, 2);
+	return end;
+}
+
+char *td_json_utf8_repair(lua_State *L, int idx, size_t *len)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, idx, &n);
+	size_t bad = td_json_utf8_end(L, idx, 0);
+	if (bad == n)
+		return NULL;
+	/* At most 3 bytes (U+FFFD) for each byte. */
+	char *out = malloc(3 * n + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0, from = 0;
+	while (from < n) {
+		memcpy(out + o, s + from, bad - from);
+		o += bad - from;
+		if (bad == n)
+			break;
+		memcpy(out + o, "\xef\xbf\xbd", 3);
+		o += 3;
+		from = bad + 1;
+		bad = td_json_utf8_end(L, idx, from);
+	}
+	out[o] = '\0';
+	*len = o;
+	return out;
+}
+
+/* A Lua string (at idx) as a JSON string: bytes that are not UTF-8 become U+FFFD. */
+static void put_lua_string(struct writer *w, int idx)
+{
+	size_t n;
+	const char *s = lua_tolstring(w->L, idx, &n);
+	put(w->out, "\"", 1);
+	size_t from = 0;
+	while (from <= n) {
+		size_t bad = td_json_utf8_end(w->L, idx, from);
+		put_string_body(w->out, s + from, bad - from);
+		if (bad == n)
+			break;
+		put(w->out, "\\ufffd", 6);
+		from = bad + 1;
+	}
+	put(w->out, "\"", 1);
 }
 
 /* Integers and addresses without snprintf (400,000 of them in 100,000 tasks). */
@@ -180,6 +255,13 @@ static void memo_add(struct writer *w, const void *table)
 	w->count++;
 }
 
+static void set_open(struct writer *w, const void *table, bool open)
+{
+	struct shared *e = memo_find(w, table);   /* found anew: the memo may have grown */
+	if (e)
+		e->open = open;
+}
+
 bool td_json_is_array(lua_State *L, int idx)
 {
 	bool array = lua_rawgeti(L, idx, 1) != LUA_TNIL;
@@ -223,9 +305,7 @@ static bool write_value(struct writer *w, int idx, int depth)
 		}
 		return true;
 	case LUA_TSTRING: {
-		size_t n;
-		const char *s = lua_tolstring(L, idx, &n);
-		put_string(out, s, n);
+		put_lua_string(w, idx);
 		return true;
 	}
 	case LUA_TLIGHTUSERDATA: {
@@ -249,9 +329,17 @@ static bool write_value(struct writer *w, int idx, int depth)
 	}
 	const void *table = lua_topointer(L, idx);
 	struct shared *seen = memo_find(w, table);
+	if (seen && seen->open) {
+		/* A table inside itself: null, and cut like the depth limit (a cycle twice inside would double each level). */
+		put(out, "null", 4);
+		return false;
+	}
 	if (!seen) {
 		memo_add(w, table);
-		return write_table(w, idx, depth);
+		set_open(w, table, true);
+		bool whole = write_table(w, idx, depth);
+		set_open(w, table, false);
+		return whole;
 	}
 	size_t off = seen->off, len = seen->len;
 	bool whole = true;
@@ -260,7 +348,9 @@ static bool write_value(struct writer *w, int idx, int depth)
 		struct td_json_text *saved = w->out;
 		w->out = &w->arena;
 		off = w->arena.len;
+		set_open(w, table, true);
 		whole = write_table(w, idx, depth);
+		set_open(w, table, false);
 		w->out = saved;
 		len = w->arena.len - off;
 		if (whole && (seen = memo_find(w, table)))   /* the memo may have grown meanwhile */
@@ -273,8 +363,17 @@ static bool write_value(struct writer *w, int idx, int depth)
 		memcpy(out->data + out->len, w->arena.data + off, len);
 		out->len += len;
 	}
-	if (!whole)
+	if (!whole) {
 		w->arena.len = off;  /* cut by the depth limit: made again each time, not kept */
+		/*
+		 * Tables kept while this one was made have their text in the part
+		 * cut away: made again if met again (else they would copy whatever
+		 * the arena holds there later; found by fuzz/fuzz_json.c).
+		 */
+		for (size_t i = 0; i < w->capacity; i++)
+			if (w->memo[i].table && w->memo[i].kept && w->memo[i].off >= off)
+				w->memo[i].kept = false;
+	}
 	return whole;
 }
 
@@ -306,12 +405,10 @@ static bool write_table(struct writer *w, int idx, int depth)
 		lua_pushnil(L);
 		while (lua_next(L, idx)) {
 			if (lua_type(L, -2) == LUA_TSTRING) {
-				size_t n;
-				const char *key = lua_tolstring(L, -2, &n);
 				if (!first)
 					put(w->out, ",", 1);
 				first = false;
-				put_string(w->out, key, n);
+				put_lua_string(w, lua_absindex(L, -2));
 				put(w->out, ":", 1);
 				whole &= write_value(w, lua_gettop(L), depth + 1);
 			}

@@ -55,6 +55,10 @@ int main(void)
 	check_json(L, "return 1.5", 8, "1.5");
 	check_json(L, "return 2.0", 8, "2.0");        /* a float stays a float */
 	check_json(L, "return 0/0", 8, "null");       /* no NaN in JSON */
+	/* JSON text is UTF-8: each byte that is not becomes U+FFFD (found by fuzz/fuzz_json.c). */
+	check_json(L, "return '\\xff a \\xc3\\x28 \\u{e9}\\u{1F600} \\xed\\xa0\\x80'", 8,
+		   "\"\\ufffd a \\ufffd( \xc3\xa9\xf0\x9f\x98\x80 \\ufffd\\ufffd\\ufffd\"");
+	check_json(L, "return { ['k\\xff'] = 'v\\0' }", 8, "{\"k\\ufffd\":\"v\\u0000\"}");
 	check_json(L, "return true", 8, "true");
 	check_json(L, "return null", 8, "null");
 	check_json(L, "return ptr(0x7f001234abcd)", 8, "\"0x7f001234abcd\"");
@@ -76,7 +80,10 @@ int main(void)
 		   "[[[1],[1]],[[1],[1]],[1]]");
 	/* Depth: nesting past the limit is null, and a table cut short is not kept. */
 	check_json(L, "local t = {{{1}}} return {t, t}", 2, "[[null],[null]]");
-	check_json(L, "local t = {} t[1] = t return t", 3, "[[[null]]]");
+	/* A cycle is null where the table is met inside itself, however deep the limit. */
+	check_json(L, "local t = {} t[1] = t return t", 3, "[null]");
+	check_json(L, "local t = {} t[1] = t t[2] = {t, 1} return {t, t}", 32, "[[null,[null,1]],[null,[null,1]]]");
+	check_json(L, "local a, b = {}, {} a.b = b b.a = a return {a, b}", 32, "[{\"b\":{\"a\":null}},{\"a\":{\"b\":null}}]");
 	/* Big: more than one flush of the buffer, every element right. */
 	bool ok;
 	char *big = json_of(L, "local t = {} for i = 1, 100000 do t[i] = {id = i} end return t", 8, &ok);
