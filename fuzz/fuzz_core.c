@@ -3,6 +3,7 @@
  * td_core_open as `taskdbg bt CORE` opens it (ELF header, program headers,
  * PT_NOTE notes: NT_PRSTATUS, NT_PRPSINFO, NT_AUXV, NT_FILE; PT_LOAD
  * segments), then walked as far as taskdbg goes without the executable.
+ * An input with a zstd, xz or lz4 magic goes through the decompressor first.
  * Bad input must give an error, never a crash.
  */
 #include <stdint.h>
@@ -19,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct td_fuzz_file *file = td_fuzz_file(data, size);
 	struct td_core *core;
-	struct td_error *err = td_core_open(file->path, &core);
+	/* A compressed input is decompressed first (target/decompress.c): at most 64 MiB. */
+	struct td_error *err = td_core_open_max(file->path, 64u << 20, NULL, &core);
 	if (err) {
 		/* Every refusal says why. */
 		if (!err->message || !*err->message)

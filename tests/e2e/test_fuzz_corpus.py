@@ -22,7 +22,7 @@ def replay(target, *paths):
 
 
 def test_every_target_has_a_replay_and_a_corpus():
-    assert TARGETS == ["core", "elf", "json"]
+    assert TARGETS == ["core", "decompress", "elf", "json"]
     for t in TARGETS:
         assert (BUILD / "fuzz" / f"fuzz-replay-{t}").is_file()
         assert any((ROOT / "fuzz" / "corpus" / t).iterdir()), t
