@@ -16,7 +16,7 @@ UNIT_TESTS = sorted(p for p in (BUILD / "tests").glob("test-*")
 
 
 def test_unit_tests_were_built():
-    assert [p.name for p in UNIT_TESTS] == ["test-demangle", "test-json_text", "test-map", "test-profile", "test-source",
+    assert [p.name for p in UNIT_TESTS] == ["test-decompress", "test-demangle", "test-json_text", "test-map", "test-profile", "test-source",
                                             "test-syscalls"]
     assert all((BUILD / "tests" / name).is_file() for name in ON_A_CORE + ["test-detectors"])
 
