@@ -45,11 +45,7 @@ end
 local function context(tid)
   local storage = td.tls("tokio::runtime::context::CONTEXT", tid)
   if not storage then return nil end
-  return (td.try(function()
-    local _, state = td.variant(peel(storage.state))
-    if state ~= "Alive" then return nil end
-    return peel(td.has(storage, "value") and storage.value or storage.val)
-  end))
+  return (td.try(function() return U.tls_value(storage) end))
 end
 D.context = context
 
@@ -73,9 +69,8 @@ end
 local function local_set_owned(tid)
   local storage = td.tls("tokio::task::local::CURRENT", tid)
   if not storage then return nil end
-  local _, state = td.variant(peel(storage.state))
-  if state ~= "Alive" then return nil end
-  local data = peel(td.has(storage, "val") and storage.val or storage.value)
+  local data = U.tls_value(storage)
+  if not data then return nil end
   local rc = some(peel(data.ctx.inner))
   if not rc then return nil end
   local ctx = td.deref(rc.ptr.pointer).value
@@ -107,7 +102,7 @@ local function in_scheduler_loop(tid, flavor)
     return p ~= nil and p ~= 0
   end
   local p = td.try(function()
-    return td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
+    return td.uint(U.tls_value(storage))
   end)
   return p ~= nil and p ~= 0
 end
@@ -167,7 +162,7 @@ local function scheduler_context(tid)
     local storage = root.type and td.tls(root.tls, tid)
     if storage then
       local cx = td.try(function()
-        local p = td.uint(peel(td.has(storage, "val") and storage.val or storage.value))
+        local p = td.uint(U.tls_value(storage))
         if p == 0 then return nil end
         return td.value(root.type, p)
       end)

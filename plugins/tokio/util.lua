@@ -50,6 +50,27 @@ function U.some(option)
   return nil
 end
 
+-- The value a std thread-local's storage holds, or nil when it is not
+-- initialised yet or already destroyed. std's layouts over the years:
+--   `state` (Initial/Alive/Destroyed) and `value`/`val` (Rust >= 1.70 or so);
+--   fast::Key { inner: LazyKeyInner { inner: UnsafeCell<Option<T>> },
+--   dtor_state: Unregistered/Registered/RunningOrHasRun } (Rust 1.63, Debian 12's);
+--   a const-initialised key with nothing to drop: the value itself (`val`,
+--   or a Cell's `value`).
+function U.tls_value(storage)
+  if td.has(storage, "state") then
+    local _, state = td.variant(U.peel(storage.state))
+    if state ~= "Alive" then return nil end
+    return U.peel(td.has(storage, "value") and storage.value or storage.val)
+  end
+  if td.has(storage, "dtor_state") then
+    local _, dtor = td.variant(U.peel(storage.dtor_state))
+    if dtor == "RunningOrHasRun" then return nil end
+    return U.some(U.peel(storage.inner.inner))
+  end
+  return U.peel(td.has(storage, "val") and storage.val or storage.value)
+end
+
 function U.type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
 
 -- Arc<T> -> T, NonNull<T> -> *T
