@@ -264,15 +264,26 @@ def moved(tmp_path_factory):
     finally:
         target.stop()
     shutil.rmtree(ran)
-    build_id = re.search(r"Build ID: ([0-9a-f]+)",
-                         subprocess.run(["readelf", "-n", C_FIXTURES / "fixture-threads"],
-                                        capture_output=True, text=True).stdout).group(1)
-    yield top, exe, core, build_id
+    yield top, exe, core, build_id_of(C_FIXTURES / "fixture-threads")
     core.unlink()
+
+
+def build_id_of(path):
+    notes = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    return re.search(r"Build ID: ([0-9a-f]+)", notes).group(1)
 
 
 def functions(doc):
     return {f["function"] for t in doc["threads"] for f in t["frames"]}
+
+
+def assert_bt_finds_exe(exe_dir, core, exe):
+    """bt of the moved program's core with --exe DIR took exe, and named the program's functions."""
+    r = run("bt", "--json", "--exe", exe_dir, core)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["target"]["exe"] == str(exe)
+    assert "reader_main" in functions(doc)
 
 
 def test_exe_dir_by_name(moved, tmp_path):
@@ -281,11 +292,7 @@ def test_exe_dir_by_name(moved, tmp_path):
                  "(No such file or directory)\nCopy it back, or pass the binary that ran with --exe PATH "
                  "(or --exe DIR, a directory where it is, found by name or build-id).")
     shutil.copy(C_FIXTURES / "fixture-threads", tmp_path / "fx")
-    r = run("bt", "--json", "--exe", tmp_path, core)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    assert doc["target"]["exe"] == str(tmp_path / "fx")
-    assert "reader_main" in functions(doc)
+    assert_bt_finds_exe(tmp_path, core, tmp_path / "fx")
 
 
 def test_exe_dir_by_build_id(moved, tmp_path):
@@ -294,19 +301,13 @@ def test_exe_dir_by_build_id(moved, tmp_path):
     shutil.copy(C_FIXTURES / "fixture-zombie", tmp_path / "notes")
     shutil.copy(C_FIXTURES / "fixture-threads", tmp_path / "fx-1.2.3")
     (tmp_path / "README").write_text("not ELF")
-    r = run("bt", "--json", "--exe", tmp_path, core)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    assert doc["target"]["exe"] == str(tmp_path / "fx-1.2.3")
-    assert "reader_main" in functions(doc)
+    assert_bt_finds_exe(tmp_path, core, tmp_path / "fx-1.2.3")
 
 
 def test_exe_dir_wrong_binary(moved, tmp_path):
     top, exe, core, build_id = moved
     shutil.copy(C_FIXTURES / "fixture-zombie", tmp_path / "fx")
-    zombie_id = re.search(r"Build ID: ([0-9a-f]+)",
-                          subprocess.run(["readelf", "-n", tmp_path / "fx"], capture_output=True,
-                                         text=True).stdout).group(1)
+    zombie_id = build_id_of(tmp_path / "fx")
     assert_fails(run("bt", "--exe", tmp_path, core),
                  f"taskdbg: {tmp_path}/fx does not match core file {core}: the program that ran had "
                  f"build-id {build_id}, but this file has build-id {zombie_id}\n"
