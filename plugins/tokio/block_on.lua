@@ -17,10 +17,27 @@ local B = {}
 -- stop: block_on's futures, thread_holds and blocking_pools all read them,
 -- and each call is a walk of DWARF scopes for every frame.
 -- (stop.locals_of: { [tid] = td.frame_locals(tid, nil, true) })
+-- A variable of type GenFuture<T> (rustc before 1.67 wraps each async body
+-- in one: U.without_generator_wrappers) is read as its T, as a newer
+-- compiler's build has it.
+local function unwrap_generator(t)
+  if not (td.type_name(t) or ""):find("^GenFuture<") then return t, 0 end
+  local off, inner = td.try(td.offset, t, "__0")
+  if not off then return t, 0 end
+  return inner, off
+end
+
 local function frame_locals(stop, tid)
   local l = stop.locals_of[tid]
   if not l then
     l = td.frame_locals(tid, nil, true)
+    for _, v in ipairs(l) do
+      local t, off = unwrap_generator(v.type)
+      if off ~= 0 or t ~= v.type then
+        v.type = t
+        if v.addr then v.addr = v.addr + off end
+      end
+    end
     stop.locals_of[tid] = l
   end
   return l
@@ -126,13 +143,13 @@ local function pinned_futures(stop, tid)
   -- The async body a located Pin<&mut F> or Pin<Box<F>> variable points to:
   -- its type and address.
   local function through_pin(v)
-    local t = td.try(function()
+    local t, off = td.try(function()
       local field = td.has(td.value(v.type, v.addr), "pointer") and "pointer" or "__pointer"
-      return td.pointee(select(2, td.offset(v.type, field)))
+      return unwrap_generator(td.pointee(select(2, td.offset(v.type, field))))
     end)
     if not (t and (td.type_name(t) or ""):find("^{async_")) then return nil end
     local a = td.try_read(v.addr)
-    if a and a ~= 0 then return t, a end
+    if a and a ~= 0 then return t, a + off end
   end
   -- The future of type t at a, found through variable v, if it is suspended.
   local function add_at(v, t, a)
@@ -151,7 +168,7 @@ local function pinned_futures(stop, tid)
   local block_on_types = {}
   for _, v in ipairs(locals) do
     local f = (v["function"] or ""):match("^block_on[%w_]*<(.*)>$")
-    if f then block_on_types[f] = true end
+    if f then block_on_types[U.without_generator_wrappers(f)] = true end
   end
   for _, v in ipairs(locals) do
     local tn = td.type_name(v.type) or ""

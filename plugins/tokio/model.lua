@@ -22,9 +22,6 @@ local strip_generics = td.strip_generics   -- "a::B<c::D>::f" -> "a::B::f"
 
 -- The name a person would call a future (docs/cli-contract.md).
 local function future_name(full)
-  -- Rust before 1.67 (Debian 12's 1.63) wraps every async fn's state machine
-  -- in core::future::from_generator::GenFuture<T>: the name is T's.
-  full = full:match("^core::future::from_generator::GenFuture<(.+)>$") or full
   local name = strip_generics(full)
   return (name:gsub("::{async_fn_env#%d+}$", ""))
 end

@@ -71,7 +71,36 @@ function U.tls_value(storage)
   return U.peel(td.has(storage, "val") and storage.val or storage.value)
 end
 
-function U.type_path(v) return td.qualified_name(v) or td.type_name(v) or "?" end
+-- Rust before 1.67 (Debian 12's 1.63) wraps each async body's state machine
+-- in core::future::from_generator::GenFuture<T>, a newtype newer compilers
+-- do not have: a path names T in its place, as a newer build would, so that
+-- names are the same whichever rustc built the program.
+local GEN = "core::future::from_generator::GenFuture<"
+function U.without_generator_wrappers(path)
+  local at = path:find(GEN, 1, true)
+  while at do
+    local depth, i, close = 1, at + #GEN, nil
+    while i <= #path do
+      local c = path:sub(i, i)
+      if c == "<" then depth = depth + 1
+      elseif c == ">" then
+        depth = depth - 1
+        if depth == 0 then close = i; break end
+      end
+      i = i + 1
+    end
+    if not close then break end
+    path = path:sub(1, at - 1) .. path:sub(at + #GEN, close - 1) .. path:sub(close + 1)
+    at = path:find(GEN, at, true)
+  end
+  return path
+end
+
+function U.type_path(v)
+  local path = td.qualified_name(v) or td.type_name(v) or "?"
+  if path:find(GEN, 1, true) then path = U.without_generator_wrappers(path) end
+  return path
+end
 
 -- Arc<T> -> T, NonNull<T> -> *T
 function U.arc_data(arc) return td.deref(arc.ptr.pointer).data end
