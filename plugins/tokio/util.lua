@@ -55,8 +55,8 @@ end
 --   `state` (Initial/Alive/Destroyed) and `value`/`val` (Rust >= 1.70 or so);
 --   fast::Key { inner: LazyKeyInner { inner: UnsafeCell<Option<T>> },
 --   dtor_state: Unregistered/Registered/RunningOrHasRun } (Rust 1.63, Debian 12's);
---   a const-initialised key with nothing to drop: the value itself (`val`,
---   or a Cell's `value`).
+--   a const-initialised key: the value itself (`val`, a Cell's `value`, or
+--   on Rust 1.63 the VAL static with no wrapper at all).
 function U.tls_value(storage)
   if td.has(storage, "state") then
     local _, state = td.variant(U.peel(storage.state))
@@ -68,7 +68,11 @@ function U.tls_value(storage)
     if dtor == "RunningOrHasRun" then return nil end
     return U.some(U.peel(storage.inner.inner))
   end
-  return U.peel(td.has(storage, "val") and storage.val or storage.value)
+  if td.has(storage, "val") then return U.peel(storage.val) end
+  if td.has(storage, "value") then return U.peel(storage.value) end
+  -- Rust 1.63's const-initialised key: a VAL static of the value itself
+  -- (task::local::CURRENT's LocalData).
+  return storage
 end
 
 -- Rust before 1.67 (Debian 12's 1.63) wraps each async body's state machine

@@ -400,8 +400,18 @@ size_t td_core_read(struct td_core *core, uint64_t addr, void *buf, size_t len)
 				break;
 			}
 		}
-		if (!seg)
-			break;
+		if (!seg) {
+			/*
+			 * No segment at all: gdb's gcore leaves out file-backed
+			 * mappings it never saw written (.rodata, text), where the
+			 * kernel writes one with no bytes. Both come from the file.
+			 */
+			size_t n = read_from_mapped_file(core, a, (char *)buf + done, len - done);
+			if (n == 0)
+				break;
+			done += n;
+			continue;
+		}
 		uint64_t off = a - seg->vaddr;
 		size_t chunk = len - done;
 		size_t n;

@@ -11,7 +11,7 @@ from conftest import C_FIXTURES, ROOT, TASKDBG, Target, assert_untouched, gcore,
 
 SUITE = ROOT / "tests" / "lua" / "td_errors.lua"
 FATAL = ROOT / "tests" / "lua" / "td_errors_fatal.lua"
-CHECKS = {"live": 268, "core": 274}   # the core also checks target_clock_ms's error (6 checks, not 0)
+CHECKS = {"live": 269, "core": 275}   # the core also checks target_clock_ms's error (6 checks, not 0)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,9 @@ def lists():
 
 
 def addresses(target):
-    """broken, cycle, lonely from the fixture's ready line."""
+    """broken, cycle, lonely, motto from the fixture's ready line."""
     words = dict(w.split("=") for w in target.ready_line.split()[1:])
-    return [words["broken"], words["cycle"], words["lonely"]]
+    return [words["broken"], words["cycle"], words["lonely"], words["motto"]]
 
 
 def test_td_errors_suite(lists, module_tmp):

@@ -1,10 +1,11 @@
 -- The td.* error rule (docs/plugins.md, "Errors"), against the C fixture
 -- tests/fixtures/c/lists.c, live or on a core:
---   taskdbg run tests/lua/td_errors.lua TARGET BROKEN CYCLE LONELY live|core
--- BROKEN, CYCLE and LONELY are the addresses the fixture prints. Returns
+--   taskdbg run tests/lua/td_errors.lua TARGET BROKEN CYCLE LONELY MOTTO live|core
+-- BROKEN, CYCLE, LONELY and MOTTO are the addresses the fixture prints. Returns
 -- {passed = N, failures = {...}}: every check that failed, with what it got.
 local BROKEN, CYCLE, LONELY = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])
-local LIVE = args[4] == "live"
+local MOTTO = tonumber(args[4])
+local LIVE = args[5] == "live"
 local WHERE = LIVE and "process" or "core"
 local HOLE = 0x1000   -- below mmap_min_addr: never readable
 
@@ -88,6 +89,8 @@ v, e = td.try_read(HOLE)
 check("try_read nil", v, nil)
 check_error("try_read", e, "fault", cannot_read(8, HOLE), HOLE)
 check("try_read", td.try_read(BROKEN + 8), 1)
+-- .rodata: in no segment of a gcore core, read from the executable itself.
+check("read_bytes of .rodata", td.read_bytes(MOTTO, 18), "read from the file")
 v, e = td.read_bytes(HOLE, 4)
 check_error("read_bytes", e, "fault", cannot_read(4, HOLE), HOLE)
 
