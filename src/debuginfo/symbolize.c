@@ -38,12 +38,29 @@ struct cu_index {
 	size_t count, capacity;
 };
 
+/*
+ * A module's CUs by address, from each CU's own ranges: for a module whose
+ * .debug_aranges libdw refuses as a whole ("invalid DWARF"; rustc 1.63 writes
+ * such tables, see module_cudie), where dwfl_module_addrdie then finds no CU.
+ */
+struct cu_range {
+	uint64_t lo, hi;
+	Dwarf_Die cu;
+};
+struct module_cus {
+	Dwfl_Module *mod;
+	struct cu_range *ranges;
+	size_t count;
+};
+
 /* One Dwfl and the CU indexes built over it; used by one thread at a time. */
 struct dwarf_context {
 	Dwfl *dwfl;
 	bool owns_dwfl;
 	struct cu_index *cus;
 	size_t ncus;
+	struct module_cus *mcus;  /* modules whose aranges libdw refused */
+	size_t nmcus;
 	Dwfl_Module *last_mod;   /* td_module_is_executable of the last module asked */
 	bool last_exec;
 	bool last_nodebug;       /* and whether it has no DWARF */
@@ -197,6 +214,93 @@ static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod
 	return idx;
 }
 
+static int compare_cu_range(const void *a, const void *b)
+{
+	const struct cu_range *x = a, *y = b;
+	return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Every CU's ranges of mod's DWARF, sorted, if libdw refuses its aranges; once per module. */
+static struct module_cus *module_cus_get(struct dwarf_context *ctx, Dwfl_Module *mod, Dwarf *dw)
+{
+	for (size_t i = 0; i < ctx->nmcus; i++)
+		if (ctx->mcus[i].mod == mod)
+			return &ctx->mcus[i];
+	struct module_cus *grown = realloc(ctx->mcus, (ctx->nmcus + 1) * sizeof(*grown));
+	if (!grown)
+		return NULL;
+	ctx->mcus = grown;
+	struct module_cus *m = &ctx->mcus[ctx->nmcus++];
+	*m = (struct module_cus){ .mod = mod };
+	Dwarf_Aranges *aranges;
+	size_t naranges;
+	if (dwarf_getaranges(dw, &aranges, &naranges) == 0)
+		return m;   /* libdw reads them: an address it finds in no CU is in none */
+	size_t cap = 0;
+	Dwarf_Off off = 0, next;
+	size_t hsize;
+	while (dwarf_nextcu(dw, off, &next, &hsize, NULL, NULL, NULL) == 0) {
+		Dwarf_Die cu;
+		if (dwarf_offdie(dw, off + hsize, &cu)) {
+			Dwarf_Addr base, lo, hi;
+			ptrdiff_t r = 0;
+			while ((r = dwarf_ranges(&cu, r, &base, &lo, &hi)) > 0) {
+				/* Code the linker dropped is left at address 0: no pc is there. */
+				if (lo >= hi || lo == 0)
+					continue;
+				if (m->count == cap) {
+					size_t ncap = cap ? cap * 2 : 256;
+					struct cu_range *more = realloc(m->ranges, ncap * sizeof(*more));
+					if (!more)
+						goto done;
+					m->ranges = more;
+					cap = ncap;
+				}
+				m->ranges[m->count++] = (struct cu_range){ lo, hi, cu };
+			}
+		}
+		off = next;
+	}
+done:
+	if (m->count)
+		qsort(m->ranges, m->count, sizeof(*m->ranges), compare_cu_range);
+	return m;
+}
+
+/*
+ * The CU holding addr, and the module's bias: dwfl_module_addrdie, which
+ * reads .debug_aranges; where libdw refuses those (rustc 1.63 lists code
+ * the linker dropped, at address 0, and libdw 0.188 then rejects the whole
+ * table of some binaries, such as any that links tracing-subscriber), the
+ * CU whose own ranges hold addr. Without the fallback such a binary has no
+ * DWARF frames, lines or types by address at all.
+ */
+static Dwarf_Die *module_cudie(struct dwarf_context *ctx, Dwfl_Module *mod, Dwarf_Addr addr, Dwarf_Addr *bias)
+{
+	Dwarf_Die *cu = dwfl_module_addrdie(mod, addr, bias);
+	if (cu)
+		return cu;
+	Dwarf *dw = dwfl_module_getdwarf(mod, bias);
+	if (!dw)
+		return NULL;
+	struct module_cus *m = module_cus_get(ctx, mod, dw);
+	if (!m || !m->count)
+		return NULL;
+	uint64_t pc = addr - *bias;
+	size_t lo = 0, hi = m->count;
+	while (lo < hi) {  /* last range starting at or below pc */
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->ranges[mid].lo <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Ranges of different CUs do not overlap: the nearest one below pc, or none. */
+	if (lo == 0 || pc >= m->ranges[lo - 1].hi)
+		return NULL;
+	return &m->ranges[lo - 1].cu;
+}
+
 /*
  * The scope chain at pc: the function holding it, then its inline instances
  * (and, if blocks, the lexical blocks between them).
@@ -258,9 +362,17 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 	Dwfl_Module *mod = dwfl_addrmodule(sym->dwfl, adj);
 	if (mod) {
 		base.module = module_basename(mod);
+		Dwarf_Addr bias;
+		Dwarf_Die *cudie = module_cudie(sym, mod, adj, &bias);
 		Dwfl_Line *line = dwfl_module_getsrc(mod, adj);
-		if (line)
+		if (line) {
 			base.file = dwfl_lineinfo(line, NULL, &base.line, NULL, NULL, NULL);
+		} else if (cudie) {
+			/* (libdwfl finds lines through the aranges module_cudie may have done without) */
+			Dwarf_Line *l = dwarf_getsrc_die(cudie, adj - bias);
+			if (l && (base.file = dwarf_linesrc(l, NULL, NULL)) && dwarf_lineno(l, &base.line) != 0)
+				base.line = 0;
+		}
 
 		if (mod != sym->last_mod) {
 			Dwarf_Addr dwbias;
@@ -269,8 +381,6 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			sym->last_nodebug = dwfl_module_getdwarf(mod, &dwbias) == NULL;
 		}
 		base.nodebug = sym->last_nodebug;
-		Dwarf_Addr bias;
-		Dwarf_Die *cudie = dwfl_module_addrdie(mod, adj, &bias);
 		Dwarf_Die chain[TD_MAX_INLINE_DEPTH];
 		int nchain = cudie ? scope_chain(sym, mod, cudie, adj - bias, chain, TD_MAX_INLINE_DEPTH, false) : 0;
 		Dwarf_Files *files = NULL;
@@ -362,6 +472,9 @@ static void context_deinit(struct dwarf_context *ctx)
 	for (size_t i = 0; i < ctx->ncus; i++)
 		free(ctx->cus[i].funcs);
 	free(ctx->cus);
+	for (size_t i = 0; i < ctx->nmcus; i++)
+		free(ctx->mcus[i].ranges);
+	free(ctx->mcus);
 	if (ctx->owns_dwfl && ctx->dwfl)
 		dwfl_end(ctx->dwfl);
 }
@@ -584,7 +697,7 @@ bool td_symbolizer_function_at(struct td_symbolizer *sym, Dwfl_Module *mod, uint
 			       Dwarf_Die *ret)
 {
 	Dwarf_Addr bias;
-	Dwarf_Die *cudie = dwfl_module_addrdie(mod, addr, &bias);
+	Dwarf_Die *cudie = module_cudie(&sym->main, mod, addr, &bias);
 	if (!cudie)
 		return false;
 	Dwarf_Die chain[1];
@@ -598,7 +711,7 @@ int td_symbolizer_scopes(struct td_symbolizer *sym, uint64_t addr, Dwarf_Die *ch
 			 Dwarf_Addr *bias)
 {
 	Dwfl_Module *mod = dwfl_addrmodule(sym->main.dwfl, addr);
-	Dwarf_Die *cudie = mod ? dwfl_module_addrdie(mod, addr, bias) : NULL;
+	Dwarf_Die *cudie = mod ? module_cudie(&sym->main, mod, addr, bias) : NULL;
 	if (!cudie)
 		return 0;
 	return scope_chain(&sym->main, mod, cudie, addr - *bias, chain, max, true);

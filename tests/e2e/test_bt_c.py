@@ -132,3 +132,53 @@ def test_text_on_core(c_threads, module_tmp):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"core {core} of process {c_threads.pid} (fixture-threads), 4 threads\n")
     assert re.search(rf"in level_two at \S*{SRC}:{L['level_three_call']}$", r.stdout, re.M)
+
+
+def refused_aranges_copy(directory):
+    """A copy of the fixture whose .debug_aranges libdw 0.188 refuses as a
+    whole, as it does those rustc 1.63 writes for any program that links
+    tracing-subscriber: an entry (0, 0), left by code the linker dropped,
+    before the end of a set (libdw takes it for the set's end and reads the
+    rest as the next set's header: "invalid DWARF")."""
+    import shutil
+    import struct
+    import subprocess
+    exe = C_FIXTURES / "fixture-threads"
+    copy = directory / "fixture-threads"
+    shutil.copy(exe, copy)
+    section = directory / "aranges"
+    subprocess.run(["objcopy", "--dump-section", f".debug_aranges={section}", str(exe), str(directory / "scratch")],
+                   check=True)
+    data = section.read_bytes()
+    (length,) = struct.unpack_from("<I", data, 0)
+    assert length + 4 == len(data), "one CU, one set"
+    # Header: unit_length 4, version 2, debug_info_offset 4, address_size 1, segment_size 1, then
+    # padding to 16: the first (address, length) pair is at 16.
+    patched = struct.pack("<I", length + 16) + data[4:16] + struct.pack("<QQ", 0, 0) + data[16:]
+    section.write_bytes(patched)
+    subprocess.run(["objcopy", "--update-section", f".debug_aranges={section}", str(copy)], check=True)
+    # The copy must be refused as the fixture is not: eu-addr2line (libdw) finds no line in it.
+    main = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
+    (addr,) = [line.split()[0] for line in main.splitlines() if line.endswith(" T main")]
+    lookup = lambda path: subprocess.run(["eu-addr2line", "-e", str(path), "0x" + addr],
+                                         capture_output=True, text=True).stdout.strip()
+    assert lookup(exe) != "??:0"
+    assert lookup(copy) == "??:0", lookup(copy)
+    return copy
+
+
+def test_aranges_libdw_refuses(tmp_path):
+    """A binary whose .debug_aranges libdw refuses still has its DWARF frames,
+    inline frames and lines: taskdbg finds the CU by the CUs' own ranges. Live
+    and on a core."""
+    copy = refused_aranges_copy(tmp_path)
+    target = Target([copy])
+    try:
+        for where in (target.pid, gcore(target.pid, tmp_path)):
+            doc = bt_json(where)
+            check_c_stacks(doc, live=where == target.pid)
+            main = thread_by(doc, tid=target.pid)
+            assert_frames(main, [("main", SRC, L["main_wait"], False)])
+        assert_untouched(target.pid)
+    finally:
+        target.stop()
