@@ -54,6 +54,33 @@ def rust_fixtures_for(version):
     return RUST_TARGET / f"tokio-{version}" / "release"
 
 
+def _fixtures_rustc():
+    """The rustc that built the Rust fixtures, (major, minor), from a compile
+    unit's DW_AT_producer ("clang LLVM (rustc version 1.63.0)"); None if
+    they are not built."""
+    exe = RUST_FIXTURES / "tasks"
+    if not exe.exists():
+        return None
+    p = subprocess.Popen(["readelf", "--debug-dump=info", str(exe)], stdout=subprocess.PIPE, text=True,
+                         stderr=subprocess.DEVNULL)
+    try:
+        for line in p.stdout:
+            m = re.search(r"rustc version (\d+)\.(\d+)", line)
+            if m:
+                return int(m.group(1)), int(m.group(2))
+    finally:
+        p.kill()
+        p.wait()
+    return None
+
+
+# The rustc that built the fixtures. Debian 12's own is 1.63 (a fresh
+# machine's, tests/tools/fresh-debian12.sh); a developer's is rustup's. The
+# two place a few lines differently in DWARF, and tests say where.
+FIXTURES_RUSTC = _fixtures_rustc()
+RUSTC_1_63 = FIXTURES_RUSTC is not None and FIXTURES_RUSTC < (1, 64)
+
+
 def pytest_addoption(parser):
     parser.addoption("--repeat", type=int, default=1, metavar="N",
                      help="run each selected test N times (stability: tests/run --repeat 20 -k diagnose)")
@@ -73,6 +100,8 @@ def pytest_generate_tests(metafunc):
 
 def pytest_report_header(config):
     line = f"tokio versions: {' '.join(TOKIO_VERSIONS)}"
+    if FIXTURES_RUSTC:
+        line += f"; fixtures built by rustc {FIXTURES_RUSTC[0]}.{FIXTURES_RUSTC[1]}"
     if not (SHARED_TOKIO / "src").is_dir():
         line += f" (newer releases skipped: {SHARED_TOKIO} not found)"
     return line
