@@ -17,12 +17,21 @@ local out = {}
 for _, t in ipairs(td.threads()) do
   local row = { tid = t.tid, name = t.name or td.null, in_runtime = false, task = td.null }
   local storage = td.tls("tokio::runtime::context::CONTEXT", t.tid)
-  if storage then
+  -- std's thread-local storage: Storage { state, value|val } (Rust >= 1.70
+  -- or so), or Rust 1.63's fast::Key { inner: { inner: Option<T> }, dtor_state }.
+  local ctx
+  if storage and td.has(storage, "state") then
     local _, state = td.variant(peel(storage.state))
-    if state == "Alive" then
+    if state == "Alive" then ctx = peel(td.has(storage, "val") and storage.val or storage.value) end
+  elseif storage and td.has(storage, "dtor_state") then
+    local _, dtor = td.variant(peel(storage.dtor_state))
+    local value, some = td.variant(peel(storage.inner.inner))
+    if dtor ~= "RunningOrHasRun" and some == "Some" then ctx = value.__0 end
+  end
+  do
+    if ctx then
       -- tokio < 1.29: a lazy Storage { value } and Context.handle; later an
       -- eager Storage { val } and Context.current: HandleCell { handle }.
-      local ctx = peel(td.has(storage, "val") and storage.val or storage.value)
       local cell = td.has(ctx, "handle") and ctx.handle or ctx.current.handle
       local _, handle = td.variant(peel(cell.value))
       row.in_runtime = handle == "Some"

@@ -40,14 +40,25 @@ local function int_field_offset(t, name, depth)
   return nil
 end
 
--- "127.0.0.1:8080" from a SocketAddr value (core::net's V4/V6 { ip: { octets }, port }).
+-- "127.0.0.1:8080" from a SocketAddr value (core::net's V4/V6 { ip: { octets },
+-- port }; Rust 1.63's std::net wraps libc's sockaddr_in/sockaddr_in6 instead:
+-- { inner: { sin_port, sin_addr } }, in network byte order).
 local function socket_addr_text(v)
   local payload, variant = td.variant(v)
   local a = payload.__0
-  local o = a.ip.octets
-  local b = {}
-  for i = 0, (variant == "V4" and 3 or 15) do b[#b + 1] = td.uint(o[i]) end
-  local port = td.uint(a.port)
+  local b, port = {}, nil
+  if td.has(a, "inner") then
+    local sa = a.inner
+    local bytes = variant == "V4" and td.read_bytes(td.addr(sa.sin_addr), 4)
+                  or td.read_bytes(td.addr(sa.sin6_addr), 16)
+    for i = 1, #bytes do b[i] = bytes:byte(i) end
+    local p = td.read_bytes(td.addr(variant == "V4" and sa.sin_port or sa.sin6_port), 2)
+    port = p:byte(1) * 256 + p:byte(2)
+  else
+    local o = a.ip.octets
+    for i = 0, (variant == "V4" and 3 or 15) do b[#b + 1] = td.uint(o[i]) end
+    port = td.uint(a.port)
+  end
   if variant == "V4" then return string.format("%d.%d.%d.%d:%d", b[1], b[2], b[3], b[4], port) end
   local words = {}
   for i = 1, 16, 2 do words[#words + 1] = string.format("%x", b[i] * 256 + b[i + 1]) end

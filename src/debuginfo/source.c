@@ -89,8 +89,13 @@ bool td_source_crate(const char *comp_dir, const char *file, char *buf, size_t s
 			break;
 		size_t n = (size_t)(end - c);
 		size_t name_len;
-		if (versioned_name(c, n, &name_len))
-			return copy_name(c, name_len, buf, size);
+		if (versioned_name(c, n, &name_len)) {
+			/* Debian's rustc sources, /usr/src/rustc-1.63.0/library/core/..: the crate is core. */
+			if (name_len != 5 || strncmp(c, "rustc", 5) != 0 || strncmp(end, "/library/", 9) != 0)
+				return copy_name(c, name_len, buf, size);
+			const char *name = end + 9, *name_end = strchr(name, '/');
+			return name_end && copy_name(name, (size_t)(name_end - name), buf, size);
+		}
 		if (n == 7 && !strncmp(c, "library", 7) && (c == file || !strncmp(file, "/rustc/", 7))) {
 			const char *name = end + 1, *name_end = strchr(name, '/');
 			return name_end && copy_name(name, (size_t)(name_end - name), buf, size);

@@ -12,6 +12,15 @@
 #include "debuginfo/source.h"
 #include "util/hash.h"
 
+/*
+ * Rust before 1.67 (Debian 12's 1.63) wraps each async body in GenFuture<T>,
+ * whose poll, inlined between every two async fn frames, says nothing (a
+ * line of core's future/mod.rs): its frames are left out, so that a stack
+ * reads as a newer compiler's build does.
+ */
+static const char GENERATOR_GLUE[] =
+	"<core::future::from_generator::GenFuture<T> as core::future::future::Future>::poll";
+
 /* Inline nesting deeper than this is cut (a hostile or broken DIE tree). */
 #define TD_MAX_INLINE_DEPTH 64
 
@@ -399,7 +408,13 @@ static void symbolize_uncached(struct dwarf_context *sym, uint64_t pc, uint64_t 
 			f.line = lineno;
 			f.own = sym->last_exec && td_source_is_own(workspace, comp_dir, file);
 			f.inlined = tag == DW_TAG_inlined_subroutine;
-			if (!push_frame(&frames, &count, &cap, f)) {
+			if (f.function && !strcmp(f.function, GENERATOR_GLUE) && (f.inlined || count > 0)) {
+				/* (inlined: its call site is the next frame's line, below; the function
+				 * itself: the async body inlined into it stands for it, as it is on newer rustc) */
+				free((char *)f.function);
+				if (!f.inlined)
+					frames[count - 1].inlined = false;
+			} else if (!push_frame(&frames, &count, &cap, f)) {
 				free((char *)f.function);
 				break;
 			}

@@ -55,6 +55,16 @@ bool td_future_unbox(struct td_value *v)
 		if (td_future_pin_inner(&u))
 			continue;
 		const char *name = dwarf_diename(&u.type);
+		/* Rust before 1.67 (Debian 12's 1.63) wraps each async body T in a GenFuture<T>(T). */
+		if (name && strncmp(name, "GenFuture<", 10) == 0) {
+			Dwarf_Die inner;
+			uint64_t off;
+			if (!td_type_member(&u.type, "__0", &inner, &off) || !td_future_is_async_body(&inner))
+				break;
+			td_value_init(&u, u.prog, &inner, u.address + off);
+			unboxed = true;
+			continue;
+		}
 		/* A `&mut dyn Future` is laid out as a dyn box: what #[tokio::test] hands block_on. */
 		bool dyn_ref = name && strncmp(name, "&mut dyn ", 9) == 0 && dwarf_tag(&u.type) != DW_TAG_pointer_type;
 		if (!name || (strncmp(name, "alloc::boxed::Box<", 18) != 0 && !dyn_ref))

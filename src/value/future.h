@@ -21,8 +21,9 @@ bool td_future_pin_inner(struct td_value *v);
 /*
  * A boxed future: Pin<Box<F>> or Box<F>, Pin<Box<dyn Future>>, Pin<&mut dyn
  * Future>. *v becomes the future in the box (a dyn one named by its vtable's
- * poll function, checked against the vtable's size). False (v unchanged) if v
- * is no box, or the box cannot be read.
+ * poll function, checked against the vtable's size), and an async body in the
+ * GenFuture<T> rustc before 1.67 wraps it in. False (v unchanged) if v is
+ * none of these, or the box cannot be read.
  */
 bool td_future_unbox(struct td_value *v);
 

@@ -79,6 +79,8 @@ def _fixtures_rustc():
 # two place a few lines differently in DWARF, and tests say where.
 FIXTURES_RUSTC = _fixtures_rustc()
 RUSTC_1_63 = FIXTURES_RUSTC is not None and FIXTURES_RUSTC < (1, 64)
+# std's thread::sleep, as DWARF names it (std moved it into a module of its own).
+STD_SLEEP = "std::thread::sleep" if RUSTC_1_63 else "std::thread::functions::sleep"
 
 
 def pytest_addoption(parser):

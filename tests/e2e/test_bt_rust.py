@@ -5,7 +5,7 @@ three nested async fns; their frames and `.await` lines must all show.
 """
 import pytest
 
-from conftest import (RUST_SOURCE_DIR, assert_frames, assert_untouched, bt_json,
+from conftest import (RUST_SOURCE_DIR, STD_SLEEP, assert_frames, assert_untouched, bt_json,
                       gcore, kernel_core, marker_lines, run, thread_by, thread_with_function)
 
 SRC = "src/bin/stacks.rs"
@@ -17,7 +17,7 @@ def check_rust_stacks(doc, live):
     assert worker["role"] == "worker"
     assert worker["syscall"] == "clock_nanosleep"
     names = [f["function"] for f in worker["frames"]]
-    assert names.index("std::thread::functions::sleep") < names.index("stacks::ledger::settle::{async_fn#0}")
+    assert names.index(STD_SLEEP) < names.index("stacks::ledger::settle::{async_fn#0}")
     assert_frames(worker, [
         ("stacks::ledger::settle::{async_fn#0}", SRC, L["settle_sleep"], None),
         ("stacks::audit::{async_fn#0}", SRC, L["audit_await"], None),

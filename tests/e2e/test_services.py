@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import RUST_SOURCE_DIR, Target, assert_untouched, gcore, marker_lines, run
+from conftest import RUST_SOURCE_DIR, STD_SLEEP, Target, assert_untouched, gcore, marker_lines, run
 
 CONN = "hyper::server::server::new_svc::NewSvcTask"
 
@@ -168,7 +168,7 @@ def test_hyper_handler_blocking(rust_bin, tmp_path):
             # A live thread is named (tokio-runtime-w, tokio-rt-worker since tokio 1.4x); a core keeps no names.
             thread = rf"thread {tid} \((tokio-runtime-w|tokio-rt-worker)\)" if where == target.pid else f"thread {tid}"
             assert re.fullmatch(rf"task {t['id']} `hyper_echo::handle` \(in `{re.escape(CONN)}`\) blocks {thread} in "
-                                rf"std::thread::functions::sleep \(clock_nanosleep\) at {src}:{lines['handle_block']}",
+                                rf"{STD_SLEEP} \(clock_nanosleep\) at {src}:{lines['handle_block']}",
                                 f["summary"]), f["summary"]
         assert_untouched(target.pid)
     finally:

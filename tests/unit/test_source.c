@@ -47,6 +47,10 @@ int main(void)
 	CHECK(crate_is(NULL, "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/ops/function.rs", "core"));
 	CHECK(crate_is("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860", "library/std/src/rt.rs", "std"));
 	CHECK(crate_is(NULL, "library/alloc/src/boxed.rs", "alloc"));
+	/* Debian 12's rustc 1.63 keeps its library sources in a versioned directory. */
+	CHECK(crate_is(NULL, "/usr/src/rustc-1.63.0/library/core/src/future/mod.rs", "core"));
+	CHECK(crate_is(NULL, "/usr/src/rustc-1.63.0/library/std/src/thread/mod.rs", "std"));
+	CHECK(!td_source_is_own(ws, ws, "/usr/src/rustc-1.63.0/library/std/src/thread/mod.rs"));
 	/* No crate: a C library's sources, nothing at all, a name too long for buf. */
 	CHECK(crate_is(NULL, "../sysdeps/unix/sysv/linux/read.c", NULL));
 	CHECK(crate_is(NULL, NULL, NULL));
