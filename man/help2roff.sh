@@ -288,6 +288,12 @@ bytes, or with a \fBK\fR, \fBM\fR, \fBG\fR or \fBT\fR suffix (default \fB32G\fR)
 Where a compressed core is decompressed, into a file that has no name
 (default \fI/var/tmp\fR).
 .TP
+.B TASKDBG_JOURNAL_DIR
+A directory of journal files to find a core's systemd\-coredump entry in
+(its unit and command line), as \fBjournalctl \-D\fR; by default the local
+journal, asked only for a core with systemd's attributes or under
+\fI/var/lib/systemd/coredump/\fR.
+.TP
 .B TASKDBG_DEBUG
 When set, a failing plugin, detector or script reports its Lua stack too.
 .TP

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "config.h"
 #include "debuginfo/debuginfod.h"
+#include "target/journal.h"
 #include "lua/binding.h"
 #include "snapshot/snapshot.h"
 #include "util/size.h"
@@ -183,6 +184,8 @@ int main(int argc, char **argv)
 		printf("taskdbg %s\n", TD_VERSION);
 		printf("debuginfod: %s\n", td_debuginfod_built_in() ? "built in (libdebuginfod)"
 		       : "not built in (no libdebuginfod at build time)");
+		printf("coredump journal: %s\n", td_journal_built_in() ? "built in (libsystemd)"
+		       : "not built in (no libsystemd at build time)");
 		return TD_EXIT_OK;
 	}
 	if (!strcmp(cmd, "bt"))

@@ -30,7 +30,7 @@ struct cache_entry {
 	size_t count;
 };
 
-/* A function's address range in a CU, for binary search. */
+/* An address range and its DIE (a function in a CU; a CU in a module), for binary search. */
 struct func_range {
 	uint64_t lo, hi;
 	Dwarf_Die die;
@@ -52,13 +52,9 @@ struct cu_index {
  * .debug_aranges libdw refuses as a whole ("invalid DWARF"; rustc 1.63 writes
  * such tables, see module_cudie), where dwfl_module_addrdie then finds no CU.
  */
-struct cu_range {
-	uint64_t lo, hi;
-	Dwarf_Die cu;
-};
 struct module_cus {
 	Dwfl_Module *mod;
-	struct cu_range *ranges;
+	struct func_range *ranges;   /* (die: the CU's) */
 	size_t count;
 };
 
@@ -205,6 +201,20 @@ static int compare_range(const void *a, const void *b)
 	return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
+/* How many of the n ranges (sorted by lo) start at or below pc. */
+static size_t ranges_at_or_below(const struct func_range *r, size_t n, uint64_t pc)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r[mid].lo <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod, Dwarf_Die *cudie)
 {
 	Dwarf_Off off = dwarf_dieoffset(cudie);
@@ -221,12 +231,6 @@ static struct cu_index *cu_index_get(struct dwarf_context *sym, Dwfl_Module *mod
 	if (idx->count)   /* a unit with no functions: funcs is NULL, which qsort must not get */
 		qsort(idx->funcs, idx->count, sizeof(*idx->funcs), compare_range);
 	return idx;
-}
-
-static int compare_cu_range(const void *a, const void *b)
-{
-	const struct cu_range *x = a, *y = b;
-	return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
 /* Every CU's ranges of mod's DWARF, sorted, if libdw refuses its aranges; once per module. */
@@ -259,20 +263,20 @@ static struct module_cus *module_cus_get(struct dwarf_context *ctx, Dwfl_Module 
 					continue;
 				if (m->count == cap) {
 					size_t ncap = cap ? cap * 2 : 256;
-					struct cu_range *more = realloc(m->ranges, ncap * sizeof(*more));
+					struct func_range *more = realloc(m->ranges, ncap * sizeof(*more));
 					if (!more)
 						goto done;
 					m->ranges = more;
 					cap = ncap;
 				}
-				m->ranges[m->count++] = (struct cu_range){ lo, hi, cu };
+				m->ranges[m->count++] = (struct func_range){ lo, hi, cu };
 			}
 		}
 		off = next;
 	}
 done:
 	if (m->count)
-		qsort(m->ranges, m->count, sizeof(*m->ranges), compare_cu_range);
+		qsort(m->ranges, m->count, sizeof(*m->ranges), compare_range);
 	return m;
 }
 
@@ -296,18 +300,11 @@ static Dwarf_Die *module_cudie(struct dwarf_context *ctx, Dwfl_Module *mod, Dwar
 	if (!m || !m->count)
 		return NULL;
 	uint64_t pc = addr - *bias;
-	size_t lo = 0, hi = m->count;
-	while (lo < hi) {  /* last range starting at or below pc */
-		size_t mid = lo + (hi - lo) / 2;
-		if (m->ranges[mid].lo <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = ranges_at_or_below(m->ranges, m->count, pc);
 	/* Ranges of different CUs do not overlap: the nearest one below pc, or none. */
 	if (lo == 0 || pc >= m->ranges[lo - 1].hi)
 		return NULL;
-	return &m->ranges[lo - 1].cu;
+	return &m->ranges[lo - 1].die;
 }
 
 /*
@@ -320,14 +317,7 @@ static int scope_chain(struct dwarf_context *sym, Dwfl_Module *mod, Dwarf_Die *c
 	struct cu_index *idx = cu_index_get(sym, mod, cudie);
 	if (!idx)
 		return find_scope_chain(cudie, pc, chain, 0, max, blocks);
-	size_t lo = 0, hi = idx->count;
-	while (lo < hi) {  /* last range starting at or below pc */
-		size_t mid = lo + (hi - lo) / 2;
-		if (idx->funcs[mid].lo <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = ranges_at_or_below(idx->funcs, idx->count, pc);
 	for (size_t i = lo; i-- > 0 && lo - i <= 8;) {
 		struct func_range *f = &idx->funcs[i];
 		if (pc >= f->lo && pc < f->hi) {

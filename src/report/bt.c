@@ -68,6 +68,11 @@ static struct json_object *coredump_json(const struct td_coredump_meta *m)
 		json_object_object_add(o, "exe", json_object_new_string(m->exe));
 	if (m->hostname)
 		json_object_object_add(o, "hostname", json_object_new_string(m->hostname));
+	if (m->unit)
+		json_object_object_add(o, "unit", json_object_new_string(m->unit));
+	if (m->cmdline)
+		json_object_object_add(o, "cmdline", json_object_new_string(m->cmdline));
+	json_object_object_add(o, "journal", json_object_new_boolean(m->from_journal));
 	return o;
 }
 
@@ -109,8 +114,17 @@ void td_report_coredump_text(FILE *out, const struct td_snapshot *snap)
 		fprintf(out, "%sexe %s", sep, m->exe);
 		sep = ", ";
 	}
-	if (m->hostname)
+	if (m->hostname) {
 		fprintf(out, "%shost %s", sep, m->hostname);
+		sep = ", ";
+	}
+	if (m->unit) {
+		fprintf(out, "%sunit %s", sep, m->unit);
+		sep = ", ";
+	}
+	/* Last: it may hold commas. */
+	if (m->cmdline)
+		fprintf(out, "%scommand line: %s", sep, m->cmdline);
 	fputc('\n', out);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "target/journal.h"
 #include "util/timing.h"
 
 /* Caps on what a (possibly malformed) core may make us allocate. */
@@ -232,6 +233,7 @@ struct td_error *td_core_open_max(const char *path, uint64_t max_size,
 		goto fail;
 	}
 	read_coredump_meta(core, core->fd);
+	td_journal_coredump(&core->coredump, path);
 	if ((err = decompress(core, max_size, progress, &st)))
 		goto fail;
 	core->size = (size_t)st.st_size;
@@ -445,6 +447,8 @@ void td_core_destroy(struct td_core *core)
 	free(core->coredump.comm);
 	free(core->coredump.exe);
 	free(core->coredump.hostname);
+	free(core->coredump.cmdline);
+	free(core->coredump.unit);
 	free(core->segments);
 	free(core->threads);
 	if (core->elf)

@@ -35,17 +35,19 @@ struct td_core_file {
 
 /*
  * What systemd-coredump records of a crash in the core file's extended
- * attributes (user.coredump.*), when the core comes from it. Numbers are -1
- * when their attribute is absent, strings NULL (control characters in them
- * are replaced by '?').
+ * attributes (user.coredump.*) and in its journal entry (target/journal.c),
+ * when the core comes from it. Numbers are -1 when absent, strings NULL
+ * (control characters in them are replaced by '?').
  */
 struct td_coredump_meta {
 	bool present;                  /* any of them */
+	bool from_journal;             /* its journal entry was found */
 	long long pid, uid, gid, signal;
 	long long timestamp_us;        /* when it crashed: microseconds since the epoch */
 	bool has_rlimit;
 	uint64_t rlimit;               /* RLIMIT_CORE's soft limit (UINT64_MAX: unlimited) */
 	char *comm, *exe, *hostname;
+	char *cmdline, *unit;          /* the journal's only */
 };
 
 struct td_core {

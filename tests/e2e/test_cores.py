@@ -222,7 +222,7 @@ def test_systemd_metadata(tasks_core, tmp_path):
         "pid": 4242, "uid": 1000, "gid": 1000, "signal": 6, "signal_name": "SIGABRT",
         "timestamp_us": 1796605323123456, "time": "2026-12-07T01:02:03Z",
         "rlimit": 18446744073709551615, "comm": "tasks", "exe": "/usr/bin/tasks",
-        "hostname": "buildbox"}
+        "hostname": "buildbox", "journal": False}
     assert doc["runtimes"] == plain["runtimes"]
     r = run("bt", "--json", packed)
     assert json.loads(r.stdout)["target"]["coredump"]["signal_name"] == "SIGABRT"
@@ -236,7 +236,84 @@ def test_systemd_metadata_partial_and_odd(c_core_copy):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1] == "systemd-coredump: signal 11 (SIGSEGV), command a?[31mb"
     doc = json.loads(run("bt", "--json", c_core_copy).stdout)
-    assert doc["target"]["coredump"] == {"signal": 11, "signal_name": "SIGSEGV", "comm": "a?[31mb"}
+    assert doc["target"]["coredump"] == {"signal": 11, "signal_name": "SIGSEGV", "comm": "a?[31mb",
+                                         "journal": False}
+
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
+
+
+def write_journal(directory, entries):
+    """A journal file in directory holding entries (dicts of fields), written by
+    systemd-journal-remote from journal export format, as journald would."""
+    directory.mkdir()
+    export = b""
+    for i, fields in enumerate(entries):
+        export += f"__REALTIME_TIMESTAMP={1796605323123456 + i}\n__MONOTONIC_TIMESTAMP={1000 + i}\n".encode()
+        export += b"_BOOT_ID=0123456789abcdef0123456789abcdef\n"
+        for k, v in fields.items():
+            export += f"{k}={v}\n".encode()
+        export += b"\n"
+    r = subprocess.run([JOURNAL_REMOTE, "-o", str(directory / "remote.journal"), "-"], input=export,
+                       capture_output=True)
+    assert r.returncode == 0, r.stderr
+
+
+def coredump_entry(filename, **fields):
+    entry = {"MESSAGE": "Process 4242 (tasks) of user 1000 dumped core.", "MESSAGE_ID": COREDUMP_MESSAGE_ID,
+             "COREDUMP_FILENAME": filename}
+    entry.update({"COREDUMP_" + k.upper(): v for k, v in fields.items()})
+    return entry
+
+
+def test_systemd_journal_entry(tasks_core, tmp_path):
+    """systemd-coredump's journal entry of the core (coredumpctl info's fields):
+    the command line and unit the xattrs lack, and what the xattrs left out;
+    the entry of another file, or another message, is not taken. Read from
+    TASKDBG_JOURNAL_DIR (journalctl -D) here; the system journal by default."""
+    core, plain = tasks_core
+    packed = compress(core, "zstd", "core.tasks.1000.b0071d.4242.1796605323123456.zst")
+    set_xattrs(packed, {"pid": "4242", "signal": "6"})
+    journal = tmp_path / "journal"
+    other = tmp_path / "core.other.zst"
+    write_journal(journal, [
+        coredump_entry(str(packed), pid="4242", uid="1000", gid="1000", signal="6", comm="tasks",
+                       exe="/usr/bin/tasks", cmdline="tasks --listen 127.0.0.1:8080, verbose",
+                       unit="tasks.service", hostname="buildbox", timestamp="1796605323123456"),
+        coredump_entry(str(other), pid="1", cmdline="other", unit="other.service"),
+        {"MESSAGE": "not a coredump", "COREDUMP_FILENAME": str(packed), "COREDUMP_UNIT": "wrong.service"},
+    ])
+    env = {"TZ": "UTC", "TASKDBG_JOURNAL_DIR": str(journal)}
+    line = ("systemd-coredump: signal 6 (SIGABRT) at 2026-12-07 01:02:03 UTC, pid 4242 (tasks), "
+            "uid 1000, gid 1000, exe /usr/bin/tasks, host buildbox, unit tasks.service, "
+            "command line: tasks --listen 127.0.0.1:8080, verbose")
+    for command in ("bt", "tasks", "diagnose"):
+        r = run(command, packed, env=env)
+        assert r.returncode in (0, 1), r.stderr
+        assert r.stdout.splitlines()[1] == line, (command, r.stdout[:400])
+    doc = tasks_json(packed, env=env)
+    assert doc["target"]["coredump"] == {
+        "pid": 4242, "uid": 1000, "gid": 1000, "signal": 6, "signal_name": "SIGABRT",
+        "timestamp_us": 1796605323123456, "time": "2026-12-07T01:02:03Z", "comm": "tasks",
+        "exe": "/usr/bin/tasks", "hostname": "buildbox", "unit": "tasks.service",
+        "cmdline": "tasks --listen 127.0.0.1:8080, verbose", "journal": True}
+    assert doc["runtimes"] == plain["runtimes"]
+    # No xattrs at all (copied without them), the journal alone: the same fields.
+    bare = tmp_path / "bare.zst"
+    shutil.copyfile(packed, bare)
+    write_journal(tmp_path / "journal2", [coredump_entry(str(bare), signal="11", unit="bare.service")])
+    r = run("bt", bare, env={"TASKDBG_JOURNAL_DIR": str(tmp_path / "journal2")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == "systemd-coredump: signal 11 (SIGSEGV), unit bare.service"
+    # A journal with no entry for this core: the xattrs alone, and nothing breaks.
+    r = run("bt", "--json", packed, env={"TASKDBG_JOURNAL_DIR": str(tmp_path / "journal2")})
+    assert json.loads(r.stdout)["target"]["coredump"] == {"pid": 4242, "signal": 6, "signal_name": "SIGABRT",
+                                                        "journal": False}
+    # A directory that is no journal: the same.
+    r = run("bt", "--json", packed, env={"TASKDBG_JOURNAL_DIR": str(tmp_path / "nowhere")})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["target"]["coredump"]["journal"] is False
 
 
 @pytest.fixture

@@ -572,3 +572,5 @@ def test_version_says_debuginfod_is_built_in():
     r = run("--version")
     assert r.returncode == 0
     assert r.stdout.splitlines()[1] == "debuginfod: built in (libdebuginfod)"
+    # (and the reading of systemd-coredump's journal entries: tests/e2e/test_cores.py)
+    assert r.stdout.splitlines()[2] == "coredump journal: built in (libsystemd)"
