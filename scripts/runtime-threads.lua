@@ -28,16 +28,14 @@ for _, t in ipairs(td.threads()) do
     local value, some = td.variant(peel(storage.inner.inner))
     if dtor ~= "RunningOrHasRun" and some == "Some" then ctx = value.__0 end
   end
-  do
-    if ctx then
-      -- tokio < 1.29: a lazy Storage { value } and Context.handle; later an
-      -- eager Storage { val } and Context.current: HandleCell { handle }.
-      local cell = td.has(ctx, "handle") and ctx.handle or ctx.current.handle
-      local _, handle = td.variant(peel(cell.value))
-      row.in_runtime = handle == "Some"
-      local id, some = td.variant(peel(ctx.current_task_id))
-      if some == "Some" then row.task = td.uint(peel(id.__0)) end
-    end
+  if ctx then
+    -- tokio < 1.29: a lazy Storage { value } and Context.handle; later an
+    -- eager Storage { val } and Context.current: HandleCell { handle }.
+    local cell = td.has(ctx, "handle") and ctx.handle or ctx.current.handle
+    local _, handle = td.variant(peel(cell.value))
+    row.in_runtime = handle == "Some"
+    local id, some = td.variant(peel(ctx.current_task_id))
+    if some == "Some" then row.task = td.uint(peel(id.__0)) end
   end
   out[#out + 1] = row
 end

@@ -13,13 +13,9 @@ local resolve, resource_record = R.resolve, R.resource_record
 
 local B = {}
 
--- Each thread's frame variables (td.frame_locals, located or not), once per
--- stop: block_on's futures, thread_holds and blocking_pools all read them,
--- and each call is a walk of DWARF scopes for every frame.
--- (stop.locals_of: { [tid] = td.frame_locals(tid, nil, true) })
--- A variable of type GenFuture<T> (rustc before 1.67 wraps each async body
--- in one: U.without_generator_wrappers) is read as its T, as a newer
--- compiler's build has it.
+-- A type GenFuture<T> (rustc before 1.67 wraps each async body in one:
+-- U.without_generator_wrappers) as its T and T's offset in it; any other
+-- type as itself (offset 0).
 local function unwrap_generator(t)
   if not (td.type_name(t) or ""):find("^GenFuture<") then return t, 0 end
   local off, inner = td.try(td.offset, t, "__0")
@@ -27,16 +23,19 @@ local function unwrap_generator(t)
   return inner, off
 end
 
+-- Each thread's frame variables (td.frame_locals, located or not), once per
+-- stop: block_on's futures, thread_holds and blocking_pools all read them,
+-- and each call is a walk of DWARF scopes for every frame. A variable of
+-- type GenFuture<T> is read as its T, as a newer compiler's build has it.
+-- (stop.locals_of: { [tid] = td.frame_locals(tid, nil, true) })
 local function frame_locals(stop, tid)
   local l = stop.locals_of[tid]
   if not l then
     l = td.frame_locals(tid, nil, true)
     for _, v in ipairs(l) do
-      local t, off = unwrap_generator(v.type)
-      if off ~= 0 or t ~= v.type then
-        v.type = t
-        if v.addr then v.addr = v.addr + off end
-      end
+      local off
+      v.type, off = unwrap_generator(v.type)
+      if v.addr then v.addr = v.addr + off end
     end
     stop.locals_of[tid] = l
   end
