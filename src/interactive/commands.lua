@@ -482,9 +482,11 @@ command("history", {
     end
     local target = T.target()
     if target.gap_ms and target.interval_ms > 0 and target.gap_ms > target.interval_ms * 1.05 then
-      outf("%s\n", dim(string.format("(a snapshot every %.1f s rather than %.1f s: the last stopped the target %.1f ms "
+      -- (milliseconds under a second: "every 0.1 s rather than 0.1 s" said nothing)
+      local function span(ms) return ms < 1000 and string.format("%.0f ms", ms) or string.format("%.1f s", ms / 1000) end
+      outf("%s\n", dim(string.format("(a snapshot every %s rather than %s: the last stopped the target %.1f ms "
         .. "and took taskdbg %.2f s; the background keeps the target stopped under 5%% of the time and taskdbg "
-        .. "under half a core)", target.gap_ms / 1000, target.interval_ms / 1000, target.stopped_ms or 0,
+        .. "under half a core)", span(target.gap_ms), span(target.interval_ms), target.stopped_ms or 0,
         (target.work_ms or 0) / 1000)))
     end
     outf("%-6s %-9s %-7s %-7s %s\n", "SNAP", "AGE", "TASKS", "MOVED", "STOPPED")

@@ -507,6 +507,13 @@ def test_background_snapshots(lock_order, mutexes, sessions):
     time.sleep(1.0)
     assert s.quiet(0.01) == b""   # snapshots are taken quietly
     history = s.command("history").splitlines()
+    # On a loaded machine a stop can take over 5 ms, and the background then spaces its snapshots
+    # out (5% of the time at most): history says so first.
+    if history[0].startswith("(a snapshot every"):
+        assert re.fullmatch(r"\(a snapshot every (\d+ ms|\d+\.\d s) rather than 100 ms: the last stopped the target \d+\.\d ms "
+                            r"and took taskdbg \d+\.\d\d s; the background keeps the target stopped under 5% of "
+                            r"the time and taskdbg under half a core\)", history[0]), history[0]
+        history = history[1:]
     assert history[0] == "SNAP   AGE       TASKS   MOVED   STOPPED"
     rows = [re.fullmatch(r"#(\d+) +([+-]\d+\.\d)s +2 +0 +\d+\.\d\d ms", l) for l in history[1:]]
     assert all(rows), history
