@@ -206,6 +206,14 @@ def set_xattrs(path, attrs):
         raise
 
 
+def assert_coredump_line(core, env, line):
+    """bt, tasks and diagnose of core each show systemd's line under the header."""
+    for command in ("bt", "tasks", "diagnose"):
+        r = run(command, core, env=env)
+        assert r.returncode in (0, 1), r.stderr
+        assert r.stdout.splitlines()[1] == line, (command, r.stdout[:400])
+
+
 def test_systemd_metadata(tasks_core, tmp_path):
     core, plain = tasks_core
     packed = compress(core, "zstd", "core.tasks.1000.b0071d.4242.1796605323123456.zst")
@@ -213,10 +221,7 @@ def test_systemd_metadata(tasks_core, tmp_path):
     env = {"TZ": "UTC"}
     line = ("systemd-coredump: signal 6 (SIGABRT) at 2026-12-07 01:02:03 UTC, pid 4242 (tasks), "
             "uid 1000, gid 1000, exe /usr/bin/tasks, host buildbox")
-    for command in ("bt", "tasks", "diagnose"):
-        r = run(command, packed, env=env)
-        assert r.returncode in (0, 1), r.stderr
-        assert r.stdout.splitlines()[1] == line, (command, r.stdout[:400])
+    assert_coredump_line(packed, env, line)
     doc = tasks_json(packed, env=env)
     assert doc["target"]["coredump"] == {
         "pid": 4242, "uid": 1000, "gid": 1000, "signal": 6, "signal_name": "SIGABRT",
@@ -288,10 +293,7 @@ def test_systemd_journal_entry(tasks_core, tmp_path):
     line = ("systemd-coredump: signal 6 (SIGABRT) at 2026-12-07 01:02:03 UTC, pid 4242 (tasks), "
             "uid 1000, gid 1000, exe /usr/bin/tasks, host buildbox, unit tasks.service, "
             "command line: tasks --listen 127.0.0.1:8080, verbose")
-    for command in ("bt", "tasks", "diagnose"):
-        r = run(command, packed, env=env)
-        assert r.returncode in (0, 1), r.stderr
-        assert r.stdout.splitlines()[1] == line, (command, r.stdout[:400])
+    assert_coredump_line(packed, env, line)
     doc = tasks_json(packed, env=env)
     assert doc["target"]["coredump"] == {
         "pid": 4242, "uid": 1000, "gid": 1000, "signal": 6, "signal_name": "SIGABRT",
